@@ -1,0 +1,53 @@
+// Shared helpers of the CPU kernels: BLAS calls, the OpenMP policy, size checks.
+// Kernels know nothing of Python: raw pointers and sizes only.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+
+#include <omp.h>
+
+namespace fastdl::cpu {
+
+using index_t = std::int64_t;
+
+// Below this many elements an element-wise kernel stays single-threaded: waking a
+// team costs more than the work (and a busy neighbour process makes it far worse).
+constexpr index_t kParallelGrain = 1 << 15;
+
+// Threads for `work` elements of cheap work: 1 under the grain, else the team size.
+inline int threads_for(index_t work) {
+  return work < kParallelGrain ? 1 : omp_get_max_threads();
+}
+
+// A failed precondition raises (pybind11 turns std::invalid_argument into ValueError).
+inline void check(bool ok, const std::string& message) {
+  if (!ok) throw std::invalid_argument(message);
+}
+
+// Matrix product on row-major matrices, C = alpha * op(A) @ op(B) + beta * C.
+// Backed by OpenBLAS; the only place BLAS is called, so the BLAS stays swappable.
+// The BLAS uses its own threads: never call it from inside an OpenMP region.
+template <typename T>
+void gemm(bool trans_a, bool trans_b, index_t m, index_t n, index_t k, T alpha,
+          const T* a, index_t lda, const T* b, index_t ldb, T beta, T* c, index_t ldc);
+
+// Scratch memory owned by the calling thread, reused across calls (slot = which buffer).
+// Large buffers freshly mapped on every call cost more in page faults than the GEMM
+// they feed. The pointer stays valid until the same thread asks for the same slot again.
+void* scratch_bytes(int slot, std::size_t bytes);
+
+template <typename T>
+T* scratch(int slot, index_t count) {
+  return static_cast<T*>(scratch_bytes(slot, static_cast<std::size_t>(count) * sizeof(T)));
+}
+
+// Threads used by both pools (OpenMP kernels and BLAS); one pool runs at a time.
+void set_num_threads(int n);
+int get_num_threads();
+int blas_num_threads();
+std::string blas_config();
+
+}  // namespace fastdl::cpu

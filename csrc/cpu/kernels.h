@@ -1,0 +1,119 @@
+// fastdl's CPU kernels: one family per file (conv.cpp, pool.cpp, ...), forward and
+// backward side by side, templated on float and double, on raw C-contiguous buffers.
+//
+// Gradient rule (as in llm.c): gradients of PARAMETERS (weight, bias) ACCUMULATE
+// (+=) into the buffer given; gradients of ACTIVATIONS (inputs) are WRITTEN (=).
+// A null gradient pointer means "not needed" and skips that product.
+#pragma once
+
+#include "cpu/common.h"
+
+namespace fastdl::cpu {
+
+// ---------------------------------------------------------------- conv.cpp
+// 2-D cross-correlation, as torch.nn.functional.conv2d:
+//   out[n, o, y, x] = bias[o] + sum_{c in group(o), i, j}
+//       weight[o, c, i, j] * in[n, g*C/G + c, y*sh - ph + i*dh, x*sw - pw + j*dw]
+// input (N, C, H, W), weight (O, C/G, KH, KW), bias (O) or null, output (N, O, OH, OW).
+struct Conv2dShape {
+  index_t batch, in_channels, height, width;
+  index_t out_channels, kernel_h, kernel_w;
+  index_t stride_h, stride_w, pad_h, pad_w, dilation_h, dilation_w, groups;
+  index_t out_h, out_w;
+};
+
+template <typename T>
+void conv2d_forward(const T* input, const T* weight, const T* bias, T* output,
+                    const Conv2dShape& s);
+
+// grad_output (N, O, OH, OW) -> grad_input (written), grad_weight, grad_bias (accumulated).
+template <typename T>
+void conv2d_backward(const T* input, const T* weight, const T* grad_output, T* grad_input,
+                     T* grad_weight, T* grad_bias, const Conv2dShape& s);
+
+// ---------------------------------------------------------------- pool.cpp
+// Max pooling, as torch.nn.functional.max_pool2d: padding is -inf, NaN propagates;
+// indices are flat positions y*W + x inside each input plane (return_indices).
+struct Pool2dShape {
+  index_t planes, height, width;  // planes = N*C
+  index_t kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w, dilation_h, dilation_w;
+  index_t out_h, out_w;
+};
+
+template <typename T>
+void max_pool2d_forward(const T* input, T* output, std::int64_t* indices, const Pool2dShape& s);
+
+// grad_input (written) = scatter-add of grad_output at the saved indices.
+template <typename T>
+void max_pool2d_backward(const T* grad_output, const std::int64_t* indices, T* grad_input,
+                         const Pool2dShape& s);
+
+// ---------------------------------------------------------------- linear.cpp
+// out (N, F_out) = input (N, F_in) @ weight(F_out, F_in)^T + bias (F_out).
+template <typename T>
+void linear_forward(const T* input, const T* weight, const T* bias, T* output, index_t batch,
+                    index_t in_features, index_t out_features);
+
+template <typename T>
+void linear_backward(const T* input, const T* weight, const T* grad_output, T* grad_input,
+                     T* grad_weight, T* grad_bias, index_t batch, index_t in_features,
+                     index_t out_features);
+
+// ---------------------------------------------------------------- activation.cpp
+// relu(x) = max(x, 0) (NaN stays NaN); grad_input = grad_output * (output > 0).
+template <typename T>
+void relu_forward(const T* input, T* output, index_t n);
+
+template <typename T>
+void relu_backward(const T* output, const T* grad_output, T* grad_input, index_t n);
+
+// ---------------------------------------------------------------- loss.cpp
+// Softmax cross-entropy from logits (N, C) and class indices target (N), the pieces of
+// torch.nn.functional.cross_entropy (weight, ignore_index, label_smoothing):
+//   logp = log_softmax(logits),  w = weight (all ones when null)
+//   nll[n]    = -w[t_n] * logp[n, t_n]            (0 where t_n == ignore_index)
+//   smooth[n] = -sum_c w[c] * logp[n, c]          (0 where ignored; skipped when null)
+// The caller combines them as PyTorch does:
+//   (1 - eps) * reduce(nll) + eps / C * reduce(smooth).
+// logsumexp (N) is written for the backward pass.
+template <typename T>
+void cross_entropy_forward(const T* logits, const std::int64_t* target, const T* weight, T* nll,
+                           T* smooth, T* logsumexp, index_t batch, index_t classes,
+                           std::int64_t ignore_index);
+
+// grad_logits[n, c] (written) = grad_nll[n] * w[t_n] * (p[n, c] - [c == t_n])
+//                             + grad_smooth[n] * (p[n, c] * sum_k w[k] - w[c]),  p = softmax.
+template <typename T>
+void cross_entropy_backward(const T* logits, const std::int64_t* target, const T* weight,
+                            const T* logsumexp, const T* grad_nll, const T* grad_smooth,
+                            T* grad_logits, index_t batch, index_t classes,
+                            std::int64_t ignore_index);
+
+// ---------------------------------------------------------------- optim.cpp
+// Fused multi-tensor optimizer steps: one pass over every parameter of a group,
+// in place. Arrays of pointers hold one entry per tensor, sizes[i] its length.
+// Formulas and rounding follow torch.optim (single-tensor path) step by step.
+struct TensorList {
+  index_t count;
+  const index_t* sizes;
+};
+
+// torch.optim.SGD. momentum_buffers may be null when momentum == 0; with
+// init_buffers the buffers are first set to the (decayed) gradient, as PyTorch
+// does on a parameter's first step.
+template <typename T>
+void sgd_step(T* const* params, const T* const* grads, T* const* momentum_buffers,
+              const TensorList& list, double lr, double momentum, double dampening,
+              double weight_decay, bool nesterov, bool maximize, bool init_buffers);
+
+// torch.optim.Adam / AdamW (decoupled_weight_decay). step_size[i] = lr / (1 - beta1^t),
+// bias_correction2_sqrt[i] = sqrt(1 - beta2^t), computed in double on the host.
+// max_exp_avg_sqs is used only with amsgrad.
+template <typename T>
+void adam_step(T* const* params, const T* const* grads, T* const* exp_avgs,
+               T* const* exp_avg_sqs, T* const* max_exp_avg_sqs, const TensorList& list,
+               const double* step_size, const double* bias_correction2_sqrt, double lr,
+               double beta1, double beta2, double eps, double weight_decay, bool amsgrad,
+               bool maximize, bool decoupled_weight_decay);
+
+}  // namespace fastdl::cpu

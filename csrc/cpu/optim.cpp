@@ -1,0 +1,118 @@
+// Fused multi-tensor optimizer steps (https://pytorch.org/docs/stable/optim.html).
+// Every tensor of a parameter group is cut into fixed-size chunks and the chunks are
+// shared among the threads: one pass, one parallel region, for the whole model.
+// Each element's update uses the same operations, in the same order and precision,
+// as torch.optim's single-tensor path, so parameters track PyTorch to rounding.
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+#include "cpu/kernels.h"
+
+namespace fastdl::cpu {
+namespace {
+
+constexpr index_t kChunk = index_t(1) << 15;
+
+struct Chunk {
+  index_t tensor, begin, end;
+};
+
+std::vector<Chunk> make_chunks(const TensorList& list, index_t& total) {
+  std::vector<Chunk> chunks;
+  total = 0;
+  for (index_t t = 0; t < list.count; ++t) {
+    for (index_t b = 0; b < list.sizes[t]; b += kChunk)
+      chunks.push_back({t, b, std::min(list.sizes[t], b + kChunk)});
+    total += list.sizes[t];
+  }
+  return chunks;
+}
+
+}  // namespace
+
+template <typename T>
+void sgd_step(T* const* params, const T* const* grads, T* const* momentum_buffers,
+              const TensorList& list, double lr, double momentum, double dampening,
+              double weight_decay, bool nesterov, bool maximize, bool init_buffers) {
+  index_t total;
+  const std::vector<Chunk> chunks = make_chunks(list, total);
+  const T lr_t = static_cast<T>(lr), mom = static_cast<T>(momentum);
+  const T one_minus_damp = static_cast<T>(1.0 - dampening), wd = static_cast<T>(weight_decay);
+  const index_t count = static_cast<index_t>(chunks.size());
+#pragma omp parallel for schedule(static) num_threads(threads_for(total))
+  for (index_t k = 0; k < count; ++k) {
+    const Chunk ch = chunks[k];
+    T* p = params[ch.tensor];
+    const T* g = grads[ch.tensor];
+    T* buf = momentum ? momentum_buffers[ch.tensor] : nullptr;
+#pragma omp simd
+    for (index_t i = ch.begin; i < ch.end; ++i) {
+      T d = maximize ? -g[i] : g[i];
+      if (weight_decay != 0.0) d = d + wd * p[i];
+      if (buf) {
+        T b = init_buffers ? d : buf[i] * mom + one_minus_damp * d;
+        buf[i] = b;
+        d = nesterov ? d + mom * b : b;
+      }
+      p[i] = p[i] + (-lr_t) * d;
+    }
+  }
+}
+
+template <typename T>
+void adam_step(T* const* params, const T* const* grads, T* const* exp_avgs,
+               T* const* exp_avg_sqs, T* const* max_exp_avg_sqs, const TensorList& list,
+               const double* step_size, const double* bias_correction2_sqrt, double lr,
+               double beta1, double beta2, double eps, double weight_decay, bool amsgrad,
+               bool maximize, bool decoupled_weight_decay) {
+  index_t total;
+  const std::vector<Chunk> chunks = make_chunks(list, total);
+  const T w1 = static_cast<T>(1.0 - beta1), b2 = static_cast<T>(beta2);
+  const T w2 = static_cast<T>(1.0 - beta2), eps_t = static_cast<T>(eps);
+  const T wd = static_cast<T>(weight_decay), decay = static_cast<T>(1.0 - lr * weight_decay);
+  const bool lerp_low = (1.0 - beta1) < 0.5;  // torch.lerp's two branches
+  const index_t count = static_cast<index_t>(chunks.size());
+#pragma omp parallel for schedule(static) num_threads(threads_for(total))
+  for (index_t k = 0; k < count; ++k) {
+    const Chunk ch = chunks[k];
+    T* p = params[ch.tensor];
+    const T* g = grads[ch.tensor];
+    T* m = exp_avgs[ch.tensor];
+    T* v = exp_avg_sqs[ch.tensor];
+    T* vmax = amsgrad ? max_exp_avg_sqs[ch.tensor] : nullptr;
+    const T neg_step = static_cast<T>(-step_size[ch.tensor]);
+    const T bc2 = static_cast<T>(bias_correction2_sqrt[ch.tensor]);
+#pragma omp simd
+    for (index_t i = ch.begin; i < ch.end; ++i) {
+      T grad = maximize ? -g[i] : g[i];
+      T param = p[i];
+      if (weight_decay != 0.0) {
+        if (decoupled_weight_decay) param = param * decay;
+        else grad = grad + wd * param;
+      }
+      // exp_avg.lerp_(grad, 1 - beta1)
+      const T diff = grad - m[i];
+      const T mi = lerp_low ? m[i] + w1 * diff : grad - diff * (T(1) - w1);
+      m[i] = mi;
+      // exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
+      const T vi = v[i] * b2 + w2 * (grad * grad);
+      v[i] = vi;
+      T second = vi;
+      if (vmax) {
+        second = std::max(vmax[i], vi);
+        vmax[i] = second;
+      }
+      // denom = (sqrt(v) / sqrt(bias_correction2)) + eps;  param += -step_size * m / denom
+      const T denom = std::sqrt(second) / bc2 + eps_t;
+      p[i] = param + neg_step * (mi / denom);
+    }
+  }
+}
+
+template void sgd_step<float>(float* const*, const float* const*, float* const*, const TensorList&, double, double, double, double, bool, bool, bool);
+template void sgd_step<double>(double* const*, const double* const*, double* const*, const TensorList&, double, double, double, double, bool, bool, bool);
+template void adam_step<float>(float* const*, const float* const*, float* const*, float* const*, float* const*, const TensorList&, const double*, const double*, double, double, double, double, double, bool, bool, bool);
+template void adam_step<double>(double* const*, const double* const*, double* const*, double* const*, double* const*, const TensorList&, const double*, const double*, double, double, double, double, double, bool, bool, bool);
+
+}  // namespace fastdl::cpu

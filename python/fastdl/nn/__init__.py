@@ -1,0 +1,9 @@
+"""fastdl.nn: modules, parameters, initialization and functional ops, as torch.nn."""
+from . import functional, init
+from .layers import Conv2d, Flatten, Identity, Linear, MaxPool2d, ReLU, Sequential
+from .loss import CrossEntropyLoss
+from .module import Module
+from .parameter import Parameter
+
+__all__ = ["Module", "Parameter", "Sequential", "Identity", "Linear", "Conv2d", "MaxPool2d",
+           "ReLU", "Flatten", "CrossEntropyLoss", "functional", "init"]

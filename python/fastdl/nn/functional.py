@@ -1,0 +1,367 @@
+"""fastdl.nn.functional: one function per op, as torch.nn.functional.
+
+Each function checks its arguments (naming the argument and showing shapes), records the
+autograd node and calls the C++ kernel forward; the node's closure calls the kernel's
+backward. Nothing here does heavy math in Python except where noted (NumPy ops that
+are not yet kernels).
+"""
+from __future__ import annotations
+
+import numbers
+from typing import Optional, Tuple, Union
+
+import numpy as np
+
+from .. import _C
+from ..tensor import Tensor, _result
+
+__all__ = ["linear", "conv2d", "max_pool2d", "relu", "cross_entropy", "log_softmax", "softmax",
+           "pad", "flatten"]
+
+_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+# ---------------------------------------------------------------------- argument checks
+def _check_tensor(x, name: str, *, floating: bool = True) -> Tensor:
+    if not isinstance(x, Tensor):
+        raise TypeError(f"{name}: expected a fastdl.Tensor, got {type(x).__name__}")
+    if floating and x.dtype not in _FLOATS:
+        raise TypeError(f"{name}: expected float32 or float64, got {x.dtype}")
+    return x
+
+
+def _check_same_dtype(reference: Tensor, other: Optional[Tensor], name: str) -> None:
+    if other is not None and other.dtype != reference.dtype:
+        raise TypeError(f"{name}: dtype {other.dtype} does not match input dtype {reference.dtype}")
+
+
+def _pair(value, name: str, *, minimum: int) -> Tuple[int, int]:
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        pair = (int(value), int(value))
+    elif isinstance(value, (tuple, list)) and len(value) == 2 and all(
+            isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in value):
+        pair = (int(value[0]), int(value[1]))
+    else:
+        raise TypeError(f"{name}: expected an int or a pair of ints, got {value!r}")
+    if min(pair) < minimum:
+        rule = "positive" if minimum == 1 else "non-negative"
+        raise ValueError(f"{name}: must be {rule}, got {value!r}")
+    return pair
+
+
+def _check_reduction(reduction: str) -> None:
+    if reduction not in ("mean", "sum", "none"):
+        raise ValueError(f"reduction: {reduction!r} is not a valid value ('mean', 'sum', 'none')")
+
+
+def _batched(input: Tensor, dims: int, name: str) -> Tuple[Tensor, bool]:
+    """Accept an unbatched input (one dimension less) as PyTorch does."""
+    if input.ndim == dims:
+        return input, False
+    if input.ndim == dims - 1:
+        return input.unsqueeze(0), True
+    raise ValueError(f"{name}: expected a {dims - 1}-D (unbatched) or {dims}-D (batched) input, "
+                     f"got shape {tuple(input.shape)}")
+
+
+# ---------------------------------------------------------------------- linear
+def linear(input: Tensor, weight: Tensor, bias: Optional[Tensor] = None) -> Tensor:
+    """y = input @ weight.T + bias, over any leading dimensions of input."""
+    _check_tensor(input, "input")
+    _check_tensor(weight, "weight")
+    if bias is not None:
+        _check_tensor(bias, "bias")
+    _check_same_dtype(input, weight, "weight")
+    _check_same_dtype(input, bias, "bias")
+    if weight.ndim != 2:
+        raise ValueError(f"weight: expected 2-D (out_features, in_features), got shape {weight.shape}")
+    if input.ndim < 1 or input.shape[-1] != weight.shape[1]:
+        raise ValueError(f"input: last dimension of shape {input.shape} must equal weight's "
+                         f"in_features, weight has shape {weight.shape}")
+    if bias is not None and bias.shape != (weight.shape[0],):
+        raise ValueError(f"bias: expected shape ({weight.shape[0]},), got {bias.shape}")
+    lead = input.shape[:-1]
+    x = input.data.reshape(-1, weight.shape[1])
+    w, b = weight.data, None if bias is None else bias.data
+    out = _C.linear_forward(x, w, b).reshape(lead + (weight.shape[0],))
+
+    def backward(grad):
+        needs = [input.requires_grad, weight.requires_grad, bias is not None and bias.requires_grad]
+        gx, gw, gb = _C.linear_backward(x, w, grad.reshape(-1, weight.shape[0]), needs)
+        return (None if gx is None else gx.reshape(input.shape)), gw, gb
+
+    return _result(out, (input, weight, bias), backward, "Linear")
+
+
+# ---------------------------------------------------------------------- convolution
+def conv2d(input: Tensor, weight: Tensor, bias: Optional[Tensor] = None, stride=1, padding=0,
+           dilation=1, groups: int = 1) -> Tensor:
+    """2-D cross-correlation over (N, C, H, W) input, as torch.nn.functional.conv2d."""
+    _check_tensor(input, "input")
+    _check_tensor(weight, "weight")
+    if bias is not None:
+        _check_tensor(bias, "bias")
+    _check_same_dtype(input, weight, "weight")
+    _check_same_dtype(input, bias, "bias")
+    if weight.ndim != 4:
+        raise ValueError(f"weight: expected 4-D (out_channels, in_channels/groups, kH, kW), "
+                         f"got shape {weight.shape}")
+    input, unbatched = _batched(input, 4, "input")
+    stride = _pair(stride, "stride", minimum=1)
+    dilation = _pair(dilation, "dilation", minimum=1)
+    if not isinstance(groups, numbers.Integral) or isinstance(groups, bool) or groups < 1:
+        raise ValueError(f"groups: must be a positive int, got {groups!r}")
+    out_channels, in_per_group, kh, kw = weight.shape
+    channels = input.shape[1]
+    if channels % groups or out_channels % groups:
+        raise ValueError(f"groups={groups} must divide both input channels ({channels}) and "
+                         f"out_channels ({out_channels})")
+    if in_per_group * groups != channels:
+        raise ValueError(f"weight: shape {weight.shape} expects {in_per_group * groups} input "
+                         f"channels with groups={groups}, but input has shape {input.shape}")
+    if min(kh, kw) < 1:
+        raise ValueError(f"weight: kernel size must be positive, got shape {weight.shape}")
+    if bias is not None and bias.shape != (out_channels,):
+        raise ValueError(f"bias: expected shape ({out_channels},), got {bias.shape}")
+    if isinstance(padding, str):
+        if padding == "valid":
+            padding = (0, 0)
+        elif padding == "same":
+            if stride != (1, 1):
+                raise ValueError("padding='same' is not supported for strided convolutions")
+            total = (dilation[0] * (kh - 1), dilation[1] * (kw - 1))
+            padding = (total[0] // 2, total[1] // 2)
+            extra = (total[0] - 2 * padding[0], total[1] - 2 * padding[1])
+            if any(extra):  # even kernel: PyTorch puts the odd pixel at the bottom/right
+                input = pad(input, (0, extra[1], 0, extra[0]))
+        else:
+            raise ValueError(f"padding: expected an int, a pair, 'same' or 'valid', got {padding!r}")
+    else:
+        padding = _pair(padding, "padding", minimum=0)
+    padded = (input.shape[2] + 2 * padding[0], input.shape[3] + 2 * padding[1])
+    if padded[0] < dilation[0] * (kh - 1) + 1 or padded[1] < dilation[1] * (kw - 1) + 1:
+        raise ValueError(f"kernel ({kh}, {kw}) with dilation {dilation} is larger than the padded "
+                         f"input {padded} (input shape {input.shape}, padding {padding})")
+    x, w, b = input.data, weight.data, None if bias is None else bias.data
+    out = _C.conv2d_forward(x, w, b, stride, padding, dilation, groups)
+
+    def backward(grad):
+        needs = [input.requires_grad, weight.requires_grad, bias is not None and bias.requires_grad]
+        return _C.conv2d_backward(x, w, grad, stride, padding, dilation, groups, needs)
+
+    result = _result(out, (input, weight, bias), backward, "Conv2d")
+    return result.squeeze(0) if unbatched else result
+
+
+def pad(input: Tensor, pad: Tuple[int, ...], mode: str = "constant", value: float = 0.0) -> Tensor:
+    """Constant padding of the last dimensions, as torch.nn.functional.pad: pad is
+    (left, right, top, bottom, ...) starting from the last dimension."""
+    _check_tensor(input, "input", floating=False)
+    if mode != "constant":
+        raise ValueError(f"mode: only 'constant' is supported, got {mode!r}")
+    if len(pad) % 2 or len(pad) // 2 > input.ndim:
+        raise ValueError(f"pad: expected an even number of values, at most 2 per dimension of "
+                         f"input shape {input.shape}, got {pad}")
+    widths = [(0, 0)] * input.ndim
+    for i in range(len(pad) // 2):
+        before, after = int(pad[2 * i]), int(pad[2 * i + 1])
+        if before < 0 or after < 0:
+            raise ValueError(f"pad: negative padding {pad} is not supported")
+        widths[input.ndim - 1 - i] = (before, after)
+    out = np.pad(input.data, widths, mode="constant", constant_values=value)
+    region = tuple(slice(b, b + n) for (b, _), n in zip(widths, input.shape))
+    return _result(out, (input,), lambda g: (np.ascontiguousarray(g[region]),), "ConstantPad")
+
+
+# ---------------------------------------------------------------------- pooling
+def max_pool2d(input: Tensor, kernel_size, stride=None, padding=0, dilation=1,
+               ceil_mode: bool = False, return_indices: bool = False):
+    """2-D max pooling, as torch.nn.functional.max_pool2d (stride defaults to kernel_size)."""
+    _check_tensor(input, "input")
+    input, unbatched = _batched(input, 4, "input")
+    kernel = _pair(kernel_size, "kernel_size", minimum=1)
+    stride = kernel if stride is None or (isinstance(stride, (tuple, list)) and len(stride) == 0) \
+        else _pair(stride, "stride", minimum=1)
+    padding = _pair(padding, "padding", minimum=0)
+    dilation = _pair(dilation, "dilation", minimum=1)
+    if padding[0] * 2 > kernel[0] or padding[1] * 2 > kernel[1]:
+        raise ValueError(f"padding: should be at most half of kernel size, but got "
+                         f"padding={padding} and kernel_size={kernel}")
+    for axis, size in ((0, input.shape[2]), (1, input.shape[3])):
+        if size + 2 * padding[axis] < dilation[axis] * (kernel[axis] - 1) + 1:
+            raise ValueError(f"kernel_size {kernel} with dilation {dilation} is larger than the "
+                             f"padded input: input shape {input.shape}, padding {padding}")
+    x = input.data
+    out, indices = _C.max_pool2d_forward(x, kernel, stride, padding, dilation, bool(ceil_mode))
+    shape = x.shape
+
+    def backward(grad):
+        return (_C.max_pool2d_backward(grad, indices, shape),)
+
+    result = _result(out, (input,), backward, "MaxPool2d")
+    index_tensor = Tensor(indices)
+    if unbatched:
+        result, index_tensor = result.squeeze(0), index_tensor.squeeze(0)
+    return (result, index_tensor) if return_indices else result
+
+
+# ---------------------------------------------------------------------- activations
+def relu(input: Tensor, inplace: bool = False) -> Tensor:
+    """max(input, 0) element-wise; the gradient is passed where the output is positive."""
+    _check_tensor(input, "input")
+    out = _C.relu_forward(input.data)
+    result = _result(out, (input,), lambda g: (_C.relu_backward(out, g),), "Relu")
+    if inplace and not input.requires_grad:
+        input.data[...] = out
+        return input
+    return result
+
+
+# ---------------------------------------------------------------------- softmax and losses
+def log_softmax(input: Tensor, dim: Optional[int] = None, dtype=None) -> Tensor:
+    _check_tensor(input, "input")
+    dim = -1 if dim is None else dim
+    x = input.data if dtype is None else input.data.astype(dtype)
+    shifted = x - x.max(axis=dim, keepdims=True)
+    out = shifted - np.log(np.exp(shifted).sum(axis=dim, keepdims=True))
+
+    def backward(grad):
+        return (grad - np.exp(out) * grad.sum(axis=dim, keepdims=True),)
+
+    return _result(out, (input,), backward, "LogSoftmax")
+
+
+def softmax(input: Tensor, dim: Optional[int] = None, dtype=None) -> Tensor:
+    _check_tensor(input, "input")
+    dim = -1 if dim is None else dim
+    x = input.data if dtype is None else input.data.astype(dtype)
+    e = np.exp(x - x.max(axis=dim, keepdims=True))
+    out = e / e.sum(axis=dim, keepdims=True)
+
+    def backward(grad):
+        return (out * (grad - (grad * out).sum(axis=dim, keepdims=True)),)
+
+    return _result(out, (input,), backward, "Softmax")
+
+
+def cross_entropy(input: Tensor, target: Tensor, weight: Optional[Tensor] = None,
+                  size_average=None, ignore_index: int = -100, reduce=None,
+                  reduction: str = "mean", label_smoothing: float = 0.0) -> Tensor:
+    """Softmax cross-entropy from logits, as torch.nn.functional.cross_entropy.
+
+    input (N, C) or (N, C, d1, ...) logits, or (C,) unbatched; target class indices
+    (N,) / (N, d1, ...) of an integer dtype, or class probabilities shaped like input.
+    """
+    if size_average is not None or reduce is not None:
+        reduction = "mean" if (size_average is not False and reduce is not False) else (
+            "sum" if reduce is not False else "none")
+    _check_tensor(input, "input")
+    _check_tensor(target, "target", floating=False)
+    _check_reduction(reduction)
+    if weight is not None:
+        _check_tensor(weight, "weight")
+        _check_same_dtype(input, weight, "weight")
+    if not isinstance(label_smoothing, numbers.Real) or not 0.0 <= label_smoothing <= 1.0:
+        raise ValueError(f"label_smoothing: must be in [0, 1], got {label_smoothing!r}")
+    if input.ndim == 0:
+        raise ValueError("input: expected at least 1 dimension (C,) or (N, C), got a scalar")
+    classes = input.shape[0] if input.ndim == 1 else input.shape[1]
+    if weight is not None and weight.shape != (classes,):
+        raise ValueError(f"weight: expected shape ({classes},) for input of shape {input.shape}, "
+                         f"got {weight.shape}")
+    if target.dtype.kind == "f":
+        if target.shape != input.shape:
+            raise ValueError(f"target: class probabilities must have the input's shape "
+                             f"{input.shape}, got {target.shape}")
+        return _cross_entropy_probabilities(input, target, weight, reduction, label_smoothing)
+    if target.dtype.kind not in "iu":
+        raise TypeError(f"target: expected integer class indices or float probabilities, got {target.dtype}")
+    # Move the class axis last and flatten: logits (M, C), labels (M,).
+    if input.ndim == 1:
+        if target.ndim != 0:
+            raise ValueError(f"target: expected a scalar label for unbatched input {input.shape}, "
+                             f"got shape {target.shape}")
+        logits_t, out_shape = input.reshape(1, classes), ()
+    else:
+        expected = (input.shape[0],) + input.shape[2:]
+        if target.shape != expected:
+            raise ValueError(f"target: expected shape {expected} for input of shape "
+                             f"{input.shape}, got {target.shape}")
+        logits_t = input if input.ndim == 2 else input.permute(
+            0, *range(2, input.ndim), 1).reshape(-1, classes)
+        out_shape = expected
+    labels = np.ascontiguousarray(target.data.reshape(-1), dtype=np.int64)
+    bad = (labels != ignore_index) & ((labels < 0) | (labels >= classes))
+    if bad.any():
+        raise IndexError(f"target: label {int(labels[bad][0])} is out of range for {classes} "
+                         f"classes (valid: 0..{classes - 1} or ignore_index={ignore_index})")
+    return _cross_entropy_indices(logits_t, labels, weight, ignore_index, reduction,
+                                  float(label_smoothing), out_shape)
+
+
+def _cross_entropy_indices(logits: Tensor, labels: np.ndarray, weight: Optional[Tensor],
+                           ignore_index: int, reduction: str, eps: float, out_shape) -> Tensor:
+    x = logits.data
+    rows, classes = x.shape
+    w = None if weight is None else np.ascontiguousarray(weight.data)
+    nll, smooth, lse = _C.cross_entropy_forward(x, labels, w, int(ignore_index), eps > 0)
+    kept = labels != ignore_index
+    # Denominators as PyTorch: nll's mean divides by the targets' total weight; the
+    # smoothing term's mean divides by that same weight sum with a weight, else by the row count.
+    target_weight = (np.where(kept, w[np.where(kept, labels, 0)], 0) if w is not None
+                     else kept).astype(x.dtype)
+    if reduction == "mean":
+        nll_denominator = target_weight.sum()
+        smooth_denominator = nll_denominator if w is not None else rows
+        nll_scale = (1 - eps) / nll_denominator
+        smooth_scale = eps / classes / smooth_denominator
+    else:
+        nll_scale, smooth_scale = 1 - eps, eps / classes
+    if reduction == "none":
+        value = nll * (1 - eps) + (smooth * (eps / classes) if smooth is not None else 0)
+        value = value.astype(x.dtype).reshape(out_shape)
+    else:
+        value = nll.sum(dtype=np.float64) * nll_scale
+        if smooth is not None:
+            value = value + smooth.sum(dtype=np.float64) * smooth_scale
+        value = np.asarray(value, dtype=x.dtype)
+
+    def backward(grad):
+        grad = np.asarray(grad, dtype=x.dtype).reshape(-1)
+        if reduction == "none":
+            grad_nll = grad * x.dtype.type(1 - eps)
+            grad_smooth = grad * x.dtype.type(eps / classes) if smooth is not None else None
+        else:
+            grad_nll = np.full(rows, grad[0] * nll_scale, dtype=x.dtype)
+            grad_smooth = (np.full(rows, grad[0] * smooth_scale, dtype=x.dtype)
+                           if smooth is not None else None)
+        return (_C.cross_entropy_backward(x, labels, w, lse, grad_nll, grad_smooth, int(ignore_index)),)
+
+    return _result(value, (logits,), backward, "CrossEntropy")
+
+
+def _cross_entropy_probabilities(input: Tensor, target: Tensor, weight: Optional[Tensor],
+                                 reduction: str, eps: float) -> Tensor:
+    # Soft labels in NumPy for now; the class axis is 1 (or 0 when unbatched).
+    axis = 0 if input.ndim == 1 else 1
+    classes = input.shape[axis]
+    p = target.data.astype(input.dtype)
+    if eps > 0:
+        p = p * (1 - eps) + eps / classes
+    logp = log_softmax(input, dim=axis)
+    if weight is not None:
+        shape = [1] * input.ndim
+        shape[axis] = classes
+        p = p * weight.data.reshape(shape)
+    per_sample = -(logp * Tensor(p)).sum(dim=axis)
+    if reduction == "none":
+        return per_sample
+    if reduction == "sum":
+        return per_sample.sum()
+    count = input.data.size // classes
+    return per_sample.sum() / max(count, 1)
+
+
+def flatten(input: Tensor, start_dim: int = 0, end_dim: int = -1) -> Tensor:
+    _check_tensor(input, "input", floating=False)
+    return input.flatten(start_dim, end_dim)

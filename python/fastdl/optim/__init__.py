@@ -1,0 +1,9 @@
+"""fastdl.optim: fused C++ optimizer steps with torch.optim's names and semantics."""
+from .adam import Adam, AdamW
+from .optimizer import Optimizer
+from .sgd import SGD
+
+__all__ = ["Optimizer", "SGD", "Adam", "AdamW"]
+from . import lr_scheduler  # noqa: E402
+
+__all__.append("lr_scheduler")

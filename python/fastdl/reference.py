@@ -1,0 +1,171 @@
+"""Plain NumPy definitions of every fastdl kernel, forward and backward.
+
+This is the readable definition a student reads and the oracle the tests compare with.
+Clarity first: no clever tricks beyond NumPy's sliding windows. Shapes follow PyTorch
+(NCHW); every backward returns the gradients of the forward's inputs.
+"""
+from __future__ import annotations
+
+from typing import Optional, Tuple
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+Pair = Tuple[int, int]
+
+
+def _out_size(size: int, kernel: int, stride: int, pad: int, dilation: int) -> int:
+    return (size + 2 * pad - dilation * (kernel - 1) - 1) // stride + 1
+
+
+# ---------------------------------------------------------------------- conv2d
+def _windows(x: np.ndarray, kh: int, kw: int, stride: Pair, padding: Pair, dilation: Pair) -> np.ndarray:
+    """Every receptive field: (N, C, OH, OW, KH, KW), zero padded."""
+    xp = np.pad(x, ((0, 0), (0, 0), (padding[0],) * 2, (padding[1],) * 2))
+    span_h, span_w = dilation[0] * (kh - 1) + 1, dilation[1] * (kw - 1) + 1
+    win = sliding_window_view(xp, (span_h, span_w), axis=(2, 3))
+    return win[:, :, ::stride[0], ::stride[1], ::dilation[0], ::dilation[1]]
+
+
+def conv2d_forward(x, weight, bias=None, stride: Pair = (1, 1), padding: Pair = (0, 0),
+                   dilation: Pair = (1, 1), groups: int = 1) -> np.ndarray:
+    """out[n, o, y, x] = bias[o] + sum_{c, i, j} weight[o, c, i, j] * xpad[n, g*Cg + c, y*s + i*d, x*s + j*d]"""
+    n, c = x.shape[:2]
+    o, cg, kh, kw = weight.shape
+    og = o // groups
+    win = _windows(x, kh, kw, stride, padding, dilation)
+    outs = []
+    for g in range(groups):
+        wg = weight[g * og:(g + 1) * og]
+        xg = win[:, g * cg:(g + 1) * cg]
+        outs.append(np.einsum("ncyxij,ocij->noyx", xg, wg, optimize=True))
+    out = np.concatenate(outs, axis=1)
+    if bias is not None:
+        out = out + bias[None, :, None, None]
+    return out.astype(x.dtype, copy=False)
+
+
+def conv2d_backward(x, weight, grad_out, stride: Pair = (1, 1), padding: Pair = (0, 0),
+                    dilation: Pair = (1, 1), groups: int = 1):
+    """Returns (grad_input, grad_weight, grad_bias)."""
+    n, c, h, w = x.shape
+    o, cg, kh, kw = weight.shape
+    og = o // groups
+    win = _windows(x, kh, kw, stride, padding, dilation)
+    oh, ow = grad_out.shape[2:]
+    grad_w = np.concatenate([
+        np.einsum("ncyxij,noyx->ocij", win[:, g * cg:(g + 1) * cg], grad_out[:, g * og:(g + 1) * og],
+                  optimize=True) for g in range(groups)])
+    grad_b = grad_out.sum(axis=(0, 2, 3))
+    # Scatter each output gradient back over the receptive field it came from.
+    grad_xp = np.zeros((n, c, h + 2 * padding[0], w + 2 * padding[1]), dtype=x.dtype)
+    for g in range(groups):
+        wg = weight[g * og:(g + 1) * og]
+        gg = grad_out[:, g * og:(g + 1) * og]
+        for i in range(kh):
+            for j in range(kw):
+                contribution = np.einsum("noyx,oc->ncyx", gg, wg[:, :, i, j], optimize=True)
+                r0, c0 = i * dilation[0], j * dilation[1]
+                grad_xp[:, g * cg:(g + 1) * cg,
+                        r0:r0 + stride[0] * (oh - 1) + 1:stride[0],
+                        c0:c0 + stride[1] * (ow - 1) + 1:stride[1]] += contribution
+    grad_x = grad_xp[:, :, padding[0]:padding[0] + h, padding[1]:padding[1] + w]
+    return grad_x.astype(x.dtype), grad_w.astype(x.dtype), grad_b.astype(x.dtype)
+
+
+# ---------------------------------------------------------------------- max_pool2d
+def max_pool2d_forward(x, kernel: Pair, stride: Pair, padding: Pair = (0, 0),
+                       dilation: Pair = (1, 1)):
+    """Returns (out, indices); indices are flat y*W + x positions in each input plane."""
+    n, c, h, w = x.shape
+    xp = np.pad(x, ((0, 0), (0, 0), (padding[0],) * 2, (padding[1],) * 2), constant_values=-np.inf)
+    oh = _out_size(h, kernel[0], stride[0], padding[0], dilation[0])
+    ow = _out_size(w, kernel[1], stride[1], padding[1], dilation[1])
+    out = np.empty((n, c, oh, ow), dtype=x.dtype)
+    indices = np.empty((n, c, oh, ow), dtype=np.int64)
+    for y in range(oh):
+        for xo in range(ow):
+            rows = y * stride[0] + dilation[0] * np.arange(kernel[0])
+            cols = xo * stride[1] + dilation[1] * np.arange(kernel[1])
+            window = xp[:, :, rows[:, None], cols[None, :]].reshape(n, c, -1)
+            best = window.argmax(axis=2)
+            out[:, :, y, xo] = np.take_along_axis(window, best[..., None], 2)[..., 0]
+            r, q = rows[best // kernel[1]] - padding[0], cols[best % kernel[1]] - padding[1]
+            indices[:, :, y, xo] = r * w + q
+    return out, indices
+
+
+def max_pool2d_backward(grad_out, indices, input_shape):
+    n, c, h, w = input_shape
+    grad = np.zeros((n * c, h * w), dtype=grad_out.dtype)
+    flat_idx = indices.reshape(n * c, -1)
+    for p in range(n * c):
+        np.add.at(grad[p], flat_idx[p], grad_out.reshape(n * c, -1)[p])
+    return grad.reshape(input_shape)
+
+
+# ---------------------------------------------------------------------- linear, relu
+def linear_forward(x, weight, bias=None):
+    out = x @ weight.T
+    return out + bias if bias is not None else out
+
+
+def linear_backward(x, weight, grad_out):
+    return grad_out @ weight, grad_out.T @ x, grad_out.sum(axis=0)
+
+
+def relu_forward(x):
+    return np.maximum(x, 0)
+
+
+def relu_backward(out, grad_out):
+    return grad_out * (out > 0)
+
+
+# ---------------------------------------------------------------------- cross-entropy
+def log_softmax(logits, axis=-1):
+    shifted = logits - logits.max(axis=axis, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis=axis, keepdims=True))
+
+
+def cross_entropy_forward(logits, target, reduction: str = "mean"):
+    """-log softmax(logits)[n, target[n]], reduced."""
+    logp = log_softmax(logits)
+    loss = -logp[np.arange(len(target)), target]
+    return {"mean": loss.mean(), "sum": loss.sum(), "none": loss}[reduction]
+
+
+def cross_entropy_backward(logits, target, grad=1.0, reduction: str = "mean"):
+    """d loss / d logits = (softmax(logits) - one_hot(target)) * grad (/ N for the mean)."""
+    p = np.exp(log_softmax(logits))
+    p[np.arange(len(target)), target] -= 1
+    scale = np.asarray(grad, dtype=logits.dtype)
+    if reduction == "mean":
+        scale = scale / len(target)
+    return p * (scale[:, None] if scale.ndim == 1 else scale)
+
+
+# ---------------------------------------------------------------------- optimizers
+def sgd_step(param, grad, buf: Optional[np.ndarray], lr, momentum=0.0, dampening=0.0,
+             weight_decay=0.0, nesterov=False):
+    """One SGD step; returns (param, buf)."""
+    d = grad + weight_decay * param
+    if momentum:
+        buf = d.copy() if buf is None else momentum * buf + (1 - dampening) * d
+        d = d + momentum * buf if nesterov else buf
+    return param - lr * d, buf
+
+
+def adam_step(param, grad, m, v, t: int, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0,
+              decoupled=False):
+    """One Adam (or AdamW) step at step count t >= 1; returns (param, m, v)."""
+    beta1, beta2 = betas
+    if decoupled:
+        param = param * (1 - lr * weight_decay)
+    else:
+        grad = grad + weight_decay * param
+    m = beta1 * m + (1 - beta1) * grad
+    v = beta2 * v + (1 - beta2) * grad * grad
+    m_hat = m / (1 - beta1 ** t)
+    v_hat = v / (1 - beta2 ** t)
+    return param - lr * m_hat / (np.sqrt(v_hat) + eps), m, v
