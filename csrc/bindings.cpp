@@ -311,13 +311,14 @@ py::tuple cross_entropy_forward(const In<T>& logits, const In<std::int64_t>& tar
   check_cross_entropy(logits, target, weight, ignore_index);
   const index_t N = logits.shape(0), C = logits.shape(1);
   auto nll = empty<T>({N});
-  auto lse = empty<T>({N});
+  auto lse = empty<double>({N});
   py::object smooth_obj = py::none();
   T* smooth = nullptr;
   if (with_smooth) { auto a = empty<T>({N}); smooth = a.mutable_data(); smooth_obj = a; }
   const T *x = logits.data(), *w = weight ? weight->data() : nullptr;
   const std::int64_t* t = target.data();
-  T *pn = nll.mutable_data(), *pl = lse.mutable_data();
+  T* pn = nll.mutable_data();
+  double* pl = lse.mutable_data();
   {
     py::gil_scoped_release release;
     fastdl::cpu::cross_entropy_forward<T>(x, t, w, pn, smooth, pl, N, C, ignore_index);
@@ -327,7 +328,7 @@ py::tuple cross_entropy_forward(const In<T>& logits, const In<std::int64_t>& tar
 
 template <typename T>
 py::array_t<T> cross_entropy_backward(const In<T>& logits, const In<std::int64_t>& target,
-                                      const std::optional<In<T>>& weight, const In<T>& logsumexp,
+                                      const std::optional<In<T>>& weight, const In<double>& logsumexp,
                                       const In<T>& grad_nll, const std::optional<In<T>>& grad_smooth,
                                       std::int64_t ignore_index) {
   check_cross_entropy(logits, target, weight, ignore_index);
@@ -336,7 +337,8 @@ py::array_t<T> cross_entropy_backward(const In<T>& logits, const In<std::int64_t
   check(grad_nll.ndim() == 1 && grad_nll.shape(0) == N, "grad_nll must have one entry per row");
   if (grad_smooth) check(grad_smooth->ndim() == 1 && grad_smooth->shape(0) == N, "grad_smooth must have one entry per row");
   auto grad = empty<T>({N, C});
-  const T *x = logits.data(), *w = weight ? weight->data() : nullptr, *l = logsumexp.data();
+  const T *x = logits.data(), *w = weight ? weight->data() : nullptr;
+  const double* l = logsumexp.data();
   const T *gn = grad_nll.data(), *gs = grad_smooth ? grad_smooth->data() : nullptr;
   const std::int64_t* t = target.data();
   T* g = grad.mutable_data();

@@ -16,7 +16,7 @@ void relu_forward(const T* input, T* output, index_t n) {
 template <typename T>
 void relu_backward(const T* output, const T* grad_output, T* grad_input, index_t n) {
 #pragma omp parallel for simd schedule(static) num_threads(threads_for(n))
-  for (index_t k = 0; k < n; ++k) grad_input[k] = output[k] > T(0) ? grad_output[k] : T(0);
+  for (index_t k = 0; k < n; ++k) grad_input[k] = output[k] <= T(0) ? T(0) : grad_output[k];
 }
 
 template void relu_forward<float>(const float*, float*, index_t);

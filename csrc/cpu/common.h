@@ -27,6 +27,18 @@ inline void check(bool ok, const std::string& message) {
   if (!ok) throw std::invalid_argument(message);
 }
 
+// Sum of n values in double, in an order fixed by n alone (8 interleaved partial sums,
+// then combined pairwise): vectorizes, and gives the same bits on any thread count.
+template <typename T>
+inline double sum_fixed_order(const T* values, index_t n) {
+  double lanes[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  index_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    for (int k = 0; k < 8; ++k) lanes[k] += static_cast<double>(values[i + k]);
+  for (int k = 0; i < n; ++i, ++k) lanes[k] += static_cast<double>(values[i]);
+  return ((lanes[0] + lanes[1]) + (lanes[2] + lanes[3])) + ((lanes[4] + lanes[5]) + (lanes[6] + lanes[7]));
+}
+
 // Matrix product on row-major matrices, C = alpha * op(A) @ op(B) + beta * C.
 // Backed by OpenBLAS; the only place BLAS is called, so the BLAS stays swappable.
 // The BLAS uses its own threads: never call it from inside an OpenMP region.

@@ -145,12 +145,7 @@ void conv2d_backward(const T* input, const T* weight, const T* grad_output, T* g
 #pragma omp parallel for schedule(static) num_threads(threads_for(s.batch * O * OHW))
     for (index_t o = 0; o < O; ++o) {
       double total = 0.0;
-      for (index_t n = 0; n < s.batch; ++n) {
-        const T* src = grad_output + (n * O + o) * OHW;
-        double partial = 0.0;
-        for (index_t p = 0; p < OHW; ++p) partial += src[p];
-        total += partial;
-      }
+      for (index_t n = 0; n < s.batch; ++n) total += sum_fixed_order(grad_output + (n * O + o) * OHW, OHW);
       grad_bias[o] += static_cast<T>(total);
     }
   }

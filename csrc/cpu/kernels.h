@@ -60,7 +60,8 @@ void linear_backward(const T* input, const T* weight, const T* grad_output, T* g
                      index_t out_features);
 
 // ---------------------------------------------------------------- activation.cpp
-// relu(x) = max(x, 0) (NaN stays NaN); grad_input = grad_output * (output > 0).
+// relu(x) = max(x, 0) (NaN stays NaN); grad_input = 0 where output <= 0, else grad_output
+// (so a NaN passes its gradient through, as torch's threshold_backward).
 template <typename T>
 void relu_forward(const T* input, T* output, index_t n);
 
@@ -75,17 +76,18 @@ void relu_backward(const T* output, const T* grad_output, T* grad_input, index_t
 //   smooth[n] = -sum_c w[c] * logp[n, c]          (0 where ignored; skipped when null)
 // The caller combines them as PyTorch does:
 //   (1 - eps) * reduce(nll) + eps / C * reduce(smooth).
-// logsumexp (N) is written for the backward pass.
+// logsumexp (N) is written for the backward pass, in double: rounding it to float32
+// would make the gradient's error grow with the logits' magnitude.
 template <typename T>
 void cross_entropy_forward(const T* logits, const std::int64_t* target, const T* weight, T* nll,
-                           T* smooth, T* logsumexp, index_t batch, index_t classes,
+                           T* smooth, double* logsumexp, index_t batch, index_t classes,
                            std::int64_t ignore_index);
 
 // grad_logits[n, c] (written) = grad_nll[n] * w[t_n] * (p[n, c] - [c == t_n])
 //                             + grad_smooth[n] * (p[n, c] * sum_k w[k] - w[c]),  p = softmax.
 template <typename T>
 void cross_entropy_backward(const T* logits, const std::int64_t* target, const T* weight,
-                            const T* logsumexp, const T* grad_nll, const T* grad_smooth,
+                            const double* logsumexp, const T* grad_nll, const T* grad_smooth,
                             T* grad_logits, index_t batch, index_t classes,
                             std::int64_t ignore_index);
 

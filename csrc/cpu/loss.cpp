@@ -10,7 +10,7 @@ namespace fastdl::cpu {
 
 template <typename T>
 void cross_entropy_forward(const T* logits, const std::int64_t* target, const T* weight, T* nll,
-                           T* smooth, T* logsumexp, index_t batch, index_t classes,
+                           T* smooth, double* logsumexp, index_t batch, index_t classes,
                            std::int64_t ignore_index) {
   const index_t C = classes;
 #pragma omp parallel for schedule(static) num_threads(threads_for(batch * C))
@@ -21,7 +21,7 @@ void cross_entropy_forward(const T* logits, const std::int64_t* target, const T*
     double sum = 0.0;
     for (index_t c = 0; c < C; ++c) sum += std::exp(static_cast<double>(row[c]) - m);
     const double lse = (std::isinf(m) ? m : m + std::log(sum));
-    logsumexp[n] = static_cast<T>(lse);
+    logsumexp[n] = lse;
     const std::int64_t t = target[n];
     if (t == ignore_index) {
       nll[n] = T(0);
@@ -43,7 +43,7 @@ void cross_entropy_forward(const T* logits, const std::int64_t* target, const T*
 
 template <typename T>
 void cross_entropy_backward(const T* logits, const std::int64_t* target, const T* weight,
-                            const T* logsumexp, const T* grad_nll, const T* grad_smooth,
+                            const double* logsumexp, const T* grad_nll, const T* grad_smooth,
                             T* grad_logits, index_t batch, index_t classes,
                             std::int64_t ignore_index) {
   const index_t C = classes;
@@ -74,9 +74,9 @@ void cross_entropy_backward(const T* logits, const std::int64_t* target, const T
   }
 }
 
-template void cross_entropy_forward<float>(const float*, const std::int64_t*, const float*, float*, float*, float*, index_t, index_t, std::int64_t);
+template void cross_entropy_forward<float>(const float*, const std::int64_t*, const float*, float*, float*, double*, index_t, index_t, std::int64_t);
 template void cross_entropy_forward<double>(const double*, const std::int64_t*, const double*, double*, double*, double*, index_t, index_t, std::int64_t);
-template void cross_entropy_backward<float>(const float*, const std::int64_t*, const float*, const float*, const float*, const float*, float*, index_t, index_t, std::int64_t);
+template void cross_entropy_backward<float>(const float*, const std::int64_t*, const float*, const double*, const float*, const float*, float*, index_t, index_t, std::int64_t);
 template void cross_entropy_backward<double>(const double*, const std::int64_t*, const double*, const double*, const double*, const double*, double*, index_t, index_t, std::int64_t);
 
 }  // namespace fastdl::cpu

@@ -30,15 +30,13 @@ void max_pool2d_forward(const T* input, T* output, std::int64_t* indices, const 
             const index_t ix = x0 + j * s.dilation_w;
             if (ix < 0 || ix >= s.width) continue;
             const T v = in[iy * s.width + ix];
-            // First maximum wins; a NaN is taken and kept, as in PyTorch.
+            // First maximum wins; every NaN is taken (so the last NaN), as in PyTorch.
             if (best_index < 0 || v > best || std::isnan(v)) {
               best = v;
               best_index = iy * s.width + ix;
-              if (std::isnan(v)) goto window_done;
             }
           }
         }
-      window_done:
         out[y * s.out_w + x] = best;
         idx[y * s.out_w + x] = best_index;
       }

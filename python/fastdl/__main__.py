@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from typing import List, Optional
 
 import numpy as np
@@ -29,68 +28,6 @@ def digits_cnn():
         nn.Conv2d(1, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),    # 32 x 4 x 4
         nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),   # 64 x 2 x 2
         nn.Flatten(), nn.Linear(64 * 2 * 2, 10))
-
-
-def _median_ms(fn, repeats: int) -> float:
-    fn()  # warm up
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return 1e3 * float(np.median(times))
-
-
-def conv_benchmark(shapes=None, repeats: int = 5) -> List[dict]:
-    """Time conv2d forward+backward in fastdl and in the NumPy reference, same inputs."""
-    import fastdl
-    from . import reference
-    from .nn import functional as F
-    shapes = shapes or [  # (N, C, H, W, O, K, padding)
-        (64, 1, 28, 28, 32, 3, 1),
-        (64, 32, 14, 14, 64, 3, 1),
-        (32, 64, 16, 16, 128, 3, 1),
-    ]
-    rng = np.random.default_rng(0)
-    rows = []
-    for n, c, h, w, o, k, p in shapes:
-        x = rng.standard_normal((n, c, h, w), dtype=np.float32)
-        weight = rng.standard_normal((o, c, k, k), dtype=np.float32) * 0.1
-        bias = rng.standard_normal(o, dtype=np.float32)
-        xt = fastdl.tensor(x, requires_grad=True)
-        wt = fastdl.tensor(weight, requires_grad=True)
-        bt = fastdl.tensor(bias, requires_grad=True)
-
-        def run_fastdl():
-            out = F.conv2d(xt, wt, bt, padding=p)
-            out.backward(grad)
-            return out
-
-        def run_numpy():
-            out = reference.conv2d_forward(x, weight, bias, padding=(p, p))
-            reference.conv2d_backward(x, weight, grad, padding=(p, p))
-            return out
-
-        grad = np.ones((n, o, h + 2 * p - k + 1, w + 2 * p - k + 1), dtype=np.float32)
-        # Check the answer before timing it.
-        if not np.allclose(run_fastdl().data, run_numpy(), rtol=1e-3, atol=1e-3):
-            raise AssertionError(f"conv2d mismatch against NumPy for shape {(n, c, h, w, o, k)}")
-        flops = 3 * 2.0 * n * o * c * k * k * grad.shape[2] * grad.shape[3]  # fwd + 2 bwd GEMMs
-        t_fast = _median_ms(run_fastdl, repeats)
-        t_numpy = _median_ms(run_numpy, repeats)
-        rows.append({"shape": f"{n}x{c}x{h}x{w} -> {o}, {k}x{k}, pad {p}",
-                     "fastdl_ms": t_fast, "numpy_ms": t_numpy, "speedup": t_numpy / t_fast,
-                     "fastdl_gflops": flops / t_fast / 1e6})
-    return rows
-
-
-def print_conv_table(rows: List[dict]) -> None:
-    print(f"\nconv2d forward+backward, float32, {__import__('fastdl').get_num_threads()} threads "
-          f"(median of repeats)")
-    print(f"{'shape':<32} {'fastdl ms':>10} {'NumPy ms':>10} {'NumPy/fastdl':>13} {'fastdl GFLOP/s':>15}")
-    for r in rows:
-        print(f"{r['shape']:<32} {r['fastdl_ms']:>10.2f} {r['numpy_ms']:>10.2f} "
-              f"{r['speedup']:>12.1f}x {r['fastdl_gflops']:>15.1f}")
 
 
 def demo(epochs: int = 20, batch_size: int = 32, lr: float = 3e-3, seed: int = 0,
@@ -129,8 +66,10 @@ def demo(epochs: int = 20, batch_size: int = 32, lr: float = 3e-3, seed: int = 0
           f"({round(test['accuracy'] * len(y_test))}/{len(y_test)}), test loss {test['loss']:.4f}")
     result = {"test_accuracy": test["accuracy"], "history": history}
     if bench:
-        rows = conv_benchmark()
-        print_conv_table(rows)
+        from .benchmark import conv2d_benchmark, format_conv2d_table
+        rows = conv2d_benchmark(with_torch=False)
+        print()
+        print(format_conv2d_table(rows, fastdl.get_num_threads()))
         result["conv_benchmark"] = rows
     return result
 

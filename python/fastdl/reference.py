@@ -119,7 +119,7 @@ def relu_forward(x):
 
 
 def relu_backward(out, grad_out):
-    return grad_out * (out > 0)
+    return np.where(out <= 0, 0, grad_out).astype(grad_out.dtype)
 
 
 # ---------------------------------------------------------------------- cross-entropy

@@ -306,15 +306,14 @@ def _cross_entropy_indices(logits: Tensor, labels: np.ndarray, weight: Optional[
     w = None if weight is None else np.ascontiguousarray(weight.data)
     nll, smooth, lse = _C.cross_entropy_forward(x, labels, w, int(ignore_index), eps > 0)
     kept = labels != ignore_index
-    # Denominators as PyTorch: nll's mean divides by the targets' total weight; the
-    # smoothing term's mean divides by that same weight sum with a weight, else by the row count.
+    # Denominators as PyTorch: nll's mean divides by the targets' total weight; so does the
+    # smoothing term's (without a weight: the count of rows whose target is not ignored).
     target_weight = (np.where(kept, w[np.where(kept, labels, 0)], 0) if w is not None
                      else kept).astype(x.dtype)
     if reduction == "mean":
         nll_denominator = target_weight.sum()
-        smooth_denominator = nll_denominator if w is not None else rows
         nll_scale = (1 - eps) / nll_denominator
-        smooth_scale = eps / classes / smooth_denominator
+        smooth_scale = eps / classes / nll_denominator
     else:
         nll_scale, smooth_scale = 1 - eps, eps / classes
     if reduction == "none":
