@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "bindings.h"
 #include "cpu/kernels.h"
 
 namespace py = pybind11;
@@ -24,11 +25,7 @@ template <typename T>
 using In = py::array_t<T, py::array::c_style>;
 using Pair = std::array<index_t, 2>;
 
-std::string shape_of(const py::array& a) {
-  std::string s = "(";
-  for (py::ssize_t d = 0; d < a.ndim(); ++d) s += (d ? ", " : "") + std::to_string(a.shape(d));
-  return s + (a.ndim() == 1 ? ",)" : ")");
-}
+using fastdl::bindings::shape_of;
 
 void check_ndim(const py::array& a, py::ssize_t ndim, const char* name) {
   check(a.ndim() == ndim, std::string(name) + " must be " + std::to_string(ndim) +
@@ -484,4 +481,6 @@ PYBIND11_MODULE(_C, m) {
   m.def("get_num_threads", &fastdl::cpu::get_num_threads);
   m.def("blas_num_threads", &fastdl::cpu::blas_num_threads);
   m.def("build_info", &build_info);
+  fastdl::bindings::bind_image(m);
+  fastdl::bindings::bind_linear_model(m);
 }
