@@ -38,7 +38,8 @@ class TensorDataset(Dataset):
         self.tensors = tuple(tensors)
 
     def __getitem__(self, index):
-        return tuple(Tensor(np.ascontiguousarray(t.data[index])) for t in self.tensors)
+        # asarray, not ascontiguousarray: the latter turns a 0-d sample (a label) into shape (1,)
+        return tuple(Tensor(np.asarray(t.data[index], order="C")) for t in self.tensors)
 
     def __len__(self) -> int:
         return self.tensors[0].shape[0]

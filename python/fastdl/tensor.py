@@ -56,8 +56,8 @@ def _to_array(data, dtype=None) -> np.ndarray:
     dtype = _as_dtype(dtype)
     if isinstance(data, Tensor):
         array = data.data
-    elif isinstance(data, np.ndarray):
-        array = data
+    elif isinstance(data, (np.ndarray, np.generic)):  # NumPy scalars keep their dtype, as in torch
+        array = np.asarray(data)
     else:
         try:
             array = np.asarray(data)
@@ -371,7 +371,9 @@ class Tensor:
         def backward(grad):
             return (grad * exponent * base ** (exponent - 1),)
 
-        return _result(out.astype(base.dtype, copy=False), (self,), backward, "Pow")
+        # An integer tensor to a float power is a float32 tensor, as in torch (not truncated).
+        dtype = base.dtype if base.dtype.kind == "f" or isinstance(exponent, numbers.Integral) else float32
+        return _result(out.astype(dtype, copy=False), (self,), backward, "Pow")
 
     def _compare(self, other, op):
         other = other.data if isinstance(other, Tensor) else other
@@ -583,21 +585,29 @@ def _operands(a, b) -> Tuple[Tensor, Tensor]:
 def _wrap_like(value, like: Tensor) -> Tensor:
     if isinstance(value, numbers.Number) and not isinstance(value, bool):
         kind = like.dtype.kind
-        if kind == "f" or isinstance(value, numbers.Integral):
+        if kind == "f" or (kind in "iu" and isinstance(value, numbers.Integral)):
             return Tensor(np.asarray(value, dtype=like.dtype))
-        return Tensor(np.asarray(value, dtype=float32))
+        # A bool tensor with an int is int64, an integer tensor with a float is float32 (torch).
+        return Tensor(np.asarray(value, dtype=int64 if isinstance(value, numbers.Integral) else float32))
     return Tensor(_to_array(value))
+
+
+def _torch_promotion(out: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """NumPy promotes int64 with float32 (and int / int) to float64; torch keeps float32."""
+    if out.dtype == float64 and float64 not in (x.dtype, y.dtype):
+        return out.astype(float32)
+    return out
 
 
 def add(a, b) -> Tensor:
     a, b = _operands(a, b)
-    out = a.data + b.data
+    out = _torch_promotion(a.data + b.data, a.data, b.data)
     return _result(out, (a, b), lambda g: (_unbroadcast(g, a.shape), _unbroadcast(g, b.shape)), "Add")
 
 
 def sub(a, b) -> Tensor:
     a, b = _operands(a, b)
-    out = a.data - b.data
+    out = _torch_promotion(a.data - b.data, a.data, b.data)
     return _result(out, (a, b), lambda g: (_unbroadcast(g, a.shape), _unbroadcast(-g, b.shape)), "Sub")
 
 
@@ -609,15 +619,13 @@ def mul(a, b) -> Tensor:
         return (_unbroadcast(grad * y, a.shape) if a.requires_grad else None,
                 _unbroadcast(grad * x, b.shape) if b.requires_grad else None)
 
-    return _result(x * y, (a, b), backward, "Mul")
+    return _result(_torch_promotion(x * y, x, y), (a, b), backward, "Mul")
 
 
 def div(a, b) -> Tensor:
     a, b = _operands(a, b)
     x, y = a.data, b.data
-    out = x / y
-    if out.dtype == float64 and float64 not in (x.dtype, y.dtype):
-        out = out.astype(float32)  # int / int gives the default float dtype, as in torch
+    out = _torch_promotion(x / y, x, y)  # int / int gives the default float dtype, as in torch
 
     def backward(grad):
         return (_unbroadcast(grad / y, a.shape) if a.requires_grad else None,
@@ -641,10 +649,10 @@ def matmul(a, b) -> Tensor:
         xm = x[None, :] if x.ndim == 1 else x
         ym = y[:, None] if y.ndim == 1 else y
         g = grad
+        if y.ndim == 1:  # first: for vector @ vector, grad is 0-d and becomes (1, 1)
+            g = np.expand_dims(g, -1)
         if x.ndim == 1:
             g = np.expand_dims(g, -2)
-        if y.ndim == 1:
-            g = np.expand_dims(g, -1)
         ga = gb = None
         if a.requires_grad:
             ga = np.matmul(g, np.swapaxes(ym, -1, -2))

@@ -102,8 +102,10 @@ class Module:
             yield module
 
     def named_children(self) -> Iterator[Tuple[str, "Module"]]:
+        seen = set()  # a child registered under two names is yielded once, as in torch
         for name, module in self._modules.items():
-            if module is not None:
+            if module is not None and id(module) not in seen:
+                seen.add(id(module))
                 yield name, module
 
     def children(self) -> Iterator["Module"]:
@@ -192,7 +194,7 @@ class Module:
     def state_dict(self, prefix: str = "", keep_vars: bool = False) -> "OrderedDict[str, Tensor]":
         """Parameters and persistent buffers by dotted name, as torch's state_dict."""
         state = OrderedDict()
-        for module_prefix, module in self.named_modules(prefix=prefix.rstrip(".")):
+        for module_prefix, module in self._state_modules(prefix.rstrip(".")):
             lead = module_prefix + ("." if module_prefix else "")
             for name, param in module._parameters.items():
                 if param is not None:
@@ -202,6 +204,14 @@ class Module:
                 if buf is not None and name not in skip:
                     state[lead + name] = buf if keep_vars else buf.detach()
         return state
+
+    def _state_modules(self, prefix: str) -> Iterator[Tuple[str, "Module"]]:
+        # Unlike named_modules, no memo: as in torch, a module registered under two names
+        # is saved (and must be loaded) under both.
+        yield prefix, self
+        for name, module in self._modules.items():
+            if module is not None:
+                yield from module._state_modules(prefix + ("." if prefix else "") + name)
 
     def load_state_dict(self, state_dict: Dict[str, object], strict: bool = True) -> _IncompatibleKeys:
         """Copy values (Tensors or NumPy arrays) into the parameters and buffers in place."""
