@@ -1,0 +1,3 @@
+"""fastdl.linear_model: regression and classification with scikit-learn's estimator API."""
+
+__all__ = []

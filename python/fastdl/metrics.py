@@ -1,0 +1,3 @@
+"""fastdl.metrics: accuracy, confusion matrix, R^2, as sklearn.metrics."""
+
+__all__ = []
