@@ -334,13 +334,8 @@ def test_cli_info_prints_the_configuration():
     assert fastdl.__version__ in completed.stdout
 
 
-_BLAS_THREADS_BUG = (
-    "C++/BLAS: weight-gradient GEMMs (conv2d_backward's dW += dY_t @ col^T, linear_backward's "
-    "dW += dY^T @ X) change bits between 1 and 2 BLAS threads when the reduction length K "
-    "(batch*OH*OW, or batch) is not a multiple of 32, e.g. K = 464, 496, 528; see the report")
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=_BLAS_THREADS_BUG)
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
 def test_weight_gradients_are_bitwise_identical_with_1_and_2_threads(dtype):
     """The root cause of the demo's thread dependence, on single layers."""
@@ -378,7 +373,6 @@ def test_weight_gradients_are_bitwise_identical_with_1_and_2_threads(dtype):
     assert mismatches == []
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=_BLAS_THREADS_BUG)
 def test_demo_is_bitwise_identical_with_1_and_2_threads(monkeypatch, capsys):
     """Two epochs of the demo give the same final weights, bit for bit, on 1 and 2 threads:
     the kernels' reduction order depends on the data, not on the thread count."""
