@@ -56,6 +56,14 @@ T* inplace_data(const py::handle& h, const char* name, index_t index) {
   return static_cast<T*>(a.mutable_data());
 }
 
+// Sizes, strides, paddings and dilations stay below 2^31 so no product of them overflows.
+void check_pair(const Pair& p, const char* name, index_t minimum) {
+  constexpr index_t kMax = (index_t(1) << 31) - 1;
+  check(p[0] >= minimum && p[1] >= minimum && p[0] <= kMax && p[1] <= kMax,
+        std::string(name) + " must lie in [" + std::to_string(minimum) + ", 2^31 - 1], got (" +
+            std::to_string(p[0]) + ", " + std::to_string(p[1]) + ")");
+}
+
 index_t conv_out(index_t in, index_t pad, index_t dil, index_t k, index_t stride) {
   return (in + 2 * pad - dil * (k - 1) - 1) / stride + 1;
 }
@@ -66,10 +74,10 @@ fastdl::cpu::Conv2dShape conv2d_shape(const In<T>& input, const In<T>& weight, P
                                       Pair padding, Pair dilation, index_t groups) {
   check_ndim(input, 4, "input");
   check_ndim(weight, 4, "weight");
-  check(stride[0] > 0 && stride[1] > 0, "stride must be positive");
-  check(dilation[0] > 0 && dilation[1] > 0, "dilation must be positive");
-  check(padding[0] >= 0 && padding[1] >= 0, "padding must be non-negative");
-  check(groups > 0, "groups must be positive");
+  check_pair(stride, "stride", 1);
+  check_pair(dilation, "dilation", 1);
+  check_pair(padding, "padding", 0);
+  check(groups > 0 && groups <= (index_t(1) << 31), "groups must be positive");
   fastdl::cpu::Conv2dShape s{};
   s.batch = input.shape(0), s.in_channels = input.shape(1);
   s.height = input.shape(2), s.width = input.shape(3);
@@ -143,9 +151,10 @@ py::tuple conv2d_backward(const In<T>& input, const In<T>& weight, const In<T>& 
 fastdl::cpu::Pool2dShape pool2d_shape(const py::array& input, Pair kernel, Pair stride,
                                       Pair padding, Pair dilation, bool ceil_mode) {
   check(input.ndim() == 4, "input must be 4-D (N, C, H, W), got shape " + shape_of(input));
-  check(kernel[0] > 0 && kernel[1] > 0, "kernel_size must be positive");
-  check(stride[0] > 0 && stride[1] > 0, "stride must be positive");
-  check(dilation[0] > 0 && dilation[1] > 0, "dilation must be positive");
+  check_pair(kernel, "kernel_size", 1);
+  check_pair(stride, "stride", 1);
+  check_pair(dilation, "dilation", 1);
+  check_pair(padding, "padding", 0);
   check(padding[0] >= 0 && padding[1] >= 0 && 2 * padding[0] <= kernel[0] &&
             2 * padding[1] <= kernel[1],
         "padding must be non-negative and at most half the kernel size");
@@ -192,6 +201,9 @@ py::array_t<T> max_pool2d_backward(const In<T>& grad_output, const In<std::int64
         "indices " + shape_of(indices) + " must have the shape of grad_output " + shape_of(grad_output));
   check(grad_output.shape(0) == input_shape[0] && grad_output.shape(1) == input_shape[1],
         "grad_output " + shape_of(grad_output) + " does not match the input's batch and channels");
+  check(input_shape[2] >= 1 && input_shape[3] >= 1 && input_shape[2] < (index_t(1) << 31) &&
+            input_shape[3] < (index_t(1) << 31),
+        "input_shape: height and width must lie in [1, 2^31)");
   fastdl::cpu::Pool2dShape s{};
   s.planes = input_shape[0] * input_shape[1], s.height = input_shape[2], s.width = input_shape[3];
   s.out_h = grad_output.shape(2), s.out_w = grad_output.shape(3);

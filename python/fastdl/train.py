@@ -1,6 +1,7 @@
 """The training loop: fit() and evaluate(), with a progress bar and a returned history."""
 from __future__ import annotations
 
+import os
 import sys
 import time
 from typing import Callable, Dict, List, Optional
@@ -36,25 +37,72 @@ def evaluate(model, loader, loss_fn: Callable) -> Dict[str, float]:
     return {"loss": total_loss / max(count, 1), "accuracy": correct / max(count, 1)}
 
 
+def _loader_generator(loader):
+    from .random import Generator, default_generator
+    generator = getattr(loader, "generator", None)
+    return generator if isinstance(generator, Generator) else default_generator
+
+
+def _save_checkpoint(path, epoch, model, optimizer, scheduler, train_loader, history) -> None:
+    from . import io, random
+    io.save({
+        "epoch": epoch,
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict() if scheduler is not None else None,
+        "loader_generator": _loader_generator(train_loader).get_state(),
+        "default_generator": random.get_rng_state(),
+        "history": history,
+    }, path)
+
+
+def _resume(path, model, optimizer, scheduler, train_loader) -> tuple:
+    from . import io, random
+    state = io.load(path)
+    if not isinstance(state, dict) or "epoch" not in state or "model" not in state:
+        raise ValueError(f"checkpoint: {path} is not a checkpoint written by fit()")
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    if scheduler is not None and state.get("scheduler") is not None:
+        scheduler.load_state_dict(state["scheduler"])
+    random.set_rng_state(state["default_generator"])
+    generator = _loader_generator(train_loader)
+    if generator is not random.default_generator:
+        generator.set_state(state["loader_generator"])
+    return int(state["epoch"]), {k: list(v) for k, v in state["history"].items()}
+
+
 def fit(model, train_loader, loss_fn: Callable, optimizer, epochs: int, val_loader=None,
-        progress: Optional[bool] = None, scheduler=None, callback=None) -> Dict[str, List[float]]:
+        progress: Optional[bool] = None, scheduler=None, callback=None,
+        checkpoint=None, resume: bool = False) -> Dict[str, List[float]]:
     """Train for ``epochs`` epochs; return the per-epoch history
     ``{'train_loss', 'train_accuracy', 'val_loss', 'val_accuracy', 'epoch_time'}``.
 
     progress: show a tqdm progress bar (default: when stderr is a terminal).
+    scheduler: stepped once per epoch. callback(epoch, history): called after each epoch.
+    checkpoint: a path; after every epoch the model, optimizer, scheduler, the data
+    loader's and the default random generator's states and the history are saved there
+    (atomically, without pickle). resume: if that file exists, continue from it — the
+    result is bitwise the same as a run that was never interrupted.
     """
     if not isinstance(epochs, int) or isinstance(epochs, bool) or epochs < 0:
         raise ValueError(f"epochs: expected a non-negative int, got {epochs!r}")
+    if resume and checkpoint is None:
+        raise ValueError("resume=True needs checkpoint= (the path to resume from)")
     if progress is None:
         progress = sys.stderr.isatty()
     history: Dict[str, List[float]] = {"train_loss": [], "train_accuracy": [], "val_loss": [],
                                        "val_accuracy": [], "epoch_time": []}
+    first_epoch = 0
+    if resume and os.path.exists(checkpoint):
+        first_epoch, history = _resume(checkpoint, model, optimizer, scheduler, train_loader)
     bar = None
     if progress:
         from tqdm.auto import tqdm
-        bar = tqdm(total=epochs * len(train_loader), unit="batch", dynamic_ncols=True)
+        bar = tqdm(total=epochs * len(train_loader), initial=first_epoch * len(train_loader),
+                   unit="batch", dynamic_ncols=True)
     try:
-        for epoch in range(epochs):
+        for epoch in range(first_epoch, epochs):
             model.train()
             start = time.perf_counter()
             total_loss, correct, count = 0.0, 0, 0
@@ -86,6 +134,9 @@ def fit(model, train_loader, loss_fn: Callable, optimizer, epochs: int, val_load
                 if bar is not None:
                     bar.set_postfix(loss=f"{history['train_loss'][-1]:.4f}",
                                     val_acc=f"{metrics['accuracy']:.3f}")
+            if checkpoint is not None:
+                _save_checkpoint(checkpoint, epoch + 1, model, optimizer, scheduler,
+                                 train_loader, history)
             if callback is not None:
                 callback(epoch, history)
     finally:

@@ -46,7 +46,22 @@ def _pair(value, name: str, *, minimum: int) -> Tuple[int, int]:
     if min(pair) < minimum:
         rule = "positive" if minimum == 1 else "non-negative"
         raise ValueError(f"{name}: must be {rule}, got {value!r}")
+    if max(pair) > _MAX_INDEX:
+        raise ValueError(f"{name}: {value!r} is too large (at most {_MAX_INDEX})")
     return pair
+
+
+_MAX_INDEX = 2 ** 31 - 1  # sizes, strides and paddings the kernels index with
+_MAX_OUTPUT_BYTES = 2 ** 46  # 64 TiB: larger outputs are a mistake, not a workload
+
+
+def _check_output(shape: Tuple[int, ...], dtype, op: str, **context) -> None:
+    """Refuse an empty or absurdly large output before any C++ runs."""
+    if min(shape[1:], default=1) < 1:
+        raise ValueError(f"{op}: the output would be empty, shape {shape} "
+                         + ", ".join(f"{k}={v}" for k, v in context.items()))
+    if int(np.prod(shape, dtype=object)) * np.dtype(dtype).itemsize > _MAX_OUTPUT_BYTES:
+        raise ValueError(f"{op}: the output of shape {shape} would be too large to allocate")
 
 
 def _check_reduction(reduction: str) -> None:
@@ -109,7 +124,7 @@ def conv2d(input: Tensor, weight: Tensor, bias: Optional[Tensor] = None, stride=
     input, unbatched = _batched(input, 4, "input")
     stride = _pair(stride, "stride", minimum=1)
     dilation = _pair(dilation, "dilation", minimum=1)
-    if not isinstance(groups, numbers.Integral) or isinstance(groups, bool) or groups < 1:
+    if not isinstance(groups, numbers.Integral) or isinstance(groups, bool) or not 1 <= groups <= _MAX_INDEX:
         raise ValueError(f"groups: must be a positive int, got {groups!r}")
     out_channels, in_per_group, kh, kw = weight.shape
     channels = input.shape[1]
@@ -142,6 +157,10 @@ def conv2d(input: Tensor, weight: Tensor, bias: Optional[Tensor] = None, stride=
     if padded[0] < dilation[0] * (kh - 1) + 1 or padded[1] < dilation[1] * (kw - 1) + 1:
         raise ValueError(f"kernel ({kh}, {kw}) with dilation {dilation} is larger than the padded "
                          f"input {padded} (input shape {input.shape}, padding {padding})")
+    out_size = tuple((padded[i] - dilation[i] * (k - 1) - 1) // stride[i] + 1
+                     for i, k in enumerate((kh, kw)))
+    _check_output((input.shape[0], out_channels) + out_size, input.dtype, "conv2d",
+                  input=input.shape, weight=weight.shape, stride=stride, padding=padding)
     x, w, b = input.data, weight.data, None if bias is None else bias.data
     out = _C.conv2d_forward(x, w, b, stride, padding, dilation, groups)
 
