@@ -33,7 +33,8 @@ void conv2d_backward(const T* input, const T* weight, const T* grad_output, T* g
 
 // ---------------------------------------------------------------- pool.cpp
 // Max pooling, as torch.nn.functional.max_pool2d: padding is -inf, NaN propagates;
-// indices are flat positions y*W + x inside each input plane (return_indices).
+// indices are flat positions y*W + x inside each input plane (return_indices), -1 for a
+// window that covers only padding (its output is -inf and it passes no gradient).
 struct Pool2dShape {
   index_t planes, height, width;  // planes = N*C
   index_t kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w, dilation_h, dilation_w;

@@ -76,7 +76,8 @@ def conv2d_backward(x, weight, grad_out, stride: Pair = (1, 1), padding: Pair = 
 # ---------------------------------------------------------------------- max_pool2d
 def max_pool2d_forward(x, kernel: Pair, stride: Pair, padding: Pair = (0, 0),
                        dilation: Pair = (1, 1)):
-    """Returns (out, indices); indices are flat y*W + x positions in each input plane."""
+    """Returns (out, indices); indices are flat y*W + x positions in each input plane
+    (-1, with output -inf, for a window that covers only padding)."""
     n, c, h, w = x.shape
     xp = np.pad(x, ((0, 0), (0, 0), (padding[0],) * 2, (padding[1],) * 2), constant_values=-np.inf)
     oh = _out_size(h, kernel[0], stride[0], padding[0], dilation[0])
@@ -91,7 +92,8 @@ def max_pool2d_forward(x, kernel: Pair, stride: Pair, padding: Pair = (0, 0),
             best = window.argmax(axis=2)
             out[:, :, y, xo] = np.take_along_axis(window, best[..., None], 2)[..., 0]
             r, q = rows[best // kernel[1]] - padding[0], cols[best % kernel[1]] - padding[1]
-            indices[:, :, y, xo] = r * w + q
+            inside = (r >= 0) & (r < h) & (q >= 0) & (q < w)  # else the window is all padding
+            indices[:, :, y, xo] = np.where(inside, r * w + q, -1)
     return out, indices
 
 
@@ -100,7 +102,8 @@ def max_pool2d_backward(grad_out, indices, input_shape):
     grad = np.zeros((n * c, h * w), dtype=grad_out.dtype)
     flat_idx = indices.reshape(n * c, -1)
     for p in range(n * c):
-        np.add.at(grad[p], flat_idx[p], grad_out.reshape(n * c, -1)[p])
+        hit = flat_idx[p] >= 0  # -1 marks a window that saw only padding
+        np.add.at(grad[p], flat_idx[p][hit], grad_out.reshape(n * c, -1)[p][hit])
     return grad.reshape(input_shape)
 
 
