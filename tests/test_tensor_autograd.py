@@ -594,3 +594,20 @@ def test_leaf_grad_dtype_follows_the_leaf():
     x = fastdl.tensor(_normal(3).astype(np.float32), requires_grad=True)
     (x * fastdl.tensor(_normal(3, seed=1))).sum().backward()  # float64 constant: float64 product
     assert x.grad.dtype == np.float32
+
+
+def test_no_grad_as_a_bare_decorator():
+    @fastdl.no_grad
+    def double(x):
+        return x * 2, fastdl.is_grad_enabled()
+
+    out, enabled = double(fastdl.tensor([1.0], requires_grad=True))
+    assert not enabled and not out.requires_grad and fastdl.is_grad_enabled()
+
+
+def test_zero_dim_float64_beside_float32_keeps_float32_as_torch():
+    torch = pytest.importorskip("torch")
+    a, b = fastdl.tensor([1.0, 2.0]), fastdl.tensor(3.0, dtype=fastdl.float64)
+    ta, tb = torch.tensor([1.0, 2.0]), torch.tensor(3.0, dtype=torch.float64)
+    for got, want in (((a * b), (ta * tb)), ((b + a), (tb + ta)), ((a / b), (ta / tb))):
+        assert str(got.dtype) == str(want.dtype).replace("torch.", "")

@@ -31,6 +31,13 @@ class _GradMode:
 
     _mode = True
 
+    def __new__(cls, function=None):
+        instance = super().__new__(cls)
+        if callable(function):  # bare decorator: @fastdl.no_grad
+            instance.__init__()
+            return instance(function)
+        return instance
+
     def __enter__(self):
         self._previous = is_grad_enabled()
         _set_enabled(self._mode)

@@ -593,9 +593,15 @@ def _wrap_like(value, like: Tensor) -> Tensor:
 
 
 def _torch_promotion(out: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """NumPy promotes int64 with float32 (and int / int) to float64; torch keeps float32."""
-    if out.dtype == float64 and float64 not in (x.dtype, y.dtype):
-        return out.astype(float32)
+    """NumPy promotes int64 with float32 (and int / int) to float64; torch keeps float32.
+    A 0-d float64 tensor beside a float32 tensor only decides the category, as in torch."""
+    if out.dtype == float64:
+        if float64 not in (x.dtype, y.dtype):
+            return out.astype(float32)
+        if (x.ndim == 0) != (y.ndim == 0) and float32 in (x.dtype, y.dtype):
+            dimensioned = y if x.ndim == 0 else x
+            if dimensioned.dtype == float32:
+                return out.astype(float32)
     return out
 
 
