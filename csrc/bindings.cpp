@@ -495,4 +495,7 @@ PYBIND11_MODULE(_C, m) {
   m.def("build_info", &build_info);
   fastdl::bindings::bind_image(m);
   fastdl::bindings::bind_linear_model(m);
+  fastdl::bindings::bind_pool(m);
+  fastdl::bindings::bind_norm(m);
+  fastdl::bindings::bind_loss(m);
 }

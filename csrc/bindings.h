@@ -22,5 +22,8 @@ inline std::string shape_of(const py::array& a) {
 // Each binding file registers its functions on the module.
 void bind_image(py::module_& m);         // bindings_image.cpp: fastdl.image filters
 void bind_linear_model(py::module_& m);  // bindings_linear_model.cpp: fastdl.linear_model solvers
+void bind_pool(py::module_& m);          // bindings_pool.cpp: avg / adaptive pooling, conv1d helpers
+void bind_norm(py::module_& m);          // bindings_norm.cpp: batch norm, activations, dropout
+void bind_loss(py::module_& m);          // bindings_loss.cpp: the loss family
 
 }  // namespace fastdl::bindings

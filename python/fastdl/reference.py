@@ -172,3 +172,15 @@ def adam_step(param, grad, m, v, t: int, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, 
     m_hat = m / (1 - beta1 ** t)
     v_hat = v / (1 - beta2 ** t)
     return param - lr * m_hat / (np.sqrt(v_hat) + eps), m, v
+
+
+# ---------------------------------------------------------------------- pooling (avg, adaptive)
+# (section: pooling)
+
+
+# ---------------------------------------------------------------------- normalization, activations
+# (section: normalization)
+
+
+# ---------------------------------------------------------------------- losses
+# (section: losses)

@@ -5,5 +5,11 @@ from .loss import CrossEntropyLoss
 from .module import Module
 from .parameter import Parameter
 
+# (section: pooling)
+
+# (section: normalization)
+
+# (section: losses)
+
 __all__ = ["Module", "Parameter", "Sequential", "Identity", "Linear", "Conv2d", "MaxPool2d",
            "ReLU", "Flatten", "CrossEntropyLoss", "functional", "init"]

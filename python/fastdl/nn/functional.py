@@ -383,3 +383,19 @@ def _cross_entropy_probabilities(input: Tensor, target: Tensor, weight: Optional
 def flatten(input: Tensor, start_dim: int = 0, end_dim: int = -1) -> Tensor:
     _check_tensor(input, "input", floating=False)
     return input.flatten(start_dim, end_dim)
+
+
+# ---------------------------------------------------------------------- pooling (avg, adaptive) and conv1d
+# (section: pooling)
+
+
+# ---------------------------------------------------------------------- normalization, activations, dropout
+# (section: normalization)
+
+
+# ---------------------------------------------------------------------- losses
+# (section: losses)
+
+
+# ---------------------------------------------------------------------- linear models
+# (section: linear models)

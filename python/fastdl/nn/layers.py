@@ -204,3 +204,11 @@ class Sequential(Module):
         for module in self._modules.values():
             input = module(input)
         return input
+
+
+# ---------------------------------------------------------------------- pooling (avg, adaptive) and conv1d
+# (section: pooling)
+
+
+# ---------------------------------------------------------------------- normalization, activations, dropout
+# (section: normalization)
