@@ -60,6 +60,54 @@ void sgd_step(T* const* params, const T* const* grads, T* const* momentum_buffer
   }
 }
 
+namespace {
+
+enum class WeightDecay { none, coupled, decoupled };
+
+template <typename T>
+struct AdamScalars {
+  T sign, w1, b2, w2, eps, wd, decay, neg_step, bc2;
+  bool lerp_low;
+};
+
+// One chunk of one tensor. Separate restrict-qualified loops per variant so that the
+// compiler vectorizes each (a conditional amsgrad load/store in one loop defeats it).
+template <typename T, WeightDecay WD, bool AMSGRAD>
+void adam_chunk(index_t begin, index_t end, T* __restrict p, const T* __restrict g,
+                T* __restrict m, T* __restrict v, T* __restrict vmax, const AdamScalars<T> c) {
+#pragma omp simd
+  for (index_t i = begin; i < end; ++i) {
+    T grad = c.sign * g[i];
+    T param = p[i];
+    if constexpr (WD == WeightDecay::decoupled) param = param * c.decay;
+    if constexpr (WD == WeightDecay::coupled) grad = grad + c.wd * param;
+    // exp_avg.lerp_(grad, 1 - beta1): torch.lerp's two branches
+    const T diff = grad - m[i];
+    const T mi = c.lerp_low ? m[i] + c.w1 * diff : grad - diff * (T(1) - c.w1);
+    m[i] = mi;
+    // exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
+    const T vi = v[i] * c.b2 + c.w2 * (grad * grad);
+    v[i] = vi;
+    T second = vi;
+    if constexpr (AMSGRAD) {
+      second = vmax[i] > vi ? vmax[i] : vi;
+      vmax[i] = second;
+    }
+    // denom = (sqrt(v) / sqrt(bias_correction2)) + eps;  param += -step_size * m / denom
+    const T denom = std::sqrt(second) / c.bc2 + c.eps;
+    p[i] = param + c.neg_step * (mi / denom);
+  }
+}
+
+template <typename T, WeightDecay WD>
+void adam_chunk_dispatch(bool amsgrad, index_t begin, index_t end, T* p, const T* g, T* m, T* v,
+                         T* vmax, const AdamScalars<T>& c) {
+  if (amsgrad) adam_chunk<T, WD, true>(begin, end, p, g, m, v, vmax, c);
+  else adam_chunk<T, WD, false>(begin, end, p, g, m, v, vmax, c);
+}
+
+}  // namespace
+
 template <typename T>
 void adam_step(T* const* params, const T* const* grads, T* const* exp_avgs,
                T* const* exp_avg_sqs, T* const* max_exp_avg_sqs, const TensorList& list,
@@ -68,44 +116,37 @@ void adam_step(T* const* params, const T* const* grads, T* const* exp_avgs,
                bool maximize, bool decoupled_weight_decay) {
   index_t total;
   const std::vector<Chunk> chunks = make_chunks(list, total);
-  const T w1 = static_cast<T>(1.0 - beta1), b2 = static_cast<T>(beta2);
-  const T w2 = static_cast<T>(1.0 - beta2), eps_t = static_cast<T>(eps);
-  const T wd = static_cast<T>(weight_decay), decay = static_cast<T>(1.0 - lr * weight_decay);
-  const bool lerp_low = (1.0 - beta1) < 0.5;  // torch.lerp's two branches
+  const WeightDecay mode = weight_decay == 0.0 ? WeightDecay::none
+                           : decoupled_weight_decay ? WeightDecay::decoupled
+                                                    : WeightDecay::coupled;
+  AdamScalars<T> base{};
+  base.sign = maximize ? T(-1) : T(1);
+  base.w1 = static_cast<T>(1.0 - beta1), base.b2 = static_cast<T>(beta2);
+  base.w2 = static_cast<T>(1.0 - beta2), base.eps = static_cast<T>(eps);
+  base.wd = static_cast<T>(weight_decay), base.decay = static_cast<T>(1.0 - lr * weight_decay);
+  base.lerp_low = (1.0 - beta1) < 0.5;
   const index_t count = static_cast<index_t>(chunks.size());
 #pragma omp parallel for schedule(static) num_threads(threads_for(total))
   for (index_t k = 0; k < count; ++k) {
     const Chunk ch = chunks[k];
+    AdamScalars<T> c = base;
+    c.neg_step = static_cast<T>(-step_size[ch.tensor]);
+    c.bc2 = static_cast<T>(bias_correction2_sqrt[ch.tensor]);
     T* p = params[ch.tensor];
     const T* g = grads[ch.tensor];
     T* m = exp_avgs[ch.tensor];
     T* v = exp_avg_sqs[ch.tensor];
     T* vmax = amsgrad ? max_exp_avg_sqs[ch.tensor] : nullptr;
-    const T neg_step = static_cast<T>(-step_size[ch.tensor]);
-    const T bc2 = static_cast<T>(bias_correction2_sqrt[ch.tensor]);
-#pragma omp simd
-    for (index_t i = ch.begin; i < ch.end; ++i) {
-      T grad = maximize ? -g[i] : g[i];
-      T param = p[i];
-      if (weight_decay != 0.0) {
-        if (decoupled_weight_decay) param = param * decay;
-        else grad = grad + wd * param;
-      }
-      // exp_avg.lerp_(grad, 1 - beta1)
-      const T diff = grad - m[i];
-      const T mi = lerp_low ? m[i] + w1 * diff : grad - diff * (T(1) - w1);
-      m[i] = mi;
-      // exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
-      const T vi = v[i] * b2 + w2 * (grad * grad);
-      v[i] = vi;
-      T second = vi;
-      if (vmax) {
-        second = std::max(vmax[i], vi);
-        vmax[i] = second;
-      }
-      // denom = (sqrt(v) / sqrt(bias_correction2)) + eps;  param += -step_size * m / denom
-      const T denom = std::sqrt(second) / bc2 + eps_t;
-      p[i] = param + neg_step * (mi / denom);
+    switch (mode) {
+      case WeightDecay::none:
+        adam_chunk_dispatch<T, WeightDecay::none>(amsgrad, ch.begin, ch.end, p, g, m, v, vmax, c);
+        break;
+      case WeightDecay::coupled:
+        adam_chunk_dispatch<T, WeightDecay::coupled>(amsgrad, ch.begin, ch.end, p, g, m, v, vmax, c);
+        break;
+      case WeightDecay::decoupled:
+        adam_chunk_dispatch<T, WeightDecay::decoupled>(amsgrad, ch.begin, ch.end, p, g, m, v, vmax, c);
+        break;
     }
   }
 }

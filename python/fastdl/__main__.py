@@ -66,7 +66,7 @@ def demo(epochs: int = 20, batch_size: int = 32, lr: float = 3e-3, seed: int = 0
           f"({round(test['accuracy'] * len(y_test))}/{len(y_test)}), test loss {test['loss']:.4f}")
     result = {"test_accuracy": test["accuracy"], "history": history}
     if bench:
-        from .benchmark import conv2d_benchmark, format_conv2d_table
+        from .bench.conv import conv2d_benchmark, format_conv2d_table
         rows = conv2d_benchmark(with_torch=False)
         print()
         print(format_conv2d_table(rows, fastdl.get_num_threads()))
@@ -85,6 +85,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     p_demo.add_argument("--threads", type=int, default=None)
     p_demo.add_argument("--no-bench", action="store_true", help="skip the conv2d timing table")
     sub.add_parser("info", help="print the build configuration")
+    sub.add_parser("bench", help="the benchmark suite: fastdl vs NumPy vs PyTorch", add_help=False)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["bench"]:
+        from .bench import main as bench_main
+        return bench_main(argv[1:])
     args = parser.parse_args(argv)
 
     import fastdl

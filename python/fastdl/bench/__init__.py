@@ -1,0 +1,145 @@
+"""fastdl's benchmark suite: ``python -m fastdl bench [--only conv2d,adam] [--threads N] [--json F]``.
+
+Each family module (conv, optim, train, ...) exposes ``cases(threads)``: a list of dicts
+  name     what is timed
+  fastdl   zero-argument callable: fastdl doing the work (forward+backward where it applies)
+  numpy    the best NumPy a skilled user would write for the same work (or None)
+  torch    PyTorch CPU doing the same work, or None when torch is not installed
+  bytes    compulsory bytes moved (memory-bound work) or None
+  flops    floating-point operations (compute-bound work) or None
+  check    zero-argument callable asserting fastdl's answer agrees with NumPy's / torch's
+The runner checks each answer, warms up, takes the median of repeats for every library in
+one process with the same thread count, and prints ms, ratios and GFLOP/s or GB/s next to
+this machine's measured sgemm peak and copy bandwidth.
+"""
+from __future__ import annotations
+
+import importlib
+import json
+import platform
+import time
+from typing import Callable, Dict, List, Optional, Sequence
+
+import numpy as np
+
+__all__ = ["median_ms", "sgemm_peak_gflops", "copy_bandwidth_gbs", "run", "format_table", "FAMILIES"]
+
+# Family modules, in the order the table lists them; missing ones are skipped.
+FAMILIES = ["conv", "pool", "norm", "loss", "optim", "train"]
+
+
+def median_ms(fn: Callable[[], object], repeats: int = 5, warmup: int = 1) -> float:
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return 1e3 * float(np.median(times))
+
+
+def sgemm_peak_gflops(size: int = 1024, repeats: int = 5) -> float:
+    """float32 GEMM speed through NumPy's BLAS with its default threads: the compute yardstick."""
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((size, size), dtype=np.float32)
+    b = rng.standard_normal((size, size), dtype=np.float32)
+    return 2.0 * size ** 3 / median_ms(lambda: a @ b, repeats) / 1e6
+
+
+def copy_bandwidth_gbs(megabytes: int = 256, repeats: int = 5) -> float:
+    """Bytes read + written per second by a large array copy: the memory yardstick."""
+    source = np.ones(megabytes * 2 ** 20 // 4, dtype=np.float32)
+    target = np.empty_like(source)
+    return 2 * source.nbytes / median_ms(lambda: np.copyto(target, source), repeats) / 1e6
+
+
+def _torch_threads(threads: int) -> None:
+    try:
+        import torch
+        torch.set_num_threads(threads)
+    except ImportError:
+        pass
+
+
+def run(only: Optional[Sequence[str]] = None, threads: Optional[int] = None, repeats: int = 5,
+        families: Sequence[str] = FAMILIES, log=print) -> Dict:
+    """Run the suite (optionally only cases whose name starts with one of ``only``)."""
+    import fastdl
+    if threads is not None:
+        fastdl.set_num_threads(threads)
+    threads = fastdl.get_num_threads()
+    _torch_threads(threads)
+    machine = {"sgemm_peak_gflops": sgemm_peak_gflops(), "copy_gbs": copy_bandwidth_gbs()}
+    rows = []
+    for family in families:
+        try:
+            module = importlib.import_module(f"fastdl.bench.{family}")
+        except ImportError:
+            continue
+        for case in module.cases(threads):
+            if only and not any(case["name"].startswith(o) or family == o for o in only):
+                continue
+            case["check"]()
+            row = {"family": family, "name": case["name"], "bytes": case.get("bytes"),
+                   "flops": case.get("flops")}
+            for library in ("fastdl", "numpy", "torch"):
+                fn = case.get(library)
+                row[f"{library}_ms"] = median_ms(fn, repeats) if fn is not None else None
+            rows.append(row)
+            if log:
+                log(format_row(row, machine))
+    return {"threads": threads, "machine": machine, "platform": platform.platform(),
+            "config": fastdl.config(), "rows": rows}
+
+
+HEADER = (f"{'case':<44} {'fastdl ms':>10} {'NumPy ms':>9} {'torch ms':>9} {'NumPy/fdl':>9} "
+          f"{'torch/fdl':>9} {'achieved':>14} {'of peak':>8}")
+
+
+def format_row(row: Dict, machine: Dict) -> str:
+    def ms(v):
+        return f"{v:9.3f}" if v is not None else f"{'-':>9}"
+
+    def ratio(v):
+        return f"{v / row['fastdl_ms']:8.2f}x" if v is not None else f"{'-':>9}"
+
+    achieved, share = f"{'-':>14}", f"{'-':>8}"
+    if row.get("flops"):
+        gflops = row["flops"] / row["fastdl_ms"] / 1e6
+        achieved = f"{gflops:8.1f} GFLOP/s"
+        share = f"{100 * gflops / machine['sgemm_peak_gflops']:7.0f}%"
+    elif row.get("bytes"):
+        gbs = row["bytes"] / row["fastdl_ms"] / 1e6
+        achieved = f"{gbs:9.1f} GB/s"
+        share = f"{100 * gbs / machine['copy_gbs']:7.0f}%"
+    return (f"{row['name']:<44} {row['fastdl_ms']:10.3f} {ms(row['numpy_ms'])} {ms(row['torch_ms'])} "
+            f"{ratio(row['numpy_ms'])} {ratio(row['torch_ms'])} {achieved} {share}")
+
+
+def format_table(result: Dict) -> str:
+    m = result["machine"]
+    lines = [f"fastdl benchmark, {result['threads']} thread(s); sgemm peak "
+             f"{m['sgemm_peak_gflops']:.0f} GFLOP/s, copy bandwidth {m['copy_gbs']:.1f} GB/s; "
+             f"ratios > 1 mean fastdl is faster", HEADER]
+    lines += [format_row(r, m) for r in result["rows"]]
+    return "\n".join(lines)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    import argparse
+    parser = argparse.ArgumentParser(prog="python -m fastdl bench", description=__doc__.splitlines()[0])
+    parser.add_argument("--only", default=None, help="comma-separated case prefixes or families")
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--json", default=None, help="also write the results to this file")
+    args = parser.parse_args(argv)
+    only = [o.strip() for o in args.only.split(",")] if args.only else None
+    print(HEADER)
+    result = run(only=only, threads=args.threads, repeats=args.repeats)
+    print()
+    print(format_table(result))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(result, f, indent=2, default=str)
+    return 0
