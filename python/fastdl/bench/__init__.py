@@ -85,7 +85,8 @@ def run(only: Optional[Sequence[str]] = None, threads: Optional[int] = None, rep
                    "flops": case.get("flops")}
             for library in ("fastdl", "numpy", "torch"):
                 fn = case.get(library)
-                row[f"{library}_ms"] = median_ms(fn, repeats) if fn is not None else None
+                row[f"{library}_ms"] = (median_ms(fn, case.get("repeats", repeats))
+                                        if fn is not None else None)
             rows.append(row)
             if log:
                 log(format_row(row, machine))
