@@ -6,8 +6,9 @@
 // output value is computed the same way in any strip, so results do not depend on threads.
 //
 // No fused multiply-add: scipy computes w*x and then adds, and fusing would move uint8
-// results that sit on an integer (a flat region under a normalized kernel) by one.
-#pragma GCC optimize("fp-contract=off")
+// results that sit on an integer (a flat region under a normalized kernel) by one. The
+// pragma replaces the command line's -fno-math-errno, hence its second option.
+#pragma GCC optimize("fp-contract=off", "no-math-errno")
 
 #include "cpu/filter.h"
 
@@ -15,6 +16,7 @@
 #include <cfloat>
 #include <cmath>
 #include <cstring>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -87,46 +89,63 @@ inline DoubleVector load(const double* p) {
   return v;
 }
 inline void store(double* p, DoubleVector v) { std::memcpy(p, &v, sizeof(v)); }
-inline DoubleVector broadcast(double w) {
-  DoubleVector v;
-  for (index_t i = 0; i < kLanes; ++i) v[i] = w;
-  return v;
-}
+inline DoubleVector broadcast(double w) { return DoubleVector{w, w, w, w, w, w, w, w}; }
 
-// Element-wise body of a chunk, written once for vectors (V = DoubleVector, one chunk) and
-// scalars (V = double, the tail).
-template <typename V, index_t Step>
+// Element-wise body of the passes, written once for Vectors SIMD vectors per step (several
+// independent sums hide the add latency) and for scalars (Vectors = 0, the tail).
+template <int Vectors>
 inline void pass_span(const FilterPass& p, int symmetry, const double* const* rows, index_t x0,
                       index_t count, double* out) {
-  auto ld = [](const double* q) { if constexpr (Step == 1) return *q; else return load(q); };
-  auto bc = [](double w) { if constexpr (Step == 1) return w; else return broadcast(w); };
+  using V = std::conditional_t<Vectors == 0, double, DoubleVector>;
+  constexpr int A = Vectors == 0 ? 1 : Vectors;
+  constexpr index_t step = Vectors == 0 ? 1 : Vectors * kLanes;
+  auto ld = [](const double* q, int a) -> V {
+    if constexpr (Vectors == 0) return *q; else return load(q + a * kLanes);
+  };
+  auto bc = [](double w) -> V {
+    if constexpr (Vectors == 0) return w; else return broadcast(w);
+  };
   const index_t k = p.size;
-  for (index_t x = x0; x < x0 + count; x += Step) {
-    V acc;
+  for (index_t x = x0; x + step <= x0 + count; x += step) {
+    V acc[A];
     if (p.box) {
-      acc = ld(rows[0] + x);
-      for (index_t j = 1; j < k; ++j) acc += ld(rows[j] + x);
-      acc /= bc(static_cast<double>(k));
+      for (int a = 0; a < A; ++a) acc[a] = ld(rows[0] + x, a);
+      for (index_t j = 1; j < k; ++j)
+        for (int a = 0; a < A; ++a) acc[a] += ld(rows[j] + x, a);
+      const V size = bc(static_cast<double>(k));
+      for (int a = 0; a < A; ++a) acc[a] /= size;
     } else if (symmetry != 0) {  // scipy: x[c]*w[c], then (x[c+jj] +- x[c-jj]) * w[c+jj]
       const index_t c = k / 2;
-      acc = ld(rows[c] + x) * bc(p.weights[c]);
+      const V wc = bc(p.weights[c]);
+      for (int a = 0; a < A; ++a) acc[a] = ld(rows[c] + x, a) * wc;
       for (index_t j = 0; j < c; ++j) {
-        const V lo = ld(rows[j] + x), hi = ld(rows[k - 1 - j] + x);
-        acc += (symmetry > 0 ? lo + hi : lo - hi) * bc(p.weights[j]);
+        const V wj = bc(p.weights[j]);
+        const double *lo = rows[j] + x, *hi = rows[k - 1 - j] + x;
+        if (symmetry > 0)
+          for (int a = 0; a < A; ++a) acc[a] += (ld(lo, a) + ld(hi, a)) * wj;
+        else
+          for (int a = 0; a < A; ++a) acc[a] += (ld(lo, a) - ld(hi, a)) * wj;
       }
     } else {  // scipy: the last tap first, then taps 0 .. k-2
-      acc = ld(rows[k - 1] + x) * bc(p.weights[k - 1]);
-      for (index_t j = 0; j + 1 < k; ++j) acc += ld(rows[j] + x) * bc(p.weights[j]);
+      const V wl = bc(p.weights[k - 1]);
+      for (int a = 0; a < A; ++a) acc[a] = ld(rows[k - 1] + x, a) * wl;
+      for (index_t j = 0; j + 1 < k; ++j) {
+        const V wj = bc(p.weights[j]);
+        for (int a = 0; a < A; ++a) acc[a] += ld(rows[j] + x, a) * wj;
+      }
     }
-    if constexpr (Step == 1) out[x] = acc; else store(out + x, acc);
+    for (int a = 0; a < A; ++a) {
+      if constexpr (Vectors == 0) out[x] = acc[a]; else store(out + x + a * kLanes, acc[a]);
+    }
   }
 }
 
 void apply_pass(const FilterPass& p, int symmetry, const double* const* rows, index_t n,
                 double* out) {
-  const index_t full = n / kLanes * kLanes;
-  pass_span<DoubleVector, kLanes>(p, symmetry, rows, 0, full, out);
-  pass_span<double, 1>(p, symmetry, rows, full, n - full, out);
+  const index_t chunks = n / kChunk * kChunk, vectors = n / kLanes * kLanes;
+  pass_span<kVectors>(p, symmetry, rows, 0, chunks, out);
+  pass_span<1>(p, symmetry, rows, chunks, vectors - chunks, out);
+  pass_span<0>(p, symmetry, rows, vectors, n - vectors, out);
 }
 
 template <typename T>
