@@ -13,11 +13,16 @@
 namespace fastdl::cpu {
 namespace {
 
+// Dot product in double with 8 interleaved partial sums: vectorizes without -ffast-math,
+// and the order (hence the bits) depends on n alone.
 template <typename T>
 double dot(const T* a, const T* b, index_t n) {
-  double total = 0.0;
-  for (index_t i = 0; i < n; ++i) total += static_cast<double>(a[i]) * static_cast<double>(b[i]);
-  return total;
+  double lanes[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  index_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    for (int k = 0; k < 8; ++k) lanes[k] += static_cast<double>(a[i + k]) * static_cast<double>(b[i + k]);
+  for (int k = 0; i < n; ++i, ++k) lanes[k] += static_cast<double>(a[i]) * static_cast<double>(b[i]);
+  return ((lanes[0] + lanes[1]) + (lanes[2] + lanes[3])) + ((lanes[4] + lanes[5]) + (lanes[6] + lanes[7]));
 }
 
 template <typename T>
