@@ -16,7 +16,7 @@ from .. import _C
 from ..tensor import Tensor, _result
 
 __all__ = ["linear", "conv2d", "max_pool2d", "relu", "cross_entropy", "log_softmax", "softmax",
-           "pad", "flatten"]
+           "pad", "flatten", "one_hot"]
 
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 
@@ -399,3 +399,26 @@ def flatten(input: Tensor, start_dim: int = 0, end_dim: int = -1) -> Tensor:
 
 # ---------------------------------------------------------------------- linear models
 # (section: linear models)
+def one_hot(tensor: Tensor, num_classes: int = -1) -> Tensor:
+    """int64 tensor of shape tensor.shape + (num_classes,), 1 at each index, as
+    torch.nn.functional.one_hot; num_classes=-1 infers max + 1. Not differentiable."""
+    _check_tensor(tensor, "tensor", floating=False)
+    if tensor.dtype.kind not in "iu":
+        raise TypeError(f"tensor: one_hot is only applicable to an integer (index) tensor, "
+                        f"got {tensor.dtype}")
+    if not isinstance(num_classes, numbers.Integral) or isinstance(num_classes, bool) or num_classes < -1:
+        raise ValueError(f"num_classes: expected -1 or a non-negative int, got {num_classes!r}")
+    labels = tensor.data.astype(np.int64, copy=False)
+    if labels.size and labels.min() < 0:
+        raise ValueError(f"tensor: class values must be non-negative, got {int(labels.min())}")
+    if num_classes == -1:
+        if labels.size == 0:
+            raise ValueError("tensor: can not infer the number of classes from an empty tensor; "
+                             "pass num_classes")
+        num_classes = int(labels.max()) + 1
+    elif labels.size and labels.max() >= num_classes:
+        raise ValueError(f"tensor: class values must be smaller than num_classes={num_classes}, "
+                         f"got {int(labels.max())}")
+    out = np.zeros(labels.shape + (int(num_classes),), dtype=np.int64)
+    np.put_along_axis(out, labels[..., None], 1, axis=-1)
+    return Tensor(out)

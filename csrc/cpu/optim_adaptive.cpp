@@ -1,0 +1,114 @@
+// Fused multi-tensor Adagrad and RMSprop steps (declared in optim_adaptive.h).
+// As in optim.cpp, every tensor of a group is cut into fixed-size chunks shared among the
+// threads: one pass, one parallel region. Each element follows torch.optim's single-tensor
+// path operation by operation; torch's CPU addcmul/addcdiv compute
+// self + (value * t1) * t2 and self + (value * t1) / t2, and the same rounding is kept here.
+#include "cpu/optim_adaptive.h"
+
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+namespace fastdl::cpu {
+namespace {
+
+constexpr index_t kChunk = index_t(1) << 15;
+
+struct Chunk {
+  index_t tensor, begin, end;
+};
+
+std::vector<Chunk> make_chunks(const TensorList& list, index_t& total) {
+  std::vector<Chunk> chunks;
+  total = 0;
+  for (index_t t = 0; t < list.count; ++t) {
+    for (index_t b = 0; b < list.sizes[t]; b += kChunk)
+      chunks.push_back({t, b, std::min(list.sizes[t], b + kChunk)});
+    total += list.sizes[t];
+  }
+  return chunks;
+}
+
+}  // namespace
+
+template <typename T>
+void adagrad_step(T* const* params, const T* const* grads, T* const* state_sums,
+                  const TensorList& list, const double* clr, double weight_decay, double eps,
+                  bool maximize) {
+  index_t total;
+  const std::vector<Chunk> chunks = make_chunks(list, total);
+  const T wd = static_cast<T>(weight_decay), eps_t = static_cast<T>(eps);
+  const index_t count = static_cast<index_t>(chunks.size());
+#pragma omp parallel for schedule(static) num_threads(threads_for(total))
+  for (index_t k = 0; k < count; ++k) {
+    const Chunk ch = chunks[k];
+    T* p = params[ch.tensor];
+    const T* g = grads[ch.tensor];
+    T* sum = state_sums[ch.tensor];
+    const T neg_clr = static_cast<T>(-clr[ch.tensor]);
+#pragma omp simd
+    for (index_t i = ch.begin; i < ch.end; ++i) {
+      T grad = maximize ? -g[i] : g[i];
+      if (weight_decay != 0.0) grad = grad + wd * p[i];
+      const T s = sum[i] + (T(1) * grad) * grad;  // state_sum.addcmul_(grad, grad, value=1)
+      sum[i] = s;
+      const T std_dev = std::sqrt(s) + eps_t;
+      p[i] = p[i] + (neg_clr * grad) / std_dev;   // param.addcdiv_(grad, std, value=-clr)
+    }
+  }
+}
+
+template <typename T>
+void rmsprop_step(T* const* params, const T* const* grads, T* const* square_avgs,
+                  T* const* grad_avgs, T* const* momentum_buffers, const TensorList& list,
+                  double lr, double alpha, double eps, double weight_decay, double momentum,
+                  bool centered, bool maximize) {
+  index_t total;
+  const std::vector<Chunk> chunks = make_chunks(list, total);
+  const T wd = static_cast<T>(weight_decay), eps_t = static_cast<T>(eps);
+  const T alpha_t = static_cast<T>(alpha), one_minus_alpha = static_cast<T>(1.0 - alpha);
+  const T mom = static_cast<T>(momentum), neg_lr = static_cast<T>(-lr);
+  const bool lerp_low = (1.0 - alpha) < 0.5;  // torch.lerp's two branches
+  const index_t count = static_cast<index_t>(chunks.size());
+#pragma omp parallel for schedule(static) num_threads(threads_for(total))
+  for (index_t k = 0; k < count; ++k) {
+    const Chunk ch = chunks[k];
+    T* p = params[ch.tensor];
+    const T* g = grads[ch.tensor];
+    T* v = square_avgs[ch.tensor];
+    T* m = centered ? grad_avgs[ch.tensor] : nullptr;
+    T* buf = momentum > 0.0 ? momentum_buffers[ch.tensor] : nullptr;
+#pragma omp simd
+    for (index_t i = ch.begin; i < ch.end; ++i) {
+      T grad = maximize ? -g[i] : g[i];
+      if (weight_decay != 0.0) grad = grad + wd * p[i];
+      // square_avg.mul_(alpha).addcmul_(grad, grad, value=1 - alpha)
+      const T vi = v[i] * alpha_t + (one_minus_alpha * grad) * grad;
+      v[i] = vi;
+      T avg;
+      if (m) {
+        // grad_avg.lerp_(grad, 1 - alpha); avg = square_avg.addcmul(grad_avg, grad_avg, value=-1).sqrt_()
+        const T diff = grad - m[i];
+        const T mi = lerp_low ? m[i] + one_minus_alpha * diff : grad - diff * (T(1) - one_minus_alpha);
+        m[i] = mi;
+        avg = std::sqrt(vi + (T(-1) * mi) * mi) + eps_t;
+      } else {
+        avg = std::sqrt(vi) + eps_t;
+      }
+      if (buf) {
+        const T b = buf[i] * mom + (T(1) * grad) / avg;  // buf.mul_(momentum).addcdiv_(grad, avg)
+        buf[i] = b;
+        p[i] = p[i] + neg_lr * b;                        // param.add_(buf, alpha=-lr)
+      } else {
+        p[i] = p[i] + (neg_lr * grad) / avg;             // param.addcdiv_(grad, avg, value=-lr)
+      }
+    }
+  }
+}
+
+template void adagrad_step<float>(float* const*, const float* const*, float* const*, const TensorList&, const double*, double, double, bool);
+template void adagrad_step<double>(double* const*, const double* const*, double* const*, const TensorList&, const double*, double, double, bool);
+template void rmsprop_step<float>(float* const*, const float* const*, float* const*, float* const*, float* const*, const TensorList&, double, double, double, double, double, bool, bool);
+template void rmsprop_step<double>(double* const*, const double* const*, double* const*, double* const*, double* const*, const TensorList&, double, double, double, double, double, bool, bool);
+
+}  // namespace fastdl::cpu
