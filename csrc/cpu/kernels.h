@@ -6,6 +6,9 @@
 // A null gradient pointer means "not needed" and skips that product.
 #pragma once
 
+#include <algorithm>
+#include <vector>
+
 #include "cpu/common.h"
 
 namespace fastdl::cpu {
@@ -100,6 +103,24 @@ struct TensorList {
   index_t count;
   const index_t* sizes;
 };
+
+// A fixed-size piece of one tensor of a TensorList: the unit of work shared among the
+// threads by the fused optimizer steps (sizes fixed, so no result depends on threads).
+struct TensorChunk {
+  index_t tensor, begin, end;
+};
+
+inline std::vector<TensorChunk> tensor_chunks(const TensorList& list, index_t& total) {
+  constexpr index_t kChunk = index_t(1) << 15;
+  std::vector<TensorChunk> chunks;
+  total = 0;
+  for (index_t t = 0; t < list.count; ++t) {
+    for (index_t b = 0; b < list.sizes[t]; b += kChunk)
+      chunks.push_back({t, b, std::min(list.sizes[t], b + kChunk)});
+    total += list.sizes[t];
+  }
+  return chunks;
+}
 
 // torch.optim.SGD. momentum_buffers may be null when momentum == 0; with
 // init_buffers the buffers are first set to the (decayed) gradient, as PyTorch

@@ -10,39 +10,19 @@
 #include "cpu/kernels.h"
 
 namespace fastdl::cpu {
-namespace {
-
-constexpr index_t kChunk = index_t(1) << 15;
-
-struct Chunk {
-  index_t tensor, begin, end;
-};
-
-std::vector<Chunk> make_chunks(const TensorList& list, index_t& total) {
-  std::vector<Chunk> chunks;
-  total = 0;
-  for (index_t t = 0; t < list.count; ++t) {
-    for (index_t b = 0; b < list.sizes[t]; b += kChunk)
-      chunks.push_back({t, b, std::min(list.sizes[t], b + kChunk)});
-    total += list.sizes[t];
-  }
-  return chunks;
-}
-
-}  // namespace
 
 template <typename T>
 void sgd_step(T* const* params, const T* const* grads, T* const* momentum_buffers,
               const TensorList& list, double lr, double momentum, double dampening,
               double weight_decay, bool nesterov, bool maximize, bool init_buffers) {
   index_t total;
-  const std::vector<Chunk> chunks = make_chunks(list, total);
+  const std::vector<TensorChunk> chunks = tensor_chunks(list, total);
   const T lr_t = static_cast<T>(lr), mom = static_cast<T>(momentum);
   const T one_minus_damp = static_cast<T>(1.0 - dampening), wd = static_cast<T>(weight_decay);
   const index_t count = static_cast<index_t>(chunks.size());
 #pragma omp parallel for schedule(static) num_threads(threads_for(total))
   for (index_t k = 0; k < count; ++k) {
-    const Chunk ch = chunks[k];
+    const TensorChunk ch = chunks[k];
     T* p = params[ch.tensor];
     const T* g = grads[ch.tensor];
     T* buf = momentum ? momentum_buffers[ch.tensor] : nullptr;
@@ -115,7 +95,7 @@ void adam_step(T* const* params, const T* const* grads, T* const* exp_avgs,
                double beta1, double beta2, double eps, double weight_decay, bool amsgrad,
                bool maximize, bool decoupled_weight_decay) {
   index_t total;
-  const std::vector<Chunk> chunks = make_chunks(list, total);
+  const std::vector<TensorChunk> chunks = tensor_chunks(list, total);
   const WeightDecay mode = weight_decay == 0.0 ? WeightDecay::none
                            : decoupled_weight_decay ? WeightDecay::decoupled
                                                     : WeightDecay::coupled;
@@ -128,7 +108,7 @@ void adam_step(T* const* params, const T* const* grads, T* const* exp_avgs,
   const index_t count = static_cast<index_t>(chunks.size());
 #pragma omp parallel for schedule(static) num_threads(threads_for(total))
   for (index_t k = 0; k < count; ++k) {
-    const Chunk ch = chunks[k];
+    const TensorChunk ch = chunks[k];
     AdamScalars<T> c = base;
     c.neg_step = static_cast<T>(-step_size[ch.tensor]);
     c.bc2 = static_cast<T>(bias_correction2_sqrt[ch.tensor]);

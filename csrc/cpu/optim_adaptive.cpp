@@ -10,38 +10,18 @@
 #include <vector>
 
 namespace fastdl::cpu {
-namespace {
-
-constexpr index_t kChunk = index_t(1) << 15;
-
-struct Chunk {
-  index_t tensor, begin, end;
-};
-
-std::vector<Chunk> make_chunks(const TensorList& list, index_t& total) {
-  std::vector<Chunk> chunks;
-  total = 0;
-  for (index_t t = 0; t < list.count; ++t) {
-    for (index_t b = 0; b < list.sizes[t]; b += kChunk)
-      chunks.push_back({t, b, std::min(list.sizes[t], b + kChunk)});
-    total += list.sizes[t];
-  }
-  return chunks;
-}
-
-}  // namespace
 
 template <typename T>
 void adagrad_step(T* const* params, const T* const* grads, T* const* state_sums,
                   const TensorList& list, const double* clr, double weight_decay, double eps,
                   bool maximize) {
   index_t total;
-  const std::vector<Chunk> chunks = make_chunks(list, total);
+  const std::vector<TensorChunk> chunks = tensor_chunks(list, total);
   const T wd = static_cast<T>(weight_decay), eps_t = static_cast<T>(eps);
   const index_t count = static_cast<index_t>(chunks.size());
 #pragma omp parallel for schedule(static) num_threads(threads_for(total))
   for (index_t k = 0; k < count; ++k) {
-    const Chunk ch = chunks[k];
+    const TensorChunk ch = chunks[k];
     T* p = params[ch.tensor];
     const T* g = grads[ch.tensor];
     T* sum = state_sums[ch.tensor];
@@ -64,7 +44,7 @@ void rmsprop_step(T* const* params, const T* const* grads, T* const* square_avgs
                   double lr, double alpha, double eps, double weight_decay, double momentum,
                   bool centered, bool maximize) {
   index_t total;
-  const std::vector<Chunk> chunks = make_chunks(list, total);
+  const std::vector<TensorChunk> chunks = tensor_chunks(list, total);
   const T wd = static_cast<T>(weight_decay), eps_t = static_cast<T>(eps);
   const T alpha_t = static_cast<T>(alpha), one_minus_alpha = static_cast<T>(1.0 - alpha);
   const T mom = static_cast<T>(momentum), neg_lr = static_cast<T>(-lr);
@@ -72,7 +52,7 @@ void rmsprop_step(T* const* params, const T* const* grads, T* const* square_avgs
   const index_t count = static_cast<index_t>(chunks.size());
 #pragma omp parallel for schedule(static) num_threads(threads_for(total))
   for (index_t k = 0; k < count; ++k) {
-    const Chunk ch = chunks[k];
+    const TensorChunk ch = chunks[k];
     T* p = params[ch.tensor];
     const T* g = grads[ch.tensor];
     T* v = square_avgs[ch.tensor];
