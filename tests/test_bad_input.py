@@ -146,6 +146,39 @@ CASES = [
     ("c-adam-missing-state", lambda: _C.adam_step_float32([np.ones(3, np.float32)], [np.ones(3, np.float32)], [], [], [], [0.1], [1.0], 0.1, 0.9, 0.999, 1e-8, 0.0, False, False, False), ValueError, "one array per parameter"),
 ]
 
+# fastdl.image, fastdl.linear_model, fastdl.metrics
+from fastdl import image, linear_model, metrics  # noqa: E402
+
+_IMG = lambda: np.ones((6, 6), np.float32)  # noqa: E731
+_X = lambda: np.ones((5, 2))  # noqa: E731
+CASES += [
+    ("image-strings", lambda: image.uniform_filter(np.array([["a"]]), 3), TypeError, "input: dtype <U1"),
+    ("image-complex", lambda: image.median_filter(np.ones((4, 4), np.complex64), 3), TypeError, "complex64"),
+    ("image-bool", lambda: image.sobel(np.ones((4, 4), bool)), TypeError, "bool"),
+    ("image-1d", lambda: image.uniform_filter(np.ones(5), 3), ValueError, r"input.*\(5,\)"),
+    ("image-5d", lambda: image.uniform_filter(np.ones((1, 1, 1, 4, 4)), 3), ValueError, "input"),
+    ("image-size-zero", lambda: image.uniform_filter(_IMG(), 0), ValueError, "size"),
+    ("image-median-size", lambda: image.median_filter(_IMG(), -3), ValueError, "size"),
+    ("image-mode", lambda: image.gaussian_filter(_IMG(), 1.0, mode="circular"), ValueError, "mode.*'circular'"),
+    ("image-sigma", lambda: image.gaussian_filter(_IMG(), -1.0), ValueError, "sigma"),
+    ("image-weights-empty", lambda: image.correlate(_IMG(), np.ones((0, 3))), ValueError, r"weights.*\(0, 3\)"),
+    ("image-weights-1d", lambda: image.convolve(_IMG(), np.ones(3)), ValueError, "weights"),
+    ("image-axis", lambda: image.sobel(_IMG(), axis=5), ValueError, "axis"),
+    ("lm-X-1d", lambda: linear_model.Ridge().fit(np.ones(5), np.ones(5)), ValueError, r"X.*\(5,\)"),
+    ("lm-nan", lambda: linear_model.Lasso().fit(np.array([[np.nan, 1.0]] * 3), np.ones(3)), ValueError, "NaN"),
+    ("lm-y-length", lambda: linear_model.LinearRegression().fit(_X(), np.ones(4)), ValueError, "5 samples.*4"),
+    ("lm-alpha", lambda: linear_model.Ridge(alpha=-1).fit(_X(), np.ones(5)), ValueError, "alpha"),
+    ("lm-solver", lambda: linear_model.Lasso(solver="magic").fit(_X(), np.ones(5)), ValueError, "solver.*'magic'"),
+    ("lm-C", lambda: linear_model.LogisticRegression(C=0).fit(_X(), np.array([0, 1, 0, 1, 0])), ValueError, "C:"),
+    ("lm-one-class", lambda: linear_model.LogisticRegression().fit(_X(), np.zeros(5)), ValueError, "one class"),
+    ("lm-features", lambda: linear_model.Ridge().fit(_X(), np.ones(5)).predict(np.ones((5, 3))), ValueError, "3 features"),
+    ("lm-strings", lambda: linear_model.Ridge().fit(np.array([["a", "b"]] * 3), np.ones(3)), ValueError, "numeric"),
+    ("metrics-lengths", lambda: metrics.accuracy_score([1, 2], [1]), ValueError, "lengths"),
+    ("one-hot-float", lambda: F.one_hot(fastdl.tensor([1.0])), TypeError, "integer"),
+    ("adagrad-lr", lambda: optim.Adagrad(P(), lr=-1), ValueError, "learning rate"),
+    ("rmsprop-alpha", lambda: optim.RMSprop(P(), alpha=-0.5), ValueError, "alpha"),
+]
+
 
 @pytest.mark.parametrize("name, call, expected, pattern", CASES, ids=[c[0] for c in CASES])
 def test_bad_input_raises_clear_error(isolated, name, call, expected, pattern):
@@ -160,4 +193,4 @@ def test_bad_input_raises_clear_error(isolated, name, call, expected, pattern):
 
 def test_case_count_is_reported():
     # The closing note quotes this number.
-    assert len(CASES) >= 90
+    assert len(CASES) >= 120
