@@ -221,3 +221,55 @@ def test_conv2d_matches_torch(case, seed):
     tout.sum().backward()
     np.testing.assert_allclose(xt.grad.numpy(), tx.grad.numpy(), rtol=1e-10, atol=1e-10)
     np.testing.assert_allclose(wt.grad.numpy(), tw.grad.numpy(), rtol=1e-10, atol=1e-10)
+
+
+modes = st.sampled_from(["reflect", "constant", "nearest", "mirror", "wrap"])
+image_dtypes = st.sampled_from([np.float32, np.float64, np.uint8])
+
+
+def _image(rng, shape, dtype):
+    if dtype == np.uint8:
+        return rng.integers(0, 256, shape).astype(np.uint8)
+    return rng.standard_normal(shape).astype(dtype)
+
+
+def _assert_filter_close(got, want, dtype):
+    if dtype == np.uint8:
+        np.testing.assert_array_equal(got, want)
+    else:
+        np.testing.assert_allclose(got, want, **_tol(dtype))
+
+
+@SETTINGS
+@given(h=st.integers(1, 12), w=st.integers(1, 12), size=st.tuples(st.integers(1, 6), st.integers(1, 6)),
+       mode=modes, cval=st.sampled_from([0.0, 1.5]), dtype=image_dtypes, layout=layouts,
+       seed=st.integers(0, 2**16))
+def test_uniform_and_median_filters_match_scipy(h, w, size, mode, cval, dtype, layout, seed):
+    ndimage = pytest.importorskip("scipy.ndimage", reason="scipy.ndimage is the oracle of this test")
+    image = _image(np.random.default_rng(seed), (h, w), dtype)
+    view = _layout(image, layout)
+    _assert_filter_close(fastdl.image.uniform_filter(view, size, mode=mode, cval=cval),
+                         ndimage.uniform_filter(image, size, mode=mode, cval=cval), dtype)
+    np.testing.assert_array_equal(fastdl.image.median_filter(view, size, mode=mode, cval=cval),
+                                  ndimage.median_filter(image, size, mode=mode, cval=cval))
+
+
+@SETTINGS
+@given(h=st.integers(1, 12), w=st.integers(1, 12), kernel=st.tuples(st.integers(1, 5), st.integers(1, 5)),
+       mode=modes, dtype=st.sampled_from([np.float32, np.float64]), batch=st.integers(0, 2),
+       seed=st.integers(0, 2**16))
+def test_correlate_convolve_gaussian_sobel_match_scipy(h, w, kernel, mode, dtype, batch, seed):
+    ndimage = pytest.importorskip("scipy.ndimage", reason="scipy.ndimage is the oracle of this test")
+    rng = np.random.default_rng(seed)
+    shape = (2,) * batch + (h, w)
+    images = _image(rng, shape, dtype)
+    weights = rng.standard_normal(kernel)
+    planes = images.reshape(-1, h, w)
+    for ours, theirs in (
+            (fastdl.image.correlate(images, weights, mode=mode), lambda p: ndimage.correlate(p, weights, mode=mode)),
+            (fastdl.image.convolve(images, weights, mode=mode), lambda p: ndimage.convolve(p, weights, mode=mode)),
+            (fastdl.image.gaussian_filter(images, 1.3, mode=mode), lambda p: ndimage.gaussian_filter(p, 1.3, mode=mode)),
+            (fastdl.image.sobel(images, axis=-2, mode=mode), lambda p: ndimage.sobel(p, axis=0, mode=mode))):
+        expected = np.stack([theirs(p) for p in planes]).reshape(shape)
+        np.testing.assert_allclose(ours, expected, rtol=1e-4 if dtype == np.float32 else 1e-10,
+                                   atol=1e-4 if dtype == np.float32 else 1e-10)
