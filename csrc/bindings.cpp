@@ -25,6 +25,7 @@ template <typename T>
 using In = py::array_t<T, py::array::c_style>;
 using Pair = std::array<index_t, 2>;
 
+using fastdl::bindings::pointers;
 using fastdl::bindings::shape_of;
 
 void check_ndim(const py::array& a, py::ssize_t ndim, const char* name) {
@@ -44,17 +45,6 @@ py::array_t<T> zeros(std::vector<py::ssize_t> shape) {
   return a;
 }
 
-// An array the kernel updates in place: it must be exactly T, C-contiguous, writeable.
-template <typename T>
-T* inplace_data(const py::handle& h, const char* name, index_t index) {
-  auto a = py::reinterpret_borrow<py::array>(h);
-  const std::string where = std::string(name) + "[" + std::to_string(index) + "]";
-  check(py::isinstance<py::array_t<T>>(h) && a.dtype().is(py::dtype::of<T>()),
-        where + " must be a " + py::str(py::dtype::of<T>()).cast<std::string>() + " array");
-  check(a.flags() & py::array::c_style, where + " must be C-contiguous");
-  check(a.writeable(), where + " must be writeable");
-  return static_cast<T*>(a.mutable_data());
-}
 
 // Sizes, strides, paddings and dilations stay below 2^31 so no product of them overflows.
 void check_pair(const Pair& p, const char* name, index_t minimum) {
@@ -359,21 +349,6 @@ py::array_t<T> cross_entropy_backward(const In<T>& logits, const In<std::int64_t
 }
 
 // -------------------------------------------------------------------- optimizers
-// Pointers of a list of arrays updated in place, all of the same length as `sizes`.
-template <typename T>
-std::vector<T*> pointers(const py::list& arrays, const char* name, std::vector<index_t>& sizes) {
-  std::vector<T*> out;
-  const bool first = sizes.empty();
-  for (size_t i = 0; i < arrays.size(); ++i) {
-    T* p = inplace_data<T>(arrays[i], name, static_cast<index_t>(i));
-    const index_t n = py::reinterpret_borrow<py::array>(arrays[i]).size();
-    if (first) sizes.push_back(n);
-    else check(i < sizes.size() && sizes[i] == n, std::string(name) + "[" + std::to_string(i) + "] has " + std::to_string(n) + " elements, its parameter has a different number");
-    out.push_back(p);
-  }
-  if (!first) check(out.size() == sizes.size(), std::string(name) + " must have one array per parameter");
-  return out;
-}
 
 template <typename T>
 void sgd_step(const py::list& params, const py::list& grads, const py::list& momentum_buffers,

@@ -7,16 +7,50 @@
 #include <pybind11/pybind11.h>
 
 #include <string>
+#include <vector>
+
+#include "cpu/common.h"
 
 namespace fastdl::bindings {
 
 namespace py = pybind11;
+using fastdl::cpu::check;
+using fastdl::cpu::index_t;
 
 // "(2, 3, 4)" for error messages.
 inline std::string shape_of(const py::array& a) {
   std::string s = "(";
   for (py::ssize_t d = 0; d < a.ndim(); ++d) s += (d ? ", " : "") + std::to_string(a.shape(d));
   return s + (a.ndim() == 1 ? ",)" : ")");
+}
+
+// An array a kernel updates in place: it must be exactly T, C-contiguous and writeable
+// (a converted copy would silently lose the update).
+template <typename T>
+T* inplace_data(const py::handle& h, const char* name, index_t index) {
+  auto a = py::reinterpret_borrow<py::array>(h);
+  const std::string where = std::string(name) + "[" + std::to_string(index) + "]";
+  check(py::isinstance<py::array_t<T>>(h) && a.dtype().is(py::dtype::of<T>()),
+        where + " must be a " + py::str(py::dtype::of<T>()).cast<std::string>() + " array");
+  check(a.flags() & py::array::c_style, where + " must be C-contiguous");
+  check(a.writeable(), where + " must be writeable");
+  return static_cast<T*>(a.mutable_data());
+}
+
+// Pointers of a list of arrays updated in place, all of the same length as `sizes`.
+template <typename T>
+std::vector<T*> pointers(const py::list& arrays, const char* name, std::vector<index_t>& sizes) {
+  std::vector<T*> out;
+  const bool first = sizes.empty();
+  for (size_t i = 0; i < arrays.size(); ++i) {
+    T* p = inplace_data<T>(arrays[i], name, static_cast<index_t>(i));
+    const index_t n = py::reinterpret_borrow<py::array>(arrays[i]).size();
+    if (first) sizes.push_back(n);
+    else check(i < sizes.size() && sizes[i] == n, std::string(name) + "[" + std::to_string(i) + "] has " + std::to_string(n) + " elements, its parameter has a different number");
+    out.push_back(p);
+  }
+  if (!first) check(out.size() == sizes.size(), std::string(name) + " must have one array per parameter");
+  return out;
 }
 
 // Each binding file registers its functions on the module.

@@ -109,26 +109,6 @@ double squared_spectral_norm(const In<T>& x_t) {
 }
 
 // --------------------------------------------------------------------------- optimizers
-// An array the kernel updates in place: exactly T, C-contiguous, writeable.
-template <typename T>
-std::vector<T*> pointers(const py::list& arrays, const char* name, std::vector<index_t>& sizes) {
-  std::vector<T*> out;
-  const bool first = sizes.empty();
-  for (size_t i = 0; i < arrays.size(); ++i) {
-    const std::string where = std::string(name) + "[" + std::to_string(i) + "]";
-    auto a = py::reinterpret_borrow<py::array>(arrays[i]);
-    check(py::isinstance<py::array_t<T>>(arrays[i]) && a.dtype().is(py::dtype::of<T>()),
-          where + " must be a " + py::str(py::dtype::of<T>()).cast<std::string>() + " array");
-    check(a.flags() & py::array::c_style, where + " must be C-contiguous");
-    check(a.writeable(), where + " must be writeable");
-    const index_t n = a.size();
-    if (first) sizes.push_back(n);
-    else check(i < sizes.size() && sizes[i] == n, where + " has " + std::to_string(n) + " elements, its parameter has a different number");
-    out.push_back(static_cast<T*>(a.mutable_data()));
-  }
-  if (!first) check(out.size() == sizes.size(), std::string(name) + " must have one array per parameter");
-  return out;
-}
 
 template <typename T>
 void adagrad_step(const py::list& params, const py::list& grads, const py::list& state_sums,

@@ -110,16 +110,21 @@ struct TensorChunk {
   index_t tensor, begin, end;
 };
 
-inline std::vector<TensorChunk> tensor_chunks(const TensorList& list, index_t& total) {
+// Calls fn(tensor, begin, end) for every chunk of every tensor of list, the chunks shared
+// among the OpenMP threads: the one parallel loop of every fused optimizer step.
+template <typename Fn>
+void for_each_chunk(const TensorList& list, Fn&& fn) {
   constexpr index_t kChunk = index_t(1) << 15;
   std::vector<TensorChunk> chunks;
-  total = 0;
+  index_t total = 0;
   for (index_t t = 0; t < list.count; ++t) {
     for (index_t b = 0; b < list.sizes[t]; b += kChunk)
       chunks.push_back({t, b, std::min(list.sizes[t], b + kChunk)});
     total += list.sizes[t];
   }
-  return chunks;
+  const index_t count = static_cast<index_t>(chunks.size());
+#pragma omp parallel for schedule(static) num_threads(threads_for(total))
+  for (index_t k = 0; k < count; ++k) fn(chunks[k].tensor, chunks[k].begin, chunks[k].end);
 }
 
 // torch.optim.SGD. momentum_buffers may be null when momentum == 0; with

@@ -5,39 +5,59 @@
 // as torch.optim's single-tensor path, so parameters track PyTorch to rounding.
 #include <algorithm>
 #include <cmath>
+#include <type_traits>
 #include <vector>
 
 #include "cpu/kernels.h"
 
 namespace fastdl::cpu {
 
+namespace {
+
+// One chunk of SGD; the options fixed at compile time so each variant is a plain,
+// vectorizable loop over restrict pointers.
+template <typename T, bool DECAY, bool MOMENTUM, bool INIT>
+void sgd_chunk(index_t begin, index_t end, T* __restrict p, const T* __restrict g,
+               T* __restrict buf, T sign, T wd, T mom, T one_minus_damp, T neg_lr, bool nesterov) {
+#pragma omp simd
+  for (index_t i = begin; i < end; ++i) {
+    T d = sign * g[i];
+    if constexpr (DECAY) d = d + wd * p[i];
+    if constexpr (MOMENTUM) {
+      const T b = INIT ? d : buf[i] * mom + one_minus_damp * d;
+      buf[i] = b;
+      d = nesterov ? d + mom * b : b;
+    }
+    p[i] = p[i] + neg_lr * d;
+  }
+}
+
+}  // namespace
+
 template <typename T>
 void sgd_step(T* const* params, const T* const* grads, T* const* momentum_buffers,
               const TensorList& list, double lr, double momentum, double dampening,
               double weight_decay, bool nesterov, bool maximize, bool init_buffers) {
-  index_t total;
-  const std::vector<TensorChunk> chunks = tensor_chunks(list, total);
-  const T lr_t = static_cast<T>(lr), mom = static_cast<T>(momentum);
-  const T one_minus_damp = static_cast<T>(1.0 - dampening), wd = static_cast<T>(weight_decay);
-  const index_t count = static_cast<index_t>(chunks.size());
-#pragma omp parallel for schedule(static) num_threads(threads_for(total))
-  for (index_t k = 0; k < count; ++k) {
-    const TensorChunk ch = chunks[k];
-    T* p = params[ch.tensor];
-    const T* g = grads[ch.tensor];
-    T* buf = momentum ? momentum_buffers[ch.tensor] : nullptr;
-#pragma omp simd
-    for (index_t i = ch.begin; i < ch.end; ++i) {
-      T d = maximize ? -g[i] : g[i];
-      if (weight_decay != 0.0) d = d + wd * p[i];
-      if (buf) {
-        T b = init_buffers ? d : buf[i] * mom + one_minus_damp * d;
-        buf[i] = b;
-        d = nesterov ? d + mom * b : b;
+  const T sign = maximize ? T(-1) : T(1), neg_lr = static_cast<T>(-lr);
+  const T mom = static_cast<T>(momentum), one_minus_damp = static_cast<T>(1.0 - dampening);
+  const T wd = static_cast<T>(weight_decay);
+  const auto run = [&](auto decay) {
+    constexpr bool D = decltype(decay)::value;
+    for_each_chunk(list, [&](index_t tensor, index_t begin, index_t end) {
+      T* p = params[tensor];
+      const T* g = grads[tensor];
+      T* buf = momentum == 0.0 ? nullptr : momentum_buffers[tensor];
+      if (!buf) {
+        sgd_chunk<T, D, false, false>(begin, end, p, g, buf, sign, wd, mom, one_minus_damp, neg_lr, nesterov);
+      } else if (init_buffers) {
+        sgd_chunk<T, D, true, true>(begin, end, p, g, buf, sign, wd, mom, one_minus_damp, neg_lr, nesterov);
+      } else {
+        sgd_chunk<T, D, true, false>(begin, end, p, g, buf, sign, wd, mom, one_minus_damp, neg_lr, nesterov);
       }
-      p[i] = p[i] + (-lr_t) * d;
-    }
-  }
+    });
+  };
+  if (weight_decay != 0.0) run(std::true_type{});
+  else run(std::false_type{});
 }
 
 namespace {
@@ -94,8 +114,6 @@ void adam_step(T* const* params, const T* const* grads, T* const* exp_avgs,
                const double* step_size, const double* bias_correction2_sqrt, double lr,
                double beta1, double beta2, double eps, double weight_decay, bool amsgrad,
                bool maximize, bool decoupled_weight_decay) {
-  index_t total;
-  const std::vector<TensorChunk> chunks = tensor_chunks(list, total);
   const WeightDecay mode = weight_decay == 0.0 ? WeightDecay::none
                            : decoupled_weight_decay ? WeightDecay::decoupled
                                                     : WeightDecay::coupled;
@@ -105,30 +123,27 @@ void adam_step(T* const* params, const T* const* grads, T* const* exp_avgs,
   base.w2 = static_cast<T>(1.0 - beta2), base.eps = static_cast<T>(eps);
   base.wd = static_cast<T>(weight_decay), base.decay = static_cast<T>(1.0 - lr * weight_decay);
   base.lerp_low = (1.0 - beta1) < 0.5;
-  const index_t count = static_cast<index_t>(chunks.size());
-#pragma omp parallel for schedule(static) num_threads(threads_for(total))
-  for (index_t k = 0; k < count; ++k) {
-    const TensorChunk ch = chunks[k];
+  for_each_chunk(list, [&](index_t tensor, index_t begin, index_t end) {
     AdamScalars<T> c = base;
-    c.neg_step = static_cast<T>(-step_size[ch.tensor]);
-    c.bc2 = static_cast<T>(bias_correction2_sqrt[ch.tensor]);
-    T* p = params[ch.tensor];
-    const T* g = grads[ch.tensor];
-    T* m = exp_avgs[ch.tensor];
-    T* v = exp_avg_sqs[ch.tensor];
-    T* vmax = amsgrad ? max_exp_avg_sqs[ch.tensor] : nullptr;
+    c.neg_step = static_cast<T>(-step_size[tensor]);
+    c.bc2 = static_cast<T>(bias_correction2_sqrt[tensor]);
+    T* p = params[tensor];
+    const T* g = grads[tensor];
+    T* m = exp_avgs[tensor];
+    T* v = exp_avg_sqs[tensor];
+    T* vmax = amsgrad ? max_exp_avg_sqs[tensor] : nullptr;
     switch (mode) {
       case WeightDecay::none:
-        adam_chunk_dispatch<T, WeightDecay::none>(amsgrad, ch.begin, ch.end, p, g, m, v, vmax, c);
+        adam_chunk_dispatch<T, WeightDecay::none>(amsgrad, begin, end, p, g, m, v, vmax, c);
         break;
       case WeightDecay::coupled:
-        adam_chunk_dispatch<T, WeightDecay::coupled>(amsgrad, ch.begin, ch.end, p, g, m, v, vmax, c);
+        adam_chunk_dispatch<T, WeightDecay::coupled>(amsgrad, begin, end, p, g, m, v, vmax, c);
         break;
       case WeightDecay::decoupled:
-        adam_chunk_dispatch<T, WeightDecay::decoupled>(amsgrad, ch.begin, ch.end, p, g, m, v, vmax, c);
+        adam_chunk_dispatch<T, WeightDecay::decoupled>(amsgrad, begin, end, p, g, m, v, vmax, c);
         break;
     }
-  }
+  });
 }
 
 template void sgd_step<float>(float* const*, const float* const*, float* const*, const TensorList&, double, double, double, double, bool, bool, bool);

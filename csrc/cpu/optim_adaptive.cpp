@@ -15,19 +15,14 @@ template <typename T>
 void adagrad_step(T* const* params, const T* const* grads, T* const* state_sums,
                   const TensorList& list, const double* clr, double weight_decay, double eps,
                   bool maximize) {
-  index_t total;
-  const std::vector<TensorChunk> chunks = tensor_chunks(list, total);
   const T wd = static_cast<T>(weight_decay), eps_t = static_cast<T>(eps);
-  const index_t count = static_cast<index_t>(chunks.size());
-#pragma omp parallel for schedule(static) num_threads(threads_for(total))
-  for (index_t k = 0; k < count; ++k) {
-    const TensorChunk ch = chunks[k];
-    T* p = params[ch.tensor];
-    const T* g = grads[ch.tensor];
-    T* sum = state_sums[ch.tensor];
-    const T neg_clr = static_cast<T>(-clr[ch.tensor]);
+  for_each_chunk(list, [&](index_t tensor, index_t begin, index_t end) {
+    T* p = params[tensor];
+    const T* g = grads[tensor];
+    T* sum = state_sums[tensor];
+    const T neg_clr = static_cast<T>(-clr[tensor]);
 #pragma omp simd
-    for (index_t i = ch.begin; i < ch.end; ++i) {
+    for (index_t i = begin; i < end; ++i) {
       T grad = maximize ? -g[i] : g[i];
       if (weight_decay != 0.0) grad = grad + wd * p[i];
       const T s = sum[i] + (T(1) * grad) * grad;  // state_sum.addcmul_(grad, grad, value=1)
@@ -35,7 +30,7 @@ void adagrad_step(T* const* params, const T* const* grads, T* const* state_sums,
       const T std_dev = std::sqrt(s) + eps_t;
       p[i] = p[i] + (neg_clr * grad) / std_dev;   // param.addcdiv_(grad, std, value=-clr)
     }
-  }
+  });
 }
 
 template <typename T>
@@ -43,23 +38,18 @@ void rmsprop_step(T* const* params, const T* const* grads, T* const* square_avgs
                   T* const* grad_avgs, T* const* momentum_buffers, const TensorList& list,
                   double lr, double alpha, double eps, double weight_decay, double momentum,
                   bool centered, bool maximize) {
-  index_t total;
-  const std::vector<TensorChunk> chunks = tensor_chunks(list, total);
   const T wd = static_cast<T>(weight_decay), eps_t = static_cast<T>(eps);
   const T alpha_t = static_cast<T>(alpha), one_minus_alpha = static_cast<T>(1.0 - alpha);
   const T mom = static_cast<T>(momentum), neg_lr = static_cast<T>(-lr);
   const bool lerp_low = (1.0 - alpha) < 0.5;  // torch.lerp's two branches
-  const index_t count = static_cast<index_t>(chunks.size());
-#pragma omp parallel for schedule(static) num_threads(threads_for(total))
-  for (index_t k = 0; k < count; ++k) {
-    const TensorChunk ch = chunks[k];
-    T* p = params[ch.tensor];
-    const T* g = grads[ch.tensor];
-    T* v = square_avgs[ch.tensor];
-    T* m = centered ? grad_avgs[ch.tensor] : nullptr;
-    T* buf = momentum > 0.0 ? momentum_buffers[ch.tensor] : nullptr;
+  for_each_chunk(list, [&](index_t tensor, index_t begin, index_t end) {
+    T* p = params[tensor];
+    const T* g = grads[tensor];
+    T* v = square_avgs[tensor];
+    T* m = centered ? grad_avgs[tensor] : nullptr;
+    T* buf = momentum > 0.0 ? momentum_buffers[tensor] : nullptr;
 #pragma omp simd
-    for (index_t i = ch.begin; i < ch.end; ++i) {
+    for (index_t i = begin; i < end; ++i) {
       T grad = maximize ? -g[i] : g[i];
       if (weight_decay != 0.0) grad = grad + wd * p[i];
       // square_avg.mul_(alpha).addcmul_(grad, grad, value=1 - alpha)
@@ -83,7 +73,7 @@ void rmsprop_step(T* const* params, const T* const* grads, T* const* square_avgs
         p[i] = p[i] + (neg_lr * grad) / avg;             // param.addcdiv_(grad, avg, value=-lr)
       }
     }
-  }
+  });
 }
 
 template void adagrad_step<float>(float* const*, const float* const*, float* const*, const TensorList&, const double*, double, double, bool);
