@@ -56,6 +56,13 @@ T* scratch(int slot, index_t count) {
   return static_cast<T*>(scratch_bytes(slot, static_cast<std::size_t>(count) * sizeof(T)));
 }
 
+// One single-threaded BLAS call on the calling thread, for use inside OpenMP regions
+// (each thread its own product). Precondition, checked by the caller before the region:
+// every dimension and leading dimension fits the BLAS's 32-bit integers.
+template <typename T>
+void gemm_serial(bool trans_a, bool trans_b, index_t m, index_t n, index_t k, T alpha,
+                 const T* a, index_t lda, const T* b, index_t ldb, T beta, T* c, index_t ldc);
+
 // Threads used by both pools (OpenMP kernels and BLAS); one pool runs at a time.
 void set_num_threads(int n);
 int get_num_threads();

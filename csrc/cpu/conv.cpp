@@ -1,13 +1,14 @@
 // 2-D convolution by im2col + GEMM (https://pytorch.org/docs/stable/generated/torch.nn.functional.conv2d.html).
 //
-// A chunk of nb samples is unfolded into col (R x L), R = C*KH*KW rows, L = nb*OH*OW
-// columns, so each product is ONE large GEMM per group, threaded by the BLAS:
-//   forward          Y_t  (O x L)  = W (O x R/G) @ col            (then scattered to NCHW)
-//   grad of input    dcol (R x L)  = W^T @ dY_t                   (then folded back, col2im)
-//   grad of weight   dW  (O x R/G) += dY_t @ col^T                (K = nb*OH*OW: big GEMM)
-// Unfolding, folding and the NCHW <-> (O x L) transposes run on OpenMP threads while the
-// BLAS is idle, and vice versa: one thread pool in charge at a time. Chunk sizes depend on
-// the shapes only, never on the thread count, so results are bitwise reproducible.
+// Batches of 4 or more samples run sample-parallel: each OpenMP thread unfolds one sample
+// into its own cache-sized col (R x OH*OW, R = C*KH*KW) and calls the single-threaded BLAS
+//   forward          out[n] (O x OHW)   = W (O x R/G) @ col          (straight into NCHW)
+//   grad of input    dcol (R x OHW)     = W^T @ dY[n]                 (then folded back, col2im)
+//   grad of weight   partial[group]    += dY[n] @ col^T               (summed over fixed groups)
+// Smaller batches unfold a chunk of samples into one col (R x nb*OH*OW) and run ONE large
+// GEMM per product, threaded by fastdl's tiled gemm (see runtime.cpp).
+// Every split — sample groups, chunks, GEMM tiles — depends on the shapes only, never on
+// the thread count, so results are bitwise reproducible on any number of threads.
 #include <algorithm>
 #include <cstring>
 
@@ -96,6 +97,17 @@ void col2im(const T* dcol, T* grad_input, index_t n0, index_t nb, const Conv2dSh
   }
 }
 
+// Sample-parallel path for batches of at least this many samples.
+constexpr index_t kSampleParallelBatch = 4;
+// Weight-gradient partial sums: at most this many fixed groups of consecutive samples.
+constexpr index_t kWeightGradGroups = 8;
+
+bool sample_parallel(const Conv2dShape& s) {
+  constexpr index_t kInt = (index_t(1) << 31) - 1;
+  const index_t R = s.in_channels * s.kernel_h * s.kernel_w, OHW = s.out_h * s.out_w;
+  return s.batch >= kSampleParallelBatch && R <= kInt && OHW <= kInt && s.out_channels <= kInt;
+}
+
 index_t chunk_size(const Conv2dShape& s, index_t buffers) {
   const index_t per_sample = s.in_channels * s.kernel_h * s.kernel_w * s.out_h * s.out_w * buffers;
   return std::clamp<index_t>(kColumnBudget / std::max<index_t>(per_sample, 1), 1, s.batch);
@@ -109,6 +121,23 @@ void conv2d_forward(const T* input, const T* weight, const T* bias, T* output,
   const index_t O = s.out_channels, G = s.groups, OHW = s.out_h * s.out_w;
   const index_t R = s.in_channels * s.kernel_h * s.kernel_w, Rg = R / G, Og = O / G;
   if (s.batch == 0 || O == 0 || OHW == 0) return;
+  if (sample_parallel(s)) {
+#pragma omp parallel for schedule(static) num_threads(threads_for(s.batch * R * OHW))
+    for (index_t n = 0; n < s.batch; ++n) {
+      T* col = scratch<T>(3, R * OHW);  // this thread's
+      im2col(input, col, n, 1, s);
+      T* out = output + n * O * OHW;
+      for (index_t g = 0; g < G; ++g) {
+        gemm_serial<T>(false, false, Og, OHW, Rg, T(1), weight + g * Og * Rg, Rg,
+                       col + g * Rg * OHW, OHW, T(0), out + g * Og * OHW, OHW);
+      }
+      if (bias) {
+        for (index_t o = 0; o < O; ++o)
+          for (index_t p = 0; p < OHW; ++p) out[o * OHW + p] += bias[o];
+      }
+    }
+    return;
+  }
   const index_t nb_max = chunk_size(s, 1);
   T* col = scratch<T>(0, R * nb_max * OHW);
   T* out_t = scratch<T>(1, O * nb_max * OHW);
@@ -150,6 +179,46 @@ void conv2d_backward(const T* input, const T* weight, const T* grad_output, T* g
     }
   }
   if (!grad_input && !grad_weight) return;
+  if (sample_parallel(s)) {
+    // Groups of consecutive samples, fixed by the batch size; one thread per group at a time.
+    const index_t groups = std::min(kWeightGradGroups, s.batch);
+    const index_t per_group = (s.batch + groups - 1) / groups;
+    T* partials = grad_weight ? scratch<T>(4, groups * O * Rg) : nullptr;
+#pragma omp parallel for schedule(static) num_threads(threads_for(s.batch * R * OHW))
+    for (index_t grp = 0; grp < groups; ++grp) {
+      T* col = scratch<T>(3, R * OHW);  // this thread's
+      T* dcol = scratch<T>(5, R * OHW);
+      T* partial = grad_weight ? partials + grp * O * Rg : nullptr;
+      if (partial) std::fill(partial, partial + O * Rg, T(0));
+      for (index_t n = grp * per_group; n < std::min(s.batch, (grp + 1) * per_group); ++n) {
+        const T* dy = grad_output + n * O * OHW;
+        if (grad_input) {
+          for (index_t g = 0; g < G; ++g) {
+            gemm_serial<T>(true, false, Rg, OHW, Og, T(1), weight + g * Og * Rg, Rg,
+                           dy + g * Og * OHW, OHW, T(0), dcol + g * Rg * OHW, OHW);
+          }
+          col2im(dcol, grad_input, n, 1, s);
+        }
+        if (partial) {
+          im2col(input, col, n, 1, s);
+          for (index_t g = 0; g < G; ++g) {
+            gemm_serial<T>(false, true, Og, Rg, OHW, T(1), dy + g * Og * OHW, OHW,
+                           col + g * Rg * OHW, OHW, T(1), partial + g * Og * Rg, Rg);
+          }
+        }
+      }
+    }
+    if (grad_weight) {
+      const index_t size = O * Rg;
+#pragma omp parallel for schedule(static) num_threads(threads_for(size * groups))
+      for (index_t i = 0; i < size; ++i) {
+        T total = grad_weight[i];
+        for (index_t grp = 0; grp < groups; ++grp) total += partials[grp * size + i];
+        grad_weight[i] = total;
+      }
+    }
+    return;
+  }
   const index_t nb_max = chunk_size(s, 2);
   T* col = grad_weight ? scratch<T>(0, R * nb_max * OHW) : nullptr;
   T* dcol = grad_input ? scratch<T>(2, R * nb_max * OHW) : nullptr;

@@ -101,6 +101,17 @@ void gemm(bool ta, bool tb, index_t m, index_t n, index_t k, T alpha, const T* a
   }
 }
 
+template <typename T>
+void gemm_serial(bool ta, bool tb, index_t m, index_t n, index_t k, T alpha, const T* a,
+                 index_t lda, const T* b, index_t ldb, T beta, T* c, index_t ldc) {
+  if (m == 0 || n == 0) return;
+  blas_call(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+}
+
+template void gemm_serial<float>(bool, bool, index_t, index_t, index_t, float, const float*,
+                                 index_t, const float*, index_t, float, float*, index_t);
+template void gemm_serial<double>(bool, bool, index_t, index_t, index_t, double, const double*,
+                                  index_t, const double*, index_t, double, double*, index_t);
 template void gemm<float>(bool, bool, index_t, index_t, index_t, float, const float*, index_t,
                           const float*, index_t, float, float*, index_t);
 template void gemm<double>(bool, bool, index_t, index_t, index_t, double, const double*, index_t,
