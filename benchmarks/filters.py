@@ -17,7 +17,7 @@ import numpy as np
 
 import fastdl
 from fastdl import image
-from fastdl.benchmark import median_ms
+from fastdl.bench import median_ms
 
 try:
     import scipy.ndimage as ndi

@@ -124,16 +124,15 @@ py::array_t<T> rank_filter(const In<T>& input, index_t kh, index_t kw, index_t o
 }
 
 template <typename T>
-py::array_t<T> gradient_magnitude_combine(const In<T>& a, const In<T>& b) {
-  check(a.ndim() == b.ndim() && std::equal(a.shape(), a.shape() + a.ndim(), b.shape()),
-        "the two derivatives must have the same shape, got " + shape_of(a) + " and " + shape_of(b));
-  py::array_t<T> output(std::vector<py::ssize_t>(a.shape(), a.shape() + a.ndim()));
-  const T *pa = a.data(), *pb = b.data();
+py::array_t<T> gradient_magnitude(const In<T>& input, int mode, double cval) {
+  const auto s = plane_shape(input);
+  const auto m = boundary_mode(mode);
+  auto output = empty_like(input);
+  const T* x = input.data();
   T* y = output.mutable_data();
-  const index_t n = a.size();
   {
     py::gil_scoped_release release;
-    fastdl::cpu::gradient_magnitude_combine<T>(pa, pb, y, n);
+    fastdl::cpu::gradient_magnitude<T>(x, y, s, m, cval);
   }
   return output;
 }
@@ -149,8 +148,8 @@ void define_typed(py::module_& m) {
   m.def("rank_filter", &rank_filter<T>, py::arg("input"), py::arg("kh"), py::arg("kw"),
         py::arg("origin_y"), py::arg("origin_x"), py::arg("rank"), py::arg("mode"),
         py::arg("cval"));
-  m.def("gradient_magnitude_combine", &gradient_magnitude_combine<T>, py::arg("a"),
-        py::arg("b"));
+  m.def("gradient_magnitude", &gradient_magnitude<T>, py::arg("input"), py::arg("mode"),
+        py::arg("cval"));
 }
 
 }  // namespace

@@ -91,6 +91,28 @@ inline DoubleVector load(const double* p) {
 inline void store(double* p, DoubleVector v) { std::memcpy(p, &v, sizeof(v)); }
 inline DoubleVector broadcast(double w) { return DoubleVector{w, w, w, w, w, w, w, w}; }
 
+// sum / size, correctly rounded, without a division: q = sum * (1/size) is within an ulp
+// of the quotient, the remainder sum - q * size is exact in one fused multiply-add, and
+// q + remainder * (1/size) rounds to the correctly rounded quotient (Markstein's theorem;
+// P. Markstein, IBM J. Res. Dev. 34, 1990). Vector division costs several times more than
+// these three operations. Without hardware FMA, a plain division.
+template <typename V>
+inline V divide_by_size(V sum, double size) {
+#ifdef __FMA__
+  const double inverse = 1.0 / size;
+  if constexpr (std::is_same_v<V, double>) {
+    const double q = sum * inverse;
+    return std::fma(std::fma(-q, size, sum), inverse, q);
+  } else {
+    V q = sum * inverse;
+    for (index_t l = 0; l < kLanes; ++l) q[l] = std::fma(std::fma(-q[l], size, sum[l]), inverse, q[l]);
+    return q;
+  }
+#else
+  return sum / size;
+#endif
+}
+
 // Element-wise body of the passes, written once for Vectors SIMD vectors per step (several
 // independent sums hide the add latency) and for scalars (Vectors = 0, the tail).
 template <int Vectors>
@@ -112,8 +134,7 @@ inline void pass_span(const FilterPass& p, int symmetry, const double* const* ro
       for (int a = 0; a < A; ++a) acc[a] = ld(rows[0] + x, a);
       for (index_t j = 1; j < k; ++j)
         for (int a = 0; a < A; ++a) acc[a] += ld(rows[j] + x, a);
-      const V size = bc(static_cast<double>(k));
-      for (int a = 0; a < A; ++a) acc[a] /= size;
+      for (int a = 0; a < A; ++a) acc[a] = divide_by_size(acc[a], static_cast<double>(k));
     } else if (symmetry != 0) {  // scipy: x[c]*w[c], then (x[c+jj] +- x[c-jj]) * w[c+jj]
       const index_t c = k / 2;
       const V wc = bc(p.weights[c]);
@@ -186,61 +207,93 @@ index_t boundary_index(index_t i, index_t n, BoundaryMode mode) {
 }
 
 // ---------------------------------------------------------------- separable filters
+namespace {
+
+// One thread's plan and buffers for the two passes of a separable filter over a strip of
+// output rows [y0, y1) of one plane (at most kStripRows of them).
+template <typename T>
+class SeparableStrip {
+ public:
+  SeparableStrip(index_t width, const FilterPass& vertical, const FilterPass& horizontal,
+                 bool horizontal_first, bool round_between, BoundaryMode mode, double cval,
+                 double cval_between)
+      : W_(width), v_(vertical), h_(horizontal), horizontal_first_(horizontal_first),
+        round_between_(round_between), mode_(mode), cval_(cval), cval_between_(cval_between),
+        lead_v_(lead_of(vertical.size, vertical.origin)),
+        lead_h_(lead_of(horizontal.size, horizontal.origin)),
+        sym_v_(vertical.box ? 0 : symmetry_of(vertical.weights, vertical.size)),
+        sym_h_(horizontal.box ? 0 : symmetry_of(horizontal.weights, horizontal.size)),
+        rows_(static_cast<std::size_t>((kStripRows + vertical.size - 1) * width)),
+        line_(width + horizontal.size - 1), row_out_(width),
+        taps_(std::max(vertical.size, horizontal.size)) {}
+
+  // out[(y - y0) * W + x] for y in [y0, y1): rows `out_stride` apart.
+  void run(const T* in, index_t H, index_t y0, index_t y1, T* out, index_t out_stride) {
+    const index_t kv = v_.size, kh = h_.size, W = W_;
+    const index_t first = y0 - lead_v_, count = (y1 - y0) + kv - 1;
+    double* mid = line_.data() + lead_h_;  // line_[0] is column -lead_h
+    // rows_: the strip's rows read by the vertical pass (input rows, or intermediate rows
+    // when the horizontal pass runs first); line_: one row extended for the horizontal pass.
+    for (index_t r = 0; r < count; ++r) {
+      double* slot = rows_.data() + r * W;
+      const index_t m = boundary_index(first + r, H, mode_);
+      if (!horizontal_first_) {
+        if (m < 0) std::fill(slot, slot + W, cval_);
+        else for (index_t x = 0; x < W; ++x) slot[x] = static_cast<double>(in[m * W + x]);
+      } else if (m < 0) {  // the intermediate image is extended with cval_between
+        std::fill(slot, slot + W, cval_between_);
+      } else {
+        load_extended(in + m * W, mid, W, lead_h_, kh - 1 - lead_h_, mode_, cval_);
+        for (index_t j = 0; j < kh; ++j) taps_[j] = line_.data() + j;
+        apply_pass(h_, sym_h_, taps_.data(), W, slot);
+        if (round_between_) round_row<T>(slot, W);
+      }
+    }
+    for (index_t y = y0; y < y1; ++y) {
+      for (index_t j = 0; j < kv; ++j) taps_[j] = rows_.data() + (y - y0 + j) * W;
+      if (horizontal_first_) {
+        apply_pass(v_, sym_v_, taps_.data(), W, row_out_.data());
+      } else {
+        apply_pass(v_, sym_v_, taps_.data(), W, mid);
+        if (round_between_) round_row<T>(mid, W);
+        extend_line(mid, W, lead_h_, kh - 1 - lead_h_, mode_, cval_between_);
+        for (index_t j = 0; j < kh; ++j) taps_[j] = line_.data() + j;
+        apply_pass(h_, sym_h_, taps_.data(), W, row_out_.data());
+      }
+      store_row(row_out_.data(), out + (y - y0) * out_stride, W);
+    }
+  }
+
+ private:
+  index_t W_;
+  FilterPass v_, h_;
+  bool horizontal_first_, round_between_;
+  BoundaryMode mode_;
+  double cval_, cval_between_;
+  index_t lead_v_, lead_h_;
+  int sym_v_, sym_h_;
+  std::vector<double> rows_, line_, row_out_;
+  std::vector<const double*> taps_;
+};
+
+}  // namespace
+
 template <typename T>
 void separable_filter(const T* input, T* output, const PlaneShape& s, const FilterPass& vertical,
                       const FilterPass& horizontal, bool horizontal_first, bool round_between,
                       BoundaryMode mode, double cval, double cval_between) {
   const index_t H = s.height, W = s.width, HW = H * W;
   const index_t strips = (H + kStripRows - 1) / kStripRows, tasks = s.planes * strips;
-  const index_t kv = vertical.size, kh = horizontal.size;
-  const index_t lead_v = lead_of(kv, vertical.origin), lead_h = lead_of(kh, horizontal.origin);
-  const index_t ext_w = W + kh - 1;  // a row extended for the horizontal pass
-  const int sym_v = vertical.box ? 0 : symmetry_of(vertical.weights, kv);
-  const int sym_h = horizontal.box ? 0 : symmetry_of(horizontal.weights, kh);
-  const index_t slots = kStripRows + kv - 1;
 
-#pragma omp parallel num_threads(threads_for(s.planes * HW * (kv + kh)))
+#pragma omp parallel num_threads(threads_for(s.planes * HW * (vertical.size + horizontal.size)))
   {
-    // rows: the strip's rows read by the vertical pass (input rows, or intermediate rows
-    // when the horizontal pass runs first); line: one row extended for the horizontal pass.
-    std::vector<double> rows(static_cast<std::size_t>(slots * W)), line(ext_w), row_out(W);
-    std::vector<const double*> taps(std::max(kv, kh));
-    double* mid = line.data() + lead_h;  // line[0] is column -lead_h
+    SeparableStrip<T> strip(W, vertical, horizontal, horizontal_first, round_between, mode,
+                            cval, cval_between);
 #pragma omp for schedule(static)
     for (index_t t = 0; t < tasks; ++t) {
       const index_t plane = t / strips, y0 = (t % strips) * kStripRows;
-      const index_t y1 = std::min(H, y0 + kStripRows), first = y0 - lead_v;
-      const index_t count = (y1 - y0) + kv - 1;
-      const T* in = input + plane * HW;
-      T* out = output + plane * HW;
-      for (index_t r = 0; r < count; ++r) {
-        double* slot = rows.data() + r * W;
-        const index_t m = boundary_index(first + r, H, mode);
-        if (!horizontal_first) {
-          if (m < 0) std::fill(slot, slot + W, cval);
-          else for (index_t x = 0; x < W; ++x) slot[x] = static_cast<double>(in[m * W + x]);
-        } else if (m < 0) {  // the intermediate image is extended with cval_between
-          std::fill(slot, slot + W, cval_between);
-        } else {
-          load_extended(in + m * W, mid, W, lead_h, kh - 1 - lead_h, mode, cval);
-          for (index_t j = 0; j < kh; ++j) taps[j] = line.data() + j;
-          apply_pass(horizontal, sym_h, taps.data(), W, slot);
-          if (round_between) round_row<T>(slot, W);
-        }
-      }
-      for (index_t y = y0; y < y1; ++y) {
-        for (index_t j = 0; j < kv; ++j) taps[j] = rows.data() + (y - y0 + j) * W;
-        if (horizontal_first) {
-          apply_pass(vertical, sym_v, taps.data(), W, row_out.data());
-        } else {
-          apply_pass(vertical, sym_v, taps.data(), W, mid);
-          if (round_between) round_row<T>(mid, W);
-          extend_line(mid, W, lead_h, kh - 1 - lead_h, mode, cval_between);
-          for (index_t j = 0; j < kh; ++j) taps[j] = line.data() + j;
-          apply_pass(horizontal, sym_h, taps.data(), W, row_out.data());
-        }
-        store_row(row_out.data(), out + y * W, W);
-      }
+      const index_t y1 = std::min(H, y0 + kStripRows);
+      strip.run(input + plane * HW, H, y0, y1, output + plane * HW + y0 * W, W);
     }
   }
 }
@@ -487,17 +540,54 @@ void rank_filter(const T* input, T* output, const PlaneShape& s, index_t kh, ind
 }
 
 // ---------------------------------------------------------------- gradient magnitude
+namespace {
+
+// sqrt(a*a + b*b) evaluated in T, as NumPy does in scipy's generic_gradient_magnitude
+// (uint8: the products and the sum wrap modulo 256, NumPy's sqrt of uint8 is float32 and
+// the store truncates).
 template <typename T>
-void gradient_magnitude_combine(const T* a, const T* b, T* output, index_t n) {
-#pragma omp parallel for schedule(static) num_threads(threads_for(n))
+void hypot_row(const T* a, const T* b, T* out, index_t n) {
   for (index_t i = 0; i < n; ++i) {
     if constexpr (std::is_same_v<T, std::uint8_t>) {
       const std::uint8_t sum = static_cast<std::uint8_t>(static_cast<std::uint8_t>(a[i] * a[i]) +
                                                          static_cast<std::uint8_t>(b[i] * b[i]));
-      output[i] = static_cast<std::uint8_t>(std::sqrt(static_cast<float>(sum)));
+      out[i] = static_cast<std::uint8_t>(std::sqrt(static_cast<float>(sum)));
     } else {
       const T aa = a[i] * a[i], bb = b[i] * b[i];
-      output[i] = std::sqrt(aa + bb);
+      out[i] = std::sqrt(aa + bb);
+    }
+  }
+}
+
+const double kDerivative[3] = {-1.0, 0.0, 1.0}, kSmooth[3] = {1.0, 2.0, 1.0};
+
+}  // namespace
+
+// One pass over the image: for each strip of rows both Sobel responses go to strip-sized
+// buffers (still in cache) and the root is written straight to the output. Each response
+// is computed exactly as separable_filter computes sobel(), so the result is the one of
+// scipy's three whole-image steps.
+template <typename T>
+void gradient_magnitude(const T* input, T* output, const PlaneShape& s, BoundaryMode mode,
+                        double cval) {
+  const index_t H = s.height, W = s.width, HW = H * W;
+  const index_t strips = (H + kStripRows - 1) / kStripRows, tasks = s.planes * strips;
+  const FilterPass derivative{false, kDerivative, 3, 0}, smooth{false, kSmooth, 3, 0};
+
+#pragma omp parallel num_threads(threads_for(s.planes * HW * 8))
+  {
+    // d/dy: [-1, 0, 1] down the columns, then [1, 2, 1] along the rows; d/dx the transpose.
+    SeparableStrip<T> along_y(W, derivative, smooth, false, true, mode, cval, cval);
+    SeparableStrip<T> along_x(W, smooth, derivative, true, true, mode, cval, cval);
+    std::vector<T> dy(static_cast<std::size_t>(kStripRows * W)), dx(dy.size());
+#pragma omp for schedule(static)
+    for (index_t t = 0; t < tasks; ++t) {
+      const index_t plane = t / strips, y0 = (t % strips) * kStripRows;
+      const index_t y1 = std::min(H, y0 + kStripRows);
+      const T* in = input + plane * HW;
+      along_y.run(in, H, y0, y1, dy.data(), W);
+      along_x.run(in, H, y0, y1, dx.data(), W);
+      hypot_row(dy.data(), dx.data(), output + plane * HW + y0 * W, (y1 - y0) * W);
     }
   }
 }
@@ -510,7 +600,7 @@ void gradient_magnitude_combine(const T* a, const T* b, T* output, index_t n) {
                                index_t, index_t, index_t, BoundaryMode, double);              \
   template void rank_filter<T>(const T*, T*, const PlaneShape&, index_t, index_t, index_t,    \
                                index_t, index_t, BoundaryMode, double);                       \
-  template void gradient_magnitude_combine<T>(const T*, const T*, T*, index_t);
+  template void gradient_magnitude<T>(const T*, T*, const PlaneShape&, BoundaryMode, double);
 
 FASTDL_FILTER_INSTANTIATE(float)
 FASTDL_FILTER_INSTANTIATE(double)

@@ -74,9 +74,13 @@ template <typename T>
 void rank_filter(const T* input, T* output, const PlaneShape& s, index_t kh, index_t kw,
                  index_t origin_y, index_t origin_x, index_t rank, BoundaryMode mode, double cval);
 
-// out = sqrt(a*a + b*b) evaluated in T, as scipy.ndimage.generic_gradient_magnitude does
-// (for uint8 the products and the sum wrap modulo 256 and the root is truncated).
+// Gradient magnitude, as scipy.ndimage.generic_gradient_magnitude(input, sobel):
+//   out = sqrt(sobel_y * sobel_y + sobel_x * sobel_x), evaluated in T,
+// each Sobel response computed as separable_filter computes scipy.ndimage.sobel ([-1, 0, 1]
+// along its axis, then [1, 2, 1] across, rounded to T in between and at the end). For
+// uint8 the products and the sum wrap modulo 256 and the root is truncated, as NumPy does.
 template <typename T>
-void gradient_magnitude_combine(const T* a, const T* b, T* output, index_t n);
+void gradient_magnitude(const T* input, T* output, const PlaneShape& s, BoundaryMode mode,
+                        double cval);
 
 }  // namespace fastdl::cpu
