@@ -328,6 +328,21 @@ std::vector<std::pair<index_t, index_t>> adaptive_windows(index_t size, index_t 
   return w;
 }
 
+// Sum of a contiguous plane in 32 interleaved lanes (vector accumulators), combined
+// pairwise: the order depends on n alone.
+template <typename T>
+T plane_sum(const T* __restrict values, index_t n) {
+  constexpr int kLanes = 32;
+  T lanes[kLanes] = {};
+  index_t i = 0;
+  for (; i + kLanes <= n; i += kLanes)
+    for (int k = 0; k < kLanes; ++k) lanes[k] += values[i + k];
+  for (int k = 0; i < n; ++i, ++k) lanes[k] += values[i];
+  for (int width = kLanes / 2; width > 0; width /= 2)
+    for (int k = 0; k < width; ++k) lanes[k] += lanes[k + width];
+  return lanes[0];
+}
+
 }  // namespace
 
 template <typename T>
@@ -336,6 +351,11 @@ void adaptive_avg_pool2d_forward(const T* input, T* output, const AdaptivePool2d
   const auto rows = adaptive_windows(H, OH), cols = adaptive_windows(W, OW);
   // Each input row is summed once per window holding it: about max(H, OH) rows of W.
   const int threads = threads_for(s.planes * (std::max(H, OH) * W + OHW));
+  if (OH == 1 && OW == 1) {  // global average: one streaming sum per plane
+#pragma omp parallel for schedule(static) num_threads(threads)
+    for (index_t p = 0; p < s.planes; ++p) output[p] = plane_sum(input + p * HW, HW) / T(H) / T(W);
+    return;
+  }
   std::vector<T> buffers(static_cast<std::size_t>(threads * W));
 #pragma omp parallel num_threads(threads)
   {
@@ -365,6 +385,12 @@ void adaptive_avg_pool2d_backward(const T* grad_output, T* grad_input, const Ada
   const index_t H = s.height, W = s.width, OH = s.out_h, OW = s.out_w, HW = H * W, OHW = OH * OW;
   const auto rows = adaptive_windows(H, OH), cols = adaptive_windows(W, OW);
   const int threads = threads_for(s.planes * (std::max(H, OH) * W + OHW));
+  if (OH == 1 && OW == 1) {
+#pragma omp parallel for schedule(static) num_threads(threads)
+    for (index_t p = 0; p < s.planes; ++p)
+      std::fill(grad_input + p * HW, grad_input + (p + 1) * HW, grad_output[p] / T(H) / T(W));
+    return;
+  }
   std::vector<T> buffers(static_cast<std::size_t>(threads * W));
 #pragma omp parallel num_threads(threads)
   {
