@@ -1,44 +1,143 @@
-// Max pooling (https://pytorch.org/docs/stable/generated/torch.nn.functional.max_pool2d.html).
-// One thread owns whole (n, c) planes, so the backward scatter-add needs no atomics
-// and sums in a fixed order.
+// Pooling: max_pool2d (kernels.h), avg_pool2d and adaptive_avg_pool2d (pool.h).
+// (https://pytorch.org/docs/stable/nn.functional.html#pooling-functions)
+//
+// One thread owns whole (n, c) planes, so a backward scatter-add needs no atomics and sums
+// in an order fixed by the shapes: results are bitwise identical on any thread count.
+//
+// Speed: pooling is memory-bound, so each kernel streams every input row once and works
+// on whole output ROWS, with the output column as the inner loop (the compiler vectorizes
+// it; a stride of 1 or 2 is a template constant so strided loads become shuffles):
+//   max   for each kernel offset (i, j) in row-major order, update best[x] and index[x]
+//         of the interior columns (whose windows lie inside the row) at once;
+//   avg   sum the window's input rows into one padded row buffer, then add kernel_w
+//         strided slices of it;
+//   backward (avg)  spread grad_output over a row buffer, then write it into the input
+//         rows; a row is written (=) the first time a window reaches it and added (+=)
+//         afterwards, so no separate zero-fill pass over grad_input is needed.
 #include <algorithm>
 #include <cmath>
+#include <cstring>
+#include <type_traits>
 #include <limits>
+#include <vector>
 
 #include "cpu/kernels.h"
+#include "cpu/pool.h"
 
 namespace fastdl::cpu {
+namespace {
+
+index_t floor_div(index_t a, index_t b) { return a >= 0 ? a / b : -((-a + b - 1) / b); }
+
+// Output columns [lo, hi) whose every kernel column x*stride - pad + j*dilation (j < kernel)
+// lies in [0, width).
+void interior_columns(index_t width, index_t out_w, index_t kernel, index_t stride, index_t pad,
+                      index_t dilation, index_t& lo, index_t& hi) {
+  lo = std::min(out_w, (pad + stride - 1) / stride);
+  hi = std::clamp(floor_div(width - 1 + pad - (kernel - 1) * dilation, stride) + 1, lo, out_w);
+}
+
+// ------------------------------------------------------------------ max_pool2d
+// The window of one output element, clipped to the input, scanned in PyTorch's order:
+// the first maximum wins and every NaN is taken (so the last NaN).
+template <typename T>
+void max_window(const T* in, const Pool2dShape& s, index_t y, index_t x, T& out, std::int64_t& index) {
+  const index_t y0 = y * s.stride_h - s.pad_h, x0 = x * s.stride_w - s.pad_w;
+  T best = -std::numeric_limits<T>::infinity();
+  index_t best_index = -1;
+  for (index_t i = 0; i < s.kernel_h; ++i) {
+    const index_t iy = y0 + i * s.dilation_h;
+    if (iy < 0 || iy >= s.height) continue;
+    for (index_t j = 0; j < s.kernel_w; ++j) {
+      const index_t ix = x0 + j * s.dilation_w;
+      if (ix < 0 || ix >= s.width) continue;
+      const T v = in[iy * s.width + ix];
+      if (best_index < 0 || v > best || std::isnan(v)) {
+        best = v;
+        best_index = iy * s.width + ix;
+      }
+    }
+  }
+  out = best;
+  index = best_index;
+}
+
+// Unsigned integer of T's width, to select between two values with bit masks.
+template <typename T>
+using Bits = std::conditional_t<sizeof(T) == 4, std::uint32_t, std::uint64_t>;
+
+// For x in [0, n): candidate v = src[x*stride] at flat index first + x*stride; the first
+// candidate is taken as is (init), later ones when v > best or v is NaN.
+// The selects are written with bit masks: the vectorized body becomes blends either way,
+// but the compiler's scalar remainder (up to 15 columns of every row) would otherwise
+// branch on the data, and random data mispredicts those branches half the time.
+template <int S, bool init, typename T>
+void max_update(const T* __restrict src, index_t stride_rt, index_t first, index_t n,
+                T* __restrict best, std::int64_t* __restrict index) {
+  const index_t stride = S ? S : stride_rt;
+  if (init) {
+#pragma omp simd
+    for (index_t x = 0; x < n; ++x) {
+      best[x] = src[x * stride];
+      index[x] = first + x * stride;
+    }
+    return;
+  }
+#pragma omp simd
+  for (index_t x = 0; x < n; ++x) {
+    const T v = src[x * stride], b = best[x];
+    const int take = int(v > b) | int(v != v);
+    Bits<T> v_bits, b_bits;
+    std::memcpy(&v_bits, &v, sizeof(T));
+    std::memcpy(&b_bits, &b, sizeof(T));
+    const Bits<T> value_mask = Bits<T>(0) - Bits<T>(take);
+    const Bits<T> chosen = (v_bits & value_mask) | (b_bits & ~value_mask);
+    std::memcpy(&best[x], &chosen, sizeof(T));
+    const std::int64_t index_mask = -std::int64_t(take);
+    index[x] = ((first + x * stride) & index_mask) | (index[x] & ~index_mask);
+  }
+}
+
+template <bool init, typename T>
+void max_update_any(const T* src, index_t stride, index_t first, index_t n, T* best, std::int64_t* index) {
+  if (stride == 1) max_update<1, init>(src, 1, first, n, best, index);
+  else if (stride == 2) max_update<2, init>(src, 2, first, n, best, index);
+  else max_update<0, init>(src, stride, first, n, best, index);
+}
+
+}  // namespace
 
 template <typename T>
 void max_pool2d_forward(const T* input, T* output, std::int64_t* indices, const Pool2dShape& s) {
-  const index_t HW = s.height * s.width, OHW = s.out_h * s.out_w;
-#pragma omp parallel for schedule(static) num_threads(threads_for(s.planes * OHW * s.kernel_h * s.kernel_w))
+  const index_t H = s.height, W = s.width, OH = s.out_h, OW = s.out_w;
+  const index_t HW = H * W, OHW = OH * OW;
+  index_t lo, hi;
+  interior_columns(W, OW, s.kernel_w, s.stride_w, s.pad_w, s.dilation_w, lo, hi);
+#pragma omp parallel for schedule(static) num_threads(threads_for(s.planes * (HW + OHW * s.kernel_h * s.kernel_w)))
   for (index_t p = 0; p < s.planes; ++p) {
     const T* in = input + p * HW;
     T* out = output + p * OHW;
     std::int64_t* idx = indices + p * OHW;
-    for (index_t y = 0; y < s.out_h; ++y) {
-      const index_t y0 = y * s.stride_h - s.pad_h;
-      for (index_t x = 0; x < s.out_w; ++x) {
-        const index_t x0 = x * s.stride_w - s.pad_w;
-        T best = -std::numeric_limits<T>::infinity();
-        index_t best_index = -1;
-        for (index_t i = 0; i < s.kernel_h; ++i) {
-          const index_t iy = y0 + i * s.dilation_h;
-          if (iy < 0 || iy >= s.height) continue;
-          for (index_t j = 0; j < s.kernel_w; ++j) {
-            const index_t ix = x0 + j * s.dilation_w;
-            if (ix < 0 || ix >= s.width) continue;
-            const T v = in[iy * s.width + ix];
-            // First maximum wins; every NaN is taken (so the last NaN), as in PyTorch.
-            if (best_index < 0 || v > best || std::isnan(v)) {
-              best = v;
-              best_index = iy * s.width + ix;
-            }
-          }
+    for (index_t y = 0; y < OH; ++y) {
+      T* out_row = out + y * OW;
+      std::int64_t* idx_row = idx + y * OW;
+      for (index_t x = 0; x < lo; ++x) max_window(in, s, y, x, out_row[x], idx_row[x]);
+      for (index_t x = hi; x < OW; ++x) max_window(in, s, y, x, out_row[x], idx_row[x]);
+      // Interior columns: kernel offsets in row-major order, all columns at once.
+      bool first = true;
+      for (index_t i = 0; i < s.kernel_h; ++i) {
+        const index_t iy = y * s.stride_h - s.pad_h + i * s.dilation_h;
+        if (iy < 0 || iy >= H) continue;
+        for (index_t j = 0; j < s.kernel_w; ++j) {
+          const index_t start = iy * W + lo * s.stride_w - s.pad_w + j * s.dilation_w;
+          if (first) max_update_any<true>(in + start, s.stride_w, start, hi - lo, out_row + lo, idx_row + lo);
+          else max_update_any<false>(in + start, s.stride_w, start, hi - lo, out_row + lo, idx_row + lo);
+          first = false;
         }
-        out[y * s.out_w + x] = best;
-        idx[y * s.out_w + x] = best_index;
+      }
+      if (first) {  // every row of these windows is padding
+        std::fill(out_row + lo, out_row + hi, -std::numeric_limits<T>::infinity());
+        std::fill(idx_row + lo, idx_row + hi, std::int64_t(-1));
       }
     }
   }
@@ -65,5 +164,264 @@ template void max_pool2d_forward<float>(const float*, float*, std::int64_t*, con
 template void max_pool2d_forward<double>(const double*, double*, std::int64_t*, const Pool2dShape&);
 template void max_pool2d_backward<float>(const float*, const std::int64_t*, float*, const Pool2dShape&);
 template void max_pool2d_backward<double>(const double*, const std::int64_t*, double*, const Pool2dShape&);
+
+// ------------------------------------------------------------------ avg_pool2d
+namespace {
+
+// dst[x] (+)= src[x*stride] for x in [0, n).
+template <int S, bool add, typename T>
+void strided_gather(const T* __restrict src, index_t stride_rt, index_t n, T* __restrict dst) {
+  const index_t stride = S ? S : stride_rt;
+#pragma omp simd
+  for (index_t x = 0; x < n; ++x) dst[x] = add ? dst[x] + src[x * stride] : src[x * stride];
+}
+
+template <bool add, typename T>
+void strided_gather_any(const T* src, index_t stride, index_t n, T* dst) {
+  if (stride == 1) strided_gather<1, add>(src, 1, n, dst);
+  else if (stride == 2) strided_gather<2, add>(src, 2, n, dst);
+  else strided_gather<0, add>(src, stride, n, dst);
+}
+
+// dst[x*stride] += src[x] for x in [0, n).
+template <int S, typename T>
+void strided_scatter(const T* __restrict src, index_t stride_rt, index_t n, T* __restrict dst) {
+  const index_t stride = S ? S : stride_rt;
+#pragma omp simd
+  for (index_t x = 0; x < n; ++x) dst[x * stride] += src[x];
+}
+
+template <typename T>
+void strided_scatter_any(const T* src, index_t stride, index_t n, T* dst) {
+  if (stride == 1) strided_scatter<1>(src, 1, n, dst);
+  else if (stride == 2) strided_scatter<2>(src, 2, n, dst);
+  else strided_scatter<0>(src, stride, n, dst);
+}
+
+template <typename T>
+void add_rows(const T* __restrict src, index_t n, T* __restrict dst) {
+#pragma omp simd
+  for (index_t c = 0; c < n; ++c) dst[c] += src[c];
+}
+
+// Window of output index o along one axis: [start, end) unclipped-but-capped as PyTorch
+// (end <= size + pad), the clipped part [lo, hi), and the divisor factor for this axis.
+struct AxisWindow {
+  index_t lo, hi, factor;
+};
+
+std::vector<AxisWindow> avg_windows(index_t size, index_t out, index_t kernel, index_t stride,
+                                    index_t pad, bool count_include_pad) {
+  std::vector<AxisWindow> w(static_cast<std::size_t>(out));
+  for (index_t o = 0; o < out; ++o) {
+    const index_t start = o * stride - pad, end = std::min(start + kernel, size + pad);
+    const index_t lo = std::max<index_t>(start, 0), hi = std::min(end, size);
+    w[o] = {lo, std::max(lo, hi), count_include_pad ? end - start : std::max<index_t>(hi - lo, 0)};
+  }
+  return w;
+}
+
+}  // namespace
+
+template <typename T>
+void avg_pool2d_forward(const T* input, T* output, const AvgPool2dShape& s) {
+  const index_t H = s.height, W = s.width, OH = s.out_h, OW = s.out_w;
+  const index_t HW = H * W, OHW = OH * OW, kw = s.kernel_w, sw = s.stride_w, pw = s.pad_w;
+  // Row buffer: entry c holds input column c - pad_w (zero outside [0, W)).
+  const index_t span = std::max((OW - 1) * sw + kw, pw + W);
+  const auto rows = avg_windows(H, OH, s.kernel_h, s.stride_h, s.pad_h, s.count_include_pad);
+  const auto cols = avg_windows(W, OW, kw, sw, pw, s.count_include_pad);
+  std::vector<T> col_factor(static_cast<std::size_t>(OW));
+  for (index_t x = 0; x < OW; ++x) col_factor[x] = s.divisor_override ? T(1) : T(cols[x].factor);
+  const int threads = threads_for(s.planes * (HW + OHW * kw));
+  std::vector<T> buffers(static_cast<std::size_t>(threads * span), T(0));
+#pragma omp parallel num_threads(threads)
+  {
+    T* sums = buffers.data() + omp_get_thread_num() * span;
+    T* sums_in = sums + pw;
+#pragma omp for schedule(static)
+    for (index_t p = 0; p < s.planes; ++p) {
+      const T* in = input + p * HW;
+      T* out = output + p * OHW;
+      for (index_t y = 0; y < OH; ++y) {
+        T* o = out + y * OW;
+        const AxisWindow r = rows[y];
+        if (r.lo >= r.hi) {
+          std::fill(o, o + OW, T(0));
+          continue;
+        }
+        std::copy(in + r.lo * W, in + r.lo * W + W, sums_in);
+        for (index_t iy = r.lo + 1; iy < r.hi; ++iy) add_rows(in + iy * W, W, sums_in);
+        strided_gather_any<false>(sums, sw, OW, o);
+        for (index_t j = 1; j < kw; ++j) strided_gather_any<true>(sums + j, sw, OW, o);
+        const T row_factor = s.divisor_override ? T(s.divisor_override) : T(r.factor);
+        const T* cf = col_factor.data();
+#pragma omp simd
+        for (index_t x = 0; x < OW; ++x) o[x] = o[x] / (row_factor * cf[x]);
+        // Windows with no input column (unreachable with PyTorch's padding rule) give 0.
+        for (index_t x = 0; x < OW; ++x)
+          if (cols[x].lo >= cols[x].hi) o[x] = T(0);
+      }
+    }
+  }
+}
+
+template <typename T>
+void avg_pool2d_backward(const T* grad_output, T* grad_input, const AvgPool2dShape& s) {
+  const index_t H = s.height, W = s.width, OH = s.out_h, OW = s.out_w;
+  const index_t HW = H * W, OHW = OH * OW, kw = s.kernel_w, sw = s.stride_w, pw = s.pad_w;
+  const index_t span = std::max((OW - 1) * sw + kw, pw + W);
+  const auto rows = avg_windows(H, OH, s.kernel_h, s.stride_h, s.pad_h, s.count_include_pad);
+  const auto cols = avg_windows(W, OW, kw, sw, pw, s.count_include_pad);
+  std::vector<T> col_factor(static_cast<std::size_t>(OW));
+  for (index_t x = 0; x < OW; ++x)
+    col_factor[x] = (s.divisor_override || cols[x].lo >= cols[x].hi) ? T(1) : T(cols[x].factor);
+  const int threads = threads_for(s.planes * (HW + OHW * kw));
+  std::vector<T> buffers(static_cast<std::size_t>(threads * (span + OW)), T(0));
+#pragma omp parallel num_threads(threads)
+  {
+    T* spread = buffers.data() + omp_get_thread_num() * (span + OW);
+    T* scaled = spread + span;
+#pragma omp for schedule(static)
+    for (index_t p = 0; p < s.planes; ++p) {
+      const T* gout = grad_output + p * OHW;
+      T* gin = grad_input + p * HW;
+      index_t written = 0;  // rows [0, written) of gin hold their value so far
+      for (index_t y = 0; y < OH; ++y) {
+        const AxisWindow r = rows[y];
+        if (r.lo >= r.hi) continue;
+        const T row_factor = s.divisor_override ? T(s.divisor_override) : T(r.factor);
+        const T* g = gout + y * OW;
+        const T* cf = col_factor.data();
+#pragma omp simd
+        for (index_t x = 0; x < OW; ++x) scaled[x] = g[x] / (row_factor * cf[x]);
+        for (index_t x = 0; x < OW; ++x)
+          if (cols[x].lo >= cols[x].hi) scaled[x] = T(0);
+        std::fill(spread, spread + span, T(0));
+        for (index_t j = 0; j < kw; ++j) strided_scatter_any(scaled, sw, OW, spread + j);
+        for (index_t iy = r.lo; iy < r.hi; ++iy) {
+          T* row = gin + iy * W;
+          if (iy >= written) std::copy(spread + pw, spread + pw + W, row);
+          else add_rows(spread + pw, W, row);
+        }
+        // Rows skipped by every window so far (stride > kernel) are zero.
+        for (index_t iy = written; iy < r.lo; ++iy) std::fill(gin + iy * W, gin + iy * W + W, T(0));
+        written = std::max(written, r.hi);
+      }
+      std::fill(gin + written * W, gin + HW, T(0));
+    }
+  }
+}
+
+template void avg_pool2d_forward<float>(const float*, float*, const AvgPool2dShape&);
+template void avg_pool2d_forward<double>(const double*, double*, const AvgPool2dShape&);
+template void avg_pool2d_backward<float>(const float*, float*, const AvgPool2dShape&);
+template void avg_pool2d_backward<double>(const double*, double*, const AvgPool2dShape&);
+
+// ------------------------------------------------------------------ adaptive_avg_pool2d
+namespace {
+
+// [floor(o*size/out), ceil((o+1)*size/out)) for each o.
+std::vector<std::pair<index_t, index_t>> adaptive_windows(index_t size, index_t out) {
+  std::vector<std::pair<index_t, index_t>> w(static_cast<std::size_t>(out));
+  for (index_t o = 0; o < out; ++o) w[o] = {o * size / out, ((o + 1) * size + out - 1) / out};
+  return w;
+}
+
+// Sum of a contiguous plane in 32 interleaved lanes (vector accumulators), combined
+// pairwise: the order depends on n alone.
+template <typename T>
+T plane_sum(const T* __restrict values, index_t n) {
+  constexpr int kLanes = 32;
+  T lanes[kLanes] = {};
+  index_t i = 0;
+  for (; i + kLanes <= n; i += kLanes)
+    for (int k = 0; k < kLanes; ++k) lanes[k] += values[i + k];
+  for (int k = 0; i < n; ++i, ++k) lanes[k] += values[i];
+  for (int width = kLanes / 2; width > 0; width /= 2)
+    for (int k = 0; k < width; ++k) lanes[k] += lanes[k + width];
+  return lanes[0];
+}
+
+}  // namespace
+
+template <typename T>
+void adaptive_avg_pool2d_forward(const T* input, T* output, const AdaptivePool2dShape& s) {
+  const index_t H = s.height, W = s.width, OH = s.out_h, OW = s.out_w, HW = H * W, OHW = OH * OW;
+  const auto rows = adaptive_windows(H, OH), cols = adaptive_windows(W, OW);
+  // Each input row is summed once per window holding it: about max(H, OH) rows of W.
+  const int threads = threads_for(s.planes * (std::max(H, OH) * W + OHW));
+  if (OH == 1 && OW == 1) {  // global average: one streaming sum per plane
+#pragma omp parallel for schedule(static) num_threads(threads)
+    for (index_t p = 0; p < s.planes; ++p) output[p] = plane_sum(input + p * HW, HW) / T(H) / T(W);
+    return;
+  }
+  std::vector<T> buffers(static_cast<std::size_t>(threads * W));
+#pragma omp parallel num_threads(threads)
+  {
+    T* sums = buffers.data() + omp_get_thread_num() * W;
+#pragma omp for schedule(static)
+    for (index_t p = 0; p < s.planes; ++p) {
+      const T* in = input + p * HW;
+      T* out = output + p * OHW;
+      for (index_t y = 0; y < OH; ++y) {
+        const auto [r0, r1] = rows[y];
+        std::copy(in + r0 * W, in + r0 * W + W, sums);
+        for (index_t iy = r0 + 1; iy < r1; ++iy) add_rows(in + iy * W, W, sums);
+        const T height = T(r1 - r0);
+        for (index_t x = 0; x < OW; ++x) {
+          const auto [c0, c1] = cols[x];
+          T sum = 0;
+          for (index_t c = c0; c < c1; ++c) sum += sums[c];
+          out[y * OW + x] = sum / height / T(c1 - c0);
+        }
+      }
+    }
+  }
+}
+
+template <typename T>
+void adaptive_avg_pool2d_backward(const T* grad_output, T* grad_input, const AdaptivePool2dShape& s) {
+  const index_t H = s.height, W = s.width, OH = s.out_h, OW = s.out_w, HW = H * W, OHW = OH * OW;
+  const auto rows = adaptive_windows(H, OH), cols = adaptive_windows(W, OW);
+  const int threads = threads_for(s.planes * (std::max(H, OH) * W + OHW));
+  if (OH == 1 && OW == 1) {
+#pragma omp parallel for schedule(static) num_threads(threads)
+    for (index_t p = 0; p < s.planes; ++p)
+      std::fill(grad_input + p * HW, grad_input + (p + 1) * HW, grad_output[p] / T(H) / T(W));
+    return;
+  }
+  std::vector<T> buffers(static_cast<std::size_t>(threads * W));
+#pragma omp parallel num_threads(threads)
+  {
+    T* spread = buffers.data() + omp_get_thread_num() * W;
+#pragma omp for schedule(static)
+    for (index_t p = 0; p < s.planes; ++p) {
+      const T* gout = grad_output + p * OHW;
+      T* gin = grad_input + p * HW;
+      index_t written = 0;  // windows cover every row, in increasing order
+      for (index_t y = 0; y < OH; ++y) {
+        const auto [r0, r1] = rows[y];
+        const T height = T(r1 - r0);
+        std::fill(spread, spread + W, T(0));
+        for (index_t x = 0; x < OW; ++x) {
+          const auto [c0, c1] = cols[x];
+          const T g = gout[y * OW + x] / height / T(c1 - c0);
+          for (index_t c = c0; c < c1; ++c) spread[c] += g;
+        }
+        for (index_t iy = r0; iy < r1; ++iy) {
+          if (iy >= written) std::copy(spread, spread + W, gin + iy * W);
+          else add_rows(spread, W, gin + iy * W);
+        }
+        written = std::max(written, r1);
+      }
+    }
+  }
+}
+
+template void adaptive_avg_pool2d_forward<float>(const float*, float*, const AdaptivePool2dShape&);
+template void adaptive_avg_pool2d_forward<double>(const double*, double*, const AdaptivePool2dShape&);
+template void adaptive_avg_pool2d_backward<float>(const float*, float*, const AdaptivePool2dShape&);
+template void adaptive_avg_pool2d_backward<double>(const double*, double*, const AdaptivePool2dShape&);
 
 }  // namespace fastdl::cpu

@@ -176,6 +176,85 @@ def adam_step(param, grad, m, v, t: int, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, 
 
 # ---------------------------------------------------------------------- pooling (avg, adaptive)
 # (section: pooling)
+def _avg_windows(size: int, kernel: int, stride: int, pad: int, ceil_mode: bool):
+    """Per output index along one axis: (clipped start, clipped end, size counting padding).
+    A window may reach into the padding but not past size + pad."""
+    span = size + 2 * pad - kernel
+    out = (-(-span // stride) if ceil_mode else span // stride) + 1
+    if ceil_mode and (out - 1) * stride >= size + pad:
+        out -= 1  # the last window would start in the right padding: PyTorch drops it
+    windows = []
+    for o in range(out):
+        start = o * stride - pad
+        end = min(start + kernel, size + pad)
+        windows.append((max(start, 0), min(end, size), end - start))
+    return windows
+
+
+def avg_pool2d_forward(x, kernel: Pair, stride: Pair, padding: Pair = (0, 0), ceil_mode: bool = False,
+                       count_include_pad: bool = True, divisor_override: Optional[int] = None):
+    """out[n, c, y, x] = sum(x[n, c, window(y, x)]) / divisor, where the divisor is
+    divisor_override, or the window's size with padding (count_include_pad), or without."""
+    n, c, h, w = x.shape
+    rows = _avg_windows(h, kernel[0], stride[0], padding[0], ceil_mode)
+    cols = _avg_windows(w, kernel[1], stride[1], padding[1], ceil_mode)
+    out = np.zeros((n, c, len(rows), len(cols)), dtype=x.dtype)
+    for i, (r0, r1, rows_with_pad) in enumerate(rows):
+        for j, (c0, c1, cols_with_pad) in enumerate(cols):
+            if divisor_override:
+                divisor = divisor_override
+            elif count_include_pad:
+                divisor = rows_with_pad * cols_with_pad
+            else:
+                divisor = (r1 - r0) * (c1 - c0)
+            out[:, :, i, j] = x[:, :, r0:r1, c0:c1].sum(axis=(2, 3)) / divisor
+    return out
+
+
+def avg_pool2d_backward(grad_out, input_shape, kernel: Pair, stride: Pair, padding: Pair = (0, 0),
+                        ceil_mode: bool = False, count_include_pad: bool = True,
+                        divisor_override: Optional[int] = None):
+    """Each output's gradient, divided by its divisor, spread evenly over its window."""
+    n, c, h, w = input_shape
+    rows = _avg_windows(h, kernel[0], stride[0], padding[0], ceil_mode)
+    cols = _avg_windows(w, kernel[1], stride[1], padding[1], ceil_mode)
+    grad = np.zeros(input_shape, dtype=grad_out.dtype)
+    for i, (r0, r1, rows_with_pad) in enumerate(rows):
+        for j, (c0, c1, cols_with_pad) in enumerate(cols):
+            if divisor_override:
+                divisor = divisor_override
+            elif count_include_pad:
+                divisor = rows_with_pad * cols_with_pad
+            else:
+                divisor = (r1 - r0) * (c1 - c0)
+            grad[:, :, r0:r1, c0:c1] += (grad_out[:, :, i, j] / divisor)[:, :, None, None]
+    return grad
+
+
+def _adaptive_windows(size: int, out: int):
+    """Output o averages [floor(o*size/out), ceil((o+1)*size/out)): windows cover the input,
+    overlapping by at most one element when out does not divide size."""
+    return [(o * size // out, -(-(o + 1) * size // out)) for o in range(out)]
+
+
+def adaptive_avg_pool2d_forward(x, output_size: Pair):
+    n, c, h, w = x.shape
+    out = np.zeros((n, c) + tuple(output_size), dtype=x.dtype)
+    for i, (r0, r1) in enumerate(_adaptive_windows(h, output_size[0])):
+        for j, (c0, c1) in enumerate(_adaptive_windows(w, output_size[1])):
+            out[:, :, i, j] = x[:, :, r0:r1, c0:c1].mean(axis=(2, 3))
+    return out
+
+
+def adaptive_avg_pool2d_backward(grad_out, input_shape):
+    n, c, h, w = input_shape
+    grad = np.zeros(input_shape, dtype=grad_out.dtype)
+    oh, ow = grad_out.shape[2:]
+    for i, (r0, r1) in enumerate(_adaptive_windows(h, oh)):
+        for j, (c0, c1) in enumerate(_adaptive_windows(w, ow)):
+            area = (r1 - r0) * (c1 - c0)
+            grad[:, :, r0:r1, c0:c1] += (grad_out[:, :, i, j] / area)[:, :, None, None]
+    return grad
 
 
 # ---------------------------------------------------------------------- normalization, activations

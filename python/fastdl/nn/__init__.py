@@ -6,6 +6,7 @@ from .module import Module
 from .parameter import Parameter
 
 # (section: pooling)
+from .layers import AdaptiveAvgPool2d, AvgPool2d, Conv1d  # noqa: E402
 
 # (section: normalization)
 

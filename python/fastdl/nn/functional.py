@@ -387,6 +387,171 @@ def flatten(input: Tensor, start_dim: int = 0, end_dim: int = -1) -> Tensor:
 
 # ---------------------------------------------------------------------- pooling (avg, adaptive) and conv1d
 # (section: pooling)
+__all__ += ["avg_pool2d", "adaptive_avg_pool2d", "conv1d"]
+
+
+def _pool_stride(stride, kernel: Tuple[int, int]) -> Tuple[int, int]:
+    """stride=None (or an empty tuple) means stride = kernel_size, as in PyTorch."""
+    if stride is None or (isinstance(stride, (tuple, list)) and len(stride) == 0):
+        return kernel
+    return _pair(stride, "stride", minimum=1)
+
+
+def _pool_output_size(size: int, kernel: int, stride: int, pad: int, ceil_mode: bool) -> int:
+    """PyTorch's pooling output size; with ceil_mode the last window must start inside the
+    input or its left padding (else it is dropped)."""
+    span = size + 2 * pad - kernel
+    if span < 0:
+        return 0
+    out = (-(-span // stride) if ceil_mode else span // stride) + 1
+    if ceil_mode and (out - 1) * stride >= size + pad:
+        out -= 1
+    return out
+
+
+def _check_planes(input: Tensor, op: str) -> None:
+    if min(input.shape[1:]) < 1:
+        raise ValueError(f"{op}: expected input with non-zero channels, height and width "
+                         f"(an empty batch is fine), got shape {tuple(input.shape)}")
+
+
+def avg_pool2d(input: Tensor, kernel_size, stride=None, padding=0, ceil_mode: bool = False,
+               count_include_pad: bool = True, divisor_override: Optional[int] = None) -> Tensor:
+    """2-D average pooling, as torch.nn.functional.avg_pool2d (stride defaults to kernel_size).
+
+    out[y, x] = sum(window) / divisor; the divisor is divisor_override if given, else the
+    window's size counting the zero padding (count_include_pad) or not."""
+    _check_tensor(input, "input")
+    input, unbatched = _batched(input, 4, "input")
+    _check_planes(input, "avg_pool2d")
+    kernel = _pair(kernel_size, "kernel_size", minimum=1)
+    stride = _pool_stride(stride, kernel)
+    padding = _pair(padding, "padding", minimum=0)
+    if padding[0] * 2 > kernel[0] or padding[1] * 2 > kernel[1]:
+        raise ValueError(f"padding: should be at most half of kernel size, but got "
+                         f"padding={padding} and kernel_size={kernel}")
+    if divisor_override is not None:
+        if not isinstance(divisor_override, numbers.Integral) or isinstance(divisor_override, bool):
+            raise TypeError(f"divisor_override: expected an int or None, got {divisor_override!r}")
+        if divisor_override == 0 or abs(divisor_override) > _MAX_INDEX:
+            raise ValueError(f"divisor_override: must be a non-zero int of at most {_MAX_INDEX} "
+                             f"in magnitude, got {divisor_override!r}")
+        divisor_override = int(divisor_override)
+    for axis in (0, 1):
+        if input.shape[2 + axis] + 2 * padding[axis] < kernel[axis]:
+            raise ValueError(f"kernel_size {kernel} is larger than the padded input: input shape "
+                             f"{tuple(input.shape)}, padding {padding}")
+    ceil_mode, count_include_pad = bool(ceil_mode), bool(count_include_pad)
+    out_size = tuple(_pool_output_size(input.shape[2 + a], kernel[a], stride[a], padding[a], ceil_mode)
+                     for a in (0, 1))
+    _check_output(input.shape[:2] + out_size, input.dtype, "avg_pool2d", input=tuple(input.shape),
+                  kernel_size=kernel, stride=stride, padding=padding)
+    options = (kernel, stride, padding, ceil_mode, count_include_pad, divisor_override)
+    shape = input.shape
+    out = _C.avg_pool2d_forward(input.data, *options)
+
+    def backward(grad):
+        return (_C.avg_pool2d_backward(grad, shape, *options),)
+
+    result = _result(out, (input,), backward, "AvgPool2d")
+    return result.squeeze(0) if unbatched else result
+
+
+def _adaptive_size(output_size, input_size: Tuple[int, int]) -> Tuple[int, int]:
+    """output_size: an int or a pair whose None entries keep the input's size."""
+    def valid(v):
+        return v is None or (isinstance(v, numbers.Integral) and not isinstance(v, bool))
+    if isinstance(output_size, numbers.Integral) and not isinstance(output_size, bool):
+        size = (int(output_size), int(output_size))
+    elif isinstance(output_size, (tuple, list)) and len(output_size) == 2 and all(map(valid, output_size)):
+        size = tuple(input_size[a] if v is None else int(v) for a, v in enumerate(output_size))
+    else:
+        raise TypeError(f"output_size: expected an int or a pair of ints (or None), got {output_size!r}")
+    if min(size) < 1:
+        raise ValueError(f"output_size: must be positive, got {output_size!r}")
+    if max(size) > _MAX_INDEX:
+        raise ValueError(f"output_size: {output_size!r} is too large (at most {_MAX_INDEX})")
+    return size
+
+
+def adaptive_avg_pool2d(input: Tensor, output_size) -> Tensor:
+    """Adaptive average pooling, as torch.nn.functional.adaptive_avg_pool2d: output (y, x)
+    averages rows [floor(y*H/OH), ceil((y+1)*H/OH)) and the columns likewise."""
+    _check_tensor(input, "input")
+    input, unbatched = _batched(input, 4, "input")
+    _check_planes(input, "adaptive_avg_pool2d")
+    size = _adaptive_size(output_size, input.shape[2:])
+    _check_output(input.shape[:2] + size, input.dtype, "adaptive_avg_pool2d",
+                  input=tuple(input.shape), output_size=output_size)
+    shape = input.shape
+    out = _C.adaptive_avg_pool2d_forward(input.data, size)
+
+    def backward(grad):
+        return (_C.adaptive_avg_pool2d_backward(grad, shape),)
+
+    result = _result(out, (input,), backward, "AdaptiveAvgPool2d")
+    return result.squeeze(0) if unbatched else result
+
+
+def _single(value, name: str, *, minimum: int) -> int:
+    """An int or a 1-tuple of an int (torch's _single)."""
+    if isinstance(value, (tuple, list)) and len(value) == 1:
+        value = value[0]
+    if not isinstance(value, numbers.Integral) or isinstance(value, bool):
+        raise TypeError(f"{name}: expected an int or a 1-tuple of an int, got {value!r}")
+    return _pair(int(value), name, minimum=minimum)[0]
+
+
+def conv1d(input: Tensor, weight: Tensor, bias: Optional[Tensor] = None, stride=1, padding=0,
+           dilation=1, groups: int = 1) -> Tensor:
+    """1-D cross-correlation over (N, C, L) or unbatched (C, L) input, as
+    torch.nn.functional.conv1d: conv2d on (N, C, 1, L) with a (1, K) kernel."""
+    _check_tensor(input, "input")
+    _check_tensor(weight, "weight")
+    if bias is not None:
+        _check_tensor(bias, "bias")
+    _check_same_dtype(input, weight, "weight")
+    _check_same_dtype(input, bias, "bias")
+    if weight.ndim != 3:
+        raise ValueError(f"weight: expected 3-D (out_channels, in_channels/groups, kernel_size), "
+                         f"got shape {weight.shape}")
+    if input.ndim not in (2, 3):
+        raise ValueError(f"input: expected a 2-D (unbatched) or 3-D (batched) input, "
+                         f"got shape {tuple(input.shape)}")
+    stride = _single(stride, "stride", minimum=1)
+    dilation = _single(dilation, "dilation", minimum=1)
+    if not isinstance(groups, numbers.Integral) or isinstance(groups, bool) or not 1 <= groups <= _MAX_INDEX:
+        raise ValueError(f"groups: must be a positive int, got {groups!r}")
+    out_channels, in_per_group, kernel = weight.shape
+    channels, length = input.shape[-2], input.shape[-1]
+    if channels % groups or out_channels % groups:
+        raise ValueError(f"groups={groups} must divide both input channels ({channels}) and "
+                         f"out_channels ({out_channels})")
+    if in_per_group * groups != channels:
+        raise ValueError(f"weight: shape {weight.shape} expects {in_per_group * groups} input "
+                         f"channels with groups={groups}, but input has shape {tuple(input.shape)}")
+    if kernel < 1:
+        raise ValueError(f"weight: kernel size must be positive, got shape {weight.shape}")
+    if bias is not None and bias.shape != (out_channels,):
+        raise ValueError(f"bias: expected shape ({out_channels},), got {bias.shape}")
+    if isinstance(padding, str):
+        if padding not in ("same", "valid"):
+            raise ValueError(f"padding: expected an int, a 1-tuple, 'same' or 'valid', got {padding!r}")
+        if padding == "same" and stride != 1:
+            raise ValueError("padding='same' is not supported for strided convolutions")
+        padded = length + (dilation * (kernel - 1) if padding == "same" else 0)
+        padding_2d = padding
+    else:
+        padding = _single(padding, "padding", minimum=0)
+        padded = length + 2 * padding
+        padding_2d = (0, padding)
+    if padded < dilation * (kernel - 1) + 1:
+        raise ValueError(f"kernel {kernel} with dilation {dilation} is larger than the padded input "
+                         f"length {padded} (input shape {tuple(input.shape)}, padding {padding!r})")
+    x = input.reshape(input.shape[:-1] + (1, length))
+    w = weight.reshape(out_channels, in_per_group, 1, kernel)
+    out = conv2d(x, w, bias, (1, stride), padding_2d, (1, dilation), groups)
+    return out.reshape(out.shape[:-2] + out.shape[-1:])
 
 
 # ---------------------------------------------------------------------- normalization, activations, dropout

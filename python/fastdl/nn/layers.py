@@ -208,6 +208,107 @@ class Sequential(Module):
 
 # ---------------------------------------------------------------------- pooling (avg, adaptive) and conv1d
 # (section: pooling)
+__all__ += ["AvgPool2d", "AdaptiveAvgPool2d", "Conv1d"]
+
+
+class AvgPool2d(Module):
+    """2-D average pooling (see functional.avg_pool2d); no parameters."""
+
+    def __init__(self, kernel_size, stride=None, padding=0, ceil_mode: bool = False,
+                 count_include_pad: bool = True, divisor_override: Optional[int] = None):
+        super().__init__()
+        self.kernel_size = kernel_size
+        self.stride = stride if stride is not None else kernel_size
+        self.padding, self.ceil_mode = padding, ceil_mode
+        self.count_include_pad, self.divisor_override = count_include_pad, divisor_override
+        # Validate now so a bad layer fails where it is built, not at the first batch.
+        kernel = F._pair(kernel_size, "kernel_size", minimum=1)
+        F._pair(self.stride, "stride", minimum=1)
+        pad = F._pair(padding, "padding", minimum=0)
+        if pad[0] * 2 > kernel[0] or pad[1] * 2 > kernel[1]:
+            raise ValueError(f"padding: should be at most half of kernel size, but got "
+                             f"padding={padding} and kernel_size={kernel_size}")
+        if divisor_override is not None and (
+                not isinstance(divisor_override, numbers.Integral) or isinstance(divisor_override, bool)
+                or divisor_override == 0):
+            raise ValueError(f"divisor_override: must be a non-zero int or None, got {divisor_override!r}")
+
+    def forward(self, input: Tensor) -> Tensor:
+        return F.avg_pool2d(input, self.kernel_size, self.stride, self.padding, self.ceil_mode,
+                            self.count_include_pad, self.divisor_override)
+
+    def extra_repr(self) -> str:
+        return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
+
+
+class AdaptiveAvgPool2d(Module):
+    """Average pooling to a fixed output size (int or pair; None keeps the input's size)."""
+
+    def __init__(self, output_size):
+        super().__init__()
+        F._adaptive_size(output_size, (1, 1))  # validate now (None entries: any size is fine)
+        self.output_size = output_size
+
+    def forward(self, input: Tensor) -> Tensor:
+        return F.adaptive_avg_pool2d(input, self.output_size)
+
+    def extra_repr(self) -> str:
+        return f"output_size={self.output_size}"
+
+
+class Conv1d(Module):
+    """1-D convolution; weight (out_channels, in_channels/groups, kernel_size)."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0,
+                 dilation=1, groups: int = 1, bias: bool = True, padding_mode: str = "zeros",
+                 dtype=None):
+        super().__init__()
+        self.in_channels = _positive_int(in_channels, "in_channels")
+        self.out_channels = _positive_int(out_channels, "out_channels")
+        self.groups = _positive_int(groups, "groups")
+        if in_channels % groups:
+            raise ValueError(f"in_channels ({in_channels}) must be divisible by groups ({groups})")
+        if out_channels % groups:
+            raise ValueError(f"out_channels ({out_channels}) must be divisible by groups ({groups})")
+        if padding_mode != "zeros":
+            raise ValueError(f"padding_mode: only 'zeros' is supported, got {padding_mode!r}")
+        # Tuples of one, as torch.nn.Conv1d stores them.
+        self.kernel_size = (F._single(kernel_size, "kernel_size", minimum=1),)
+        self.stride = (F._single(stride, "stride", minimum=1),)
+        self.dilation = (F._single(dilation, "dilation", minimum=1),)
+        if isinstance(padding, str):
+            if padding not in ("same", "valid"):
+                raise ValueError(f"padding: expected 'same' or 'valid', got {padding!r}")
+            if padding == "same" and self.stride != (1,):
+                raise ValueError("padding='same' is not supported for strided convolutions")
+            self.padding = padding
+        else:
+            self.padding = (F._single(padding, "padding", minimum=0),)
+        self.padding_mode = padding_mode
+        dtype = _float_dtype(dtype)
+        shape = (out_channels, in_channels // groups) + self.kernel_size
+        self.weight = Parameter(np.empty(shape, dtype=dtype))
+        self.bias = Parameter(np.empty((out_channels,), dtype=dtype)) if bias else None
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        _reset_like_pytorch(self.weight, self.bias)
+
+    def forward(self, input: Tensor) -> Tensor:
+        padding = self.padding if isinstance(self.padding, str) else self.padding[0]
+        return F.conv1d(input, self.weight, self.bias, self.stride[0], padding, self.dilation[0],
+                        self.groups)
+
+    def extra_repr(self) -> str:
+        text = (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
+                f"stride={self.stride}")
+        if self.padding not in ((0,), "valid"):
+            text += f", padding={self.padding}"
+        if self.dilation != (1,):
+            text += f", dilation={self.dilation}"
+        if self.groups != 1:
+            text += f", groups={self.groups}"
+        return text + ("" if self.bias is not None else ", bias=False")
 
 
 # ---------------------------------------------------------------------- normalization, activations, dropout
