@@ -8,6 +8,11 @@ from .parameter import Parameter
 # (section: pooling)
 
 # (section: normalization)
+from .layers import BatchNorm1d, BatchNorm2d, Dropout, LeakyReLU, Sigmoid, Tanh  # noqa: E402
+
+# __all__ is assigned below the sections, so `__all__ += ...` cannot run here; the
+# merge should append this list to it.
+_normalization = ["BatchNorm1d", "BatchNorm2d", "Dropout", "LeakyReLU", "Sigmoid", "Tanh"]
 
 # (section: losses)
 
