@@ -181,7 +181,7 @@ void batch_norm_forward(const T* input, const T* weight, const T* bias, T* outpu
     for (index_t n = 0; n < N; ++n)
       for (index_t c = c0; c < c1; ++c)
         run_normalize(input + n * CS + c * S, output + n * CS + c * S, S, save_mean[c],
-                      shift[c], beta_of(c));
+                      alpha[c], beta_of(c));
   }
 }
 
