@@ -259,6 +259,94 @@ def adaptive_avg_pool2d_backward(grad_out, input_shape):
 
 # ---------------------------------------------------------------------- normalization, activations
 # (section: normalization)
+def _channel_axes(x) -> tuple:
+    """Every axis but the channel axis 1 of an (N, C, ...) array."""
+    return (0,) + tuple(range(2, x.ndim))
+
+
+def _per_channel(v, x):
+    """A (C,) vector shaped to broadcast against x (N, C, ...)."""
+    return v.reshape((1, -1) + (1,) * (x.ndim - 2))
+
+
+def batch_norm_forward(x, running_mean=None, running_var=None, weight=None, bias=None,
+                       training: bool = False, momentum: float = 0.1, eps: float = 1e-5):
+    """Returns (out, new_running_mean, new_running_var).
+
+    training: mean, var = batch mean and biased variance per channel; the running stats
+    move towards mean and the unbiased variance var * M / (M - 1), M = values per channel.
+    otherwise: mean, var = running_mean, running_var.
+    out = (x - mean) / sqrt(var + eps) * weight + bias."""
+    axes = _channel_axes(x)
+    if training:
+        count = x.size // x.shape[1]
+        mean = x.mean(axis=axes, dtype=np.float64)
+        var = x.astype(np.float64).var(axis=axes)
+        if running_mean is not None:
+            running_mean = (1 - momentum) * running_mean + momentum * mean
+            running_var = (1 - momentum) * running_var + momentum * var * count / (count - 1)
+    else:
+        mean, var = running_mean.astype(np.float64), running_var.astype(np.float64)
+    xhat = (x - _per_channel(mean, x)) / np.sqrt(_per_channel(var, x) + eps)
+    out = xhat * (1 if weight is None else _per_channel(weight, x)) + (0 if bias is None else _per_channel(bias, x))
+    cast = (lambda a: None if a is None else np.asarray(a).astype(x.dtype))
+    return out.astype(x.dtype), cast(running_mean), cast(running_var)
+
+
+def batch_norm_backward(x, grad_out, weight=None, running_mean=None, running_var=None,
+                        training: bool = False, eps: float = 1e-5):
+    """Returns (grad_input, grad_weight, grad_bias). In training the mean and variance
+    depend on x, which adds the two correction terms of grad_input:
+        grad_input = weight / std * (g - mean(g) - xhat * mean(g * xhat))."""
+    axes = _channel_axes(x)
+    if training:
+        mean = x.mean(axis=axes, dtype=np.float64)
+        var = x.astype(np.float64).var(axis=axes)
+    else:
+        mean, var = running_mean.astype(np.float64), running_var.astype(np.float64)
+    std = np.sqrt(_per_channel(var, x) + eps)
+    xhat = (x - _per_channel(mean, x)) / std
+    w = 1 if weight is None else _per_channel(weight.astype(np.float64), x)
+    g = grad_out.astype(np.float64)
+    grad_bias = g.sum(axis=axes)
+    grad_weight = (g * xhat).sum(axis=axes)
+    if training:
+        grad_input = w / std * (g - g.mean(axis=axes, keepdims=True)
+                                - xhat * (g * xhat).mean(axis=axes, keepdims=True))
+    else:
+        grad_input = w / std * g
+    return grad_input.astype(x.dtype), grad_weight.astype(x.dtype), grad_bias.astype(x.dtype)
+
+
+def sigmoid_forward(x):
+    """1 / (1 + exp(-x)), as exp(-|x|) based fractions so that nothing overflows."""
+    e = np.exp(-np.abs(x))
+    return np.where(x >= 0, 1 / (1 + e), e / (1 + e)).astype(x.dtype)
+
+
+def sigmoid_backward(out, grad_out):
+    return grad_out * (1 - out) * out
+
+
+def tanh_forward(x):
+    return np.tanh(x)
+
+
+def tanh_backward(out, grad_out):
+    return grad_out * (1 - out * out)
+
+
+def leaky_relu_forward(x, negative_slope: float = 0.01):
+    return np.where(x > 0, x, x * x.dtype.type(negative_slope))
+
+
+def leaky_relu_backward(x, grad_out, negative_slope: float = 0.01):
+    return np.where(x > 0, grad_out, grad_out * grad_out.dtype.type(negative_slope))
+
+
+def dropout_forward(x, mask, p: float):
+    """mask: 1 where an element is kept (probability 1 - p), else 0."""
+    return x * (mask / x.dtype.type(1 - p)).astype(x.dtype)
 
 
 # ---------------------------------------------------------------------- losses

@@ -416,14 +416,12 @@ class Tensor:
         return _result(np.abs(x), (self,), lambda g: (g * np.sign(x),), "Abs")
 
     def tanh(self):
-        out = np.tanh(self.data)
-        return _result(out, (self,), lambda g: (g * (1 - out * out),), "Tanh")
+        from .nn import functional  # the kernel lives with the ops; imported late (no cycle)
+        return functional.tanh(self)
 
     def sigmoid(self):
-        x = self.data
-        out = np.where(x >= 0, 1 / (1 + np.exp(-np.abs(x))), np.exp(-np.abs(x)) / (1 + np.exp(-np.abs(x))))
-        out = out.astype(x.dtype, copy=False)
-        return _result(out, (self,), lambda g: (g * out * (1 - out),), "Sigmoid")
+        from .nn import functional
+        return functional.sigmoid(self)
 
     def relu(self):
         from .nn import functional

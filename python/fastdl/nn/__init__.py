@@ -9,6 +9,11 @@ from .parameter import Parameter
 from .layers import AdaptiveAvgPool2d, AvgPool2d, Conv1d  # noqa: E402
 
 # (section: normalization)
+from .layers import BatchNorm1d, BatchNorm2d, Dropout, LeakyReLU, Sigmoid, Tanh  # noqa: E402
+
+# __all__ is assigned below the sections, so `__all__ += ...` cannot run here; the
+# merge should append this list to it.
+_normalization = ["BatchNorm1d", "BatchNorm2d", "Dropout", "LeakyReLU", "Sigmoid", "Tanh"]
 
 # (section: losses)
 

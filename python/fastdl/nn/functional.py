@@ -556,6 +556,151 @@ def conv1d(input: Tensor, weight: Tensor, bias: Optional[Tensor] = None, stride=
 
 # ---------------------------------------------------------------------- normalization, activations, dropout
 # (section: normalization)
+__all__ += ["batch_norm", "sigmoid", "tanh", "leaky_relu", "dropout"]
+
+
+def _writable_contiguous(array: np.ndarray) -> bool:
+    return array.flags.c_contiguous and array.flags.writeable
+
+
+def batch_norm(input: Tensor, running_mean: Optional[Tensor], running_var: Optional[Tensor],
+               weight: Optional[Tensor] = None, bias: Optional[Tensor] = None,
+               training: bool = False, momentum: float = 0.1, eps: float = 1e-5) -> Tensor:
+    """Batch normalization over the channel dimension 1 of an (N, C, ...) input, as
+    torch.nn.functional.batch_norm: batch statistics (biased variance) when training,
+    which also update running_mean / running_var in place (unbiased variance), else the
+    running statistics."""
+    _check_tensor(input, "input")
+    if input.ndim < 2:
+        raise ValueError(f"input: expected at least 2 dimensions (N, C, ...), got shape {input.shape}")
+    channels = input.shape[1]
+    for name, value in (("running_mean", running_mean), ("running_var", running_var),
+                        ("weight", weight), ("bias", bias)):
+        if value is None:
+            continue
+        _check_tensor(value, name)
+        _check_same_dtype(input, value, name)
+        if value.shape != (channels,):
+            raise ValueError(f"{name}: should contain {channels} elements (one per channel of "
+                             f"input {input.shape}), got shape {value.shape}")
+    if not training and (running_mean is None or running_var is None):
+        raise ValueError("running_mean and running_var must be defined in evaluation mode "
+                         "(training=False)")
+    if not isinstance(momentum, numbers.Real) or isinstance(momentum, bool):
+        raise TypeError(f"momentum: expected a float, got {momentum!r}")
+    if not isinstance(eps, numbers.Real) or isinstance(eps, bool) or not eps >= 0:
+        raise ValueError(f"eps: expected a non-negative float, got {eps!r}")
+    if training and input.shape[0] * int(np.prod(input.shape[2:], dtype=np.int64)) == 1:
+        raise ValueError(f"Expected more than 1 value per channel when training, got input "
+                         f"size {input.shape}")
+    x = input.data.reshape(input.shape[0], channels, -1) if input.data.size else \
+        np.zeros((input.shape[0], channels, 0), input.dtype)
+    w = None if weight is None else weight.data
+    b = None if bias is None else bias.data
+    # The kernel updates the running statistics in place; a strided or read-only buffer
+    # is updated through a contiguous copy.
+    stats = []
+    for buffer in (running_mean, running_var):
+        if buffer is None:
+            stats.append(None)
+        else:
+            stats.append(buffer.data if _writable_contiguous(buffer.data)
+                         else np.ascontiguousarray(buffer.data))
+    out, save_mean, save_invstd = _C.batch_norm_forward(x, w, b, stats[0], stats[1], bool(training),
+                                                        float(momentum), float(eps))
+    if training:
+        for buffer, array in zip((running_mean, running_var), stats):
+            if buffer is not None and array is not buffer.data:
+                buffer.data[...] = array
+
+    def backward(grad):
+        needs = [input.requires_grad, weight is not None and weight.requires_grad,
+                 bias is not None and bias.requires_grad]
+        gx, gw, gb = _C.batch_norm_backward(x, grad.reshape(x.shape), save_mean, save_invstd, w,
+                                            bool(training), needs)
+        return (None if gx is None else gx.reshape(input.shape)), gw, gb
+
+    return _result(out.reshape(input.shape), (input, weight, bias), backward, "NativeBatchNorm")
+
+
+def _inplace_target(input: Tensor, inplace: bool):
+    """The array an in-place activation writes into, or None (a new output)."""
+    if inplace and not input.requires_grad and _writable_contiguous(input.data):
+        return input.data
+    return None
+
+
+def sigmoid(input: Tensor) -> Tensor:
+    """1 / (1 + exp(-input)) element-wise, computed without overflow."""
+    _check_tensor(input, "input")
+    out = _C.sigmoid_forward(input.data)
+    return _result(out, (input,), lambda g: (_C.sigmoid_backward(out, g),), "Sigmoid")
+
+
+def tanh(input: Tensor) -> Tensor:
+    """Hyperbolic tangent element-wise."""
+    _check_tensor(input, "input")
+    out = _C.tanh_forward(input.data)
+    return _result(out, (input,), lambda g: (_C.tanh_backward(out, g),), "Tanh")
+
+
+def leaky_relu(input: Tensor, negative_slope: float = 0.01, inplace: bool = False) -> Tensor:
+    """input where positive, negative_slope * input elsewhere."""
+    _check_tensor(input, "input")
+    if not isinstance(negative_slope, numbers.Real) or isinstance(negative_slope, bool):
+        raise TypeError(f"negative_slope: must be a number, got {type(negative_slope).__name__} "
+                        f"{negative_slope!r}")
+    slope = float(negative_slope)
+    target = _inplace_target(input, inplace)
+    if target is not None:
+        _C.leaky_relu_forward(target, slope, target)
+        return input
+    x = input.data
+    out = _C.leaky_relu_forward(x, slope)
+    result = _result(out, (input,), lambda g: (_C.leaky_relu_backward(x, g, slope),), "LeakyRelu")
+    if inplace and not input.requires_grad:
+        input.data[...] = out
+        return input
+    return result
+
+
+def _check_dropout_probability(p) -> float:
+    if not isinstance(p, numbers.Real) or isinstance(p, bool):
+        raise TypeError(f"p: dropout probability must be a number, got {type(p).__name__} {p!r}")
+    if not 0.0 <= p <= 1.0:
+        raise ValueError(f"dropout probability has to be between 0 and 1, but got {p}")
+    return float(p)
+
+
+def dropout(input: Tensor, p: float = 0.5, training: bool = True, inplace: bool = False, *,
+            generator=None) -> Tensor:
+    """Zero each element with probability p and scale the others by 1 / (1 - p), as
+    torch.nn.functional.dropout. The mask is drawn from fastdl's default generator (or
+    `generator`): one 63-bit seed per call, element i decided by (seed, i) alone, so it
+    does not depend on the thread count. Identity when not training or p == 0."""
+    _check_tensor(input, "input")
+    p = _check_dropout_probability(p)
+    if not training or p == 0.0 or input.data.size == 0:
+        return input
+    from ..random import _numpy
+    seed = int(_numpy(generator).integers(0, 2 ** 63))
+    if p == 1.0:  # everything dropped: input * 0, as torch (NaN stays NaN)
+        return input * 0.0 if not (inplace and not input.requires_grad) else _zero_inplace(input)
+    target = _inplace_target(input, inplace)
+    if target is not None:
+        _C.dropout_forward(target, seed, p, target)
+        return input
+    out = _C.dropout_forward(input.data, seed, p)
+    result = _result(out, (input,), lambda g: (_C.dropout_backward(g, seed, p),), "NativeDropout")
+    if inplace and not input.requires_grad:
+        input.data[...] = out
+        return input
+    return result
+
+
+def _zero_inplace(input: Tensor) -> Tensor:
+    input.data *= 0
+    return input
 
 
 # ---------------------------------------------------------------------- losses

@@ -313,3 +313,130 @@ class Conv1d(Module):
 
 # ---------------------------------------------------------------------- normalization, activations, dropout
 # (section: normalization)
+__all__ += ["BatchNorm1d", "BatchNorm2d", "Sigmoid", "Tanh", "LeakyReLU", "Dropout"]
+
+
+class _BatchNorm(Module):
+    """Shared body of BatchNorm1d / BatchNorm2d, as torch.nn.modules.batchnorm._BatchNorm:
+    parameters weight (ones) and bias (zeros) when affine; buffers running_mean (zeros),
+    running_var (ones) and num_batches_tracked (int64) when track_running_stats."""
+
+    _expected_dims: tuple = ()
+
+    def __init__(self, num_features: int, eps: float = 1e-5, momentum: Optional[float] = 0.1,
+                 affine: bool = True, track_running_stats: bool = True, dtype=None):
+        super().__init__()
+        self.num_features = _positive_int(num_features, "num_features")
+        if not isinstance(eps, numbers.Real) or isinstance(eps, bool) or not eps >= 0:
+            raise ValueError(f"eps: expected a non-negative float, got {eps!r}")
+        if momentum is not None and (not isinstance(momentum, numbers.Real) or isinstance(momentum, bool)):
+            raise TypeError(f"momentum: expected a float or None, got {momentum!r}")
+        self.eps, self.momentum = float(eps), momentum
+        self.affine, self.track_running_stats = bool(affine), bool(track_running_stats)
+        dtype = _float_dtype(dtype)
+        if self.affine:
+            self.weight = Parameter(np.ones(num_features, dtype=dtype))
+            self.bias = Parameter(np.zeros(num_features, dtype=dtype))
+        else:
+            self.register_parameter("weight", None)
+            self.register_parameter("bias", None)
+        if self.track_running_stats:
+            self.register_buffer("running_mean", Tensor(np.zeros(num_features, dtype=dtype)))
+            self.register_buffer("running_var", Tensor(np.ones(num_features, dtype=dtype)))
+            self.register_buffer("num_batches_tracked", Tensor(np.array(0, dtype=np.int64)))
+        else:
+            self.register_buffer("running_mean", None)
+            self.register_buffer("running_var", None)
+            self.register_buffer("num_batches_tracked", None)
+
+    def reset_running_stats(self) -> None:
+        if self.track_running_stats:
+            self.running_mean.data[...] = 0
+            self.running_var.data[...] = 1
+            self.num_batches_tracked.data[...] = 0
+
+    def reset_parameters(self) -> None:
+        self.reset_running_stats()
+        if self.affine:
+            init.ones_(self.weight)
+            init.zeros_(self.bias)
+
+    def _check_input_dim(self, input: Tensor) -> None:
+        if not isinstance(input, Tensor):
+            raise TypeError(f"input: expected a fastdl.Tensor, got {type(input).__name__}")
+        if input.ndim not in self._expected_dims:
+            wanted = " or ".join(f"{d}D" for d in self._expected_dims)
+            raise ValueError(f"expected {wanted} input (got {input.ndim}D input)")
+        if input.shape[1] != self.num_features:
+            raise ValueError(f"input: expected {self.num_features} channels (num_features) in "
+                             f"dimension 1, got input of shape {input.shape}")
+
+    def forward(self, input: Tensor) -> Tensor:
+        self._check_input_dim(input)
+        factor = 0.0 if self.momentum is None else self.momentum
+        if self.training and self.track_running_stats and self.num_batches_tracked is not None:
+            self.num_batches_tracked.data += 1
+            if self.momentum is None:  # cumulative moving average
+                factor = 1.0 / float(self.num_batches_tracked.data)
+        use_batch_stats = self.training or (self.running_mean is None and self.running_var is None)
+        keep = not self.training or self.track_running_stats
+        return F.batch_norm(input, self.running_mean if keep else None,
+                            self.running_var if keep else None, self.weight, self.bias,
+                            use_batch_stats, factor, self.eps)
+
+    def extra_repr(self) -> str:
+        return (f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, "
+                f"affine={self.affine}, track_running_stats={self.track_running_stats}")
+
+
+class BatchNorm1d(_BatchNorm):
+    """Batch norm over (N, C) or (N, C, L) input, per channel C."""
+
+    _expected_dims = (2, 3)
+
+
+class BatchNorm2d(_BatchNorm):
+    """Batch norm over (N, C, H, W) input, per channel C."""
+
+    _expected_dims = (4,)
+
+
+class Sigmoid(Module):
+    def forward(self, input: Tensor) -> Tensor:
+        return F.sigmoid(input)
+
+
+class Tanh(Module):
+    def forward(self, input: Tensor) -> Tensor:
+        return F.tanh(input)
+
+
+class LeakyReLU(Module):
+    def __init__(self, negative_slope: float = 0.01, inplace: bool = False):
+        super().__init__()
+        if not isinstance(negative_slope, numbers.Real) or isinstance(negative_slope, bool):
+            raise TypeError(f"negative_slope: must be a number, got {type(negative_slope).__name__} "
+                            f"{negative_slope!r}")
+        self.negative_slope, self.inplace = negative_slope, inplace
+
+    def forward(self, input: Tensor) -> Tensor:
+        return F.leaky_relu(input, self.negative_slope, self.inplace)
+
+    def extra_repr(self) -> str:
+        return f"negative_slope={self.negative_slope}" + (", inplace=True" if self.inplace else "")
+
+
+class Dropout(Module):
+    """Zeroes elements with probability p while training (scaling the rest by 1/(1-p));
+    the identity in eval mode. Masks come from fastdl's default generator."""
+
+    def __init__(self, p: float = 0.5, inplace: bool = False):
+        super().__init__()
+        self.p = F._check_dropout_probability(p)
+        self.inplace = inplace
+
+    def forward(self, input: Tensor) -> Tensor:
+        return F.dropout(input, self.p, self.training, self.inplace)
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}, inplace={self.inplace}"
