@@ -10,6 +10,8 @@ from .parameter import Parameter
 # (section: normalization)
 
 # (section: losses)
+from .loss import (BCELoss, BCEWithLogitsLoss, KLDivLoss, L1Loss, LogSoftmax, MSELoss, NLLLoss,
+                   Softmax)
 
 __all__ = ["Module", "Parameter", "Sequential", "Identity", "Linear", "Conv2d", "MaxPool2d",
            "ReLU", "Flatten", "CrossEntropyLoss", "functional", "init"]
