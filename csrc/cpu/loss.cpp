@@ -39,7 +39,7 @@ inline std::int32_t float_to_bits(float f) {
 // exp(x) for float: x = n ln2 + r, |r| <= ln2/2, a degree-7 polynomial for exp(r) (Cephes
 // expf), then 2^n through the exponent bits. No branch, so loops over it vectorize.
 // Results below 2^-126 flush to 0 (the true value is a denormal), above FLT_MAX give inf.
-inline float fast_exp(float x) {
+__attribute__((always_inline)) inline float fast_exp(float x) {
   const float clamped = std::min(std::max(x, -87.3365447505f), 88.3762626647f);
   const float n = std::floor(clamped * 1.44269504089f + 0.5f);
   float r = clamped - n * 0.693359375f;
@@ -59,7 +59,7 @@ inline float fast_exp(float x) {
 
 // log(x) for float: x = m 2^e with m in [sqrt(1/2), sqrt(2)), a polynomial in m - 1 (Cephes
 // logf). Denormals are scaled first; log 0 = -inf, log of a negative or NaN is NaN.
-inline float fast_log(float x) {
+__attribute__((always_inline)) inline float fast_log(float x) {
   const bool tiny = x < FLT_MIN;
   const float scaled = tiny ? x * 8388608.0f : x;  // 2^23 lifts a denormal to a normal
   const std::int32_t bits = float_to_bits(scaled);
@@ -133,22 +133,29 @@ inline double combine(const double* lanes) {
   return s;
 }
 
+constexpr index_t kChunk = 512;
+
+// lanes[k] += values[i] for i = k mod kLanes: a fixed order that vectorizes.
+template <typename T>
+inline void accumulate(double* lanes, const T* values, index_t n) {
+  index_t i = 0;
+  for (; i + kLanes <= n; i += kLanes)
+    for (int k = 0; k < kLanes; ++k) lanes[k] += static_cast<double>(values[i + k]);
+  for (int k = 0; i < n; ++i, ++k) lanes[k] += static_cast<double>(values[i]);
+}
+
 // sum exp(x - m) in double lanes; when `store` is not null it also receives exp(x - m).
+// The exponentials go through a small buffer so that the exp loop itself vectorizes.
 template <typename T>
 inline double sum_exp(const T* x, index_t n, T m, T* store) {
   double lanes[kLanes] = {};
-  index_t i = 0;
-  for (; i + kLanes <= n; i += kLanes) {
-    T e[kLanes];
-    for (int k = 0; k < kLanes; ++k) e[k] = exp_t(x[i + k] - m);
-    for (int k = 0; k < kLanes; ++k) lanes[k] += static_cast<double>(e[k]);
-    if (store)
-      for (int k = 0; k < kLanes; ++k) store[i + k] = e[k];
-  }
-  for (int k = 0; i < n; ++i, ++k) {
-    const T e = exp_t(x[i] - m);
-    lanes[k] += static_cast<double>(e);
-    if (store) store[i] = e;
+  T buffer[kChunk];
+  for (index_t i0 = 0; i0 < n; i0 += kChunk) {
+    const index_t len = std::min(kChunk, n - i0);
+    T* e = store ? store + i0 : buffer;
+    const T* xs = x + i0;
+    for (index_t k = 0; k < len; ++k) e[k] = exp_t(xs[k] - m);
+    accumulate(lanes, e, len);
   }
   return combine(lanes);
 }
@@ -559,31 +566,24 @@ double forward_loop(const T* x, const T* y, const T* w, index_t wp, const T* pw,
   for (index_t b = 0; b < blocks; ++b) {
     const index_t end = std::min(n, (b + 1) * kReduceBlock);
     double lanes[kLanes] = {};
-    int bad_lanes[kLanes] = {};
+    int bad_any = 0;
+    T buffer[kChunk];
     for (index_t i = b * kReduceBlock; i < end;) {
       const index_t stop = segment_end(i, end, wp, pp);
       const T* ws = w + i % wp;  // ws[j - i] is the weight of element j in this segment
       const T* ps = pw + i % pp;
-      index_t j = i;
-      for (; j + kLanes <= stop; j += kLanes) {
-        T v[kLanes];
-        for (int k = 0; k < kLanes; ++k) v[k] = Op::value(x[j + k], y[j + k], ws[j - i + k], ps[j - i + k]);
+      for (index_t j0 = i; j0 < stop; j0 += kChunk) {
+        const index_t len = std::min(kChunk, stop - j0);
+        const T *xs = x + j0, *ys = y + j0, *wj = ws + (j0 - i), *pj = ps + (j0 - i);
+        T* v = loss ? loss + j0 : buffer;
+        for (index_t k = 0; k < len; ++k) v[k] = Op::value(xs[k], ys[k], wj[k], pj[k]);
         if (kind == Loss::bce)
-          for (int k = 0; k < kLanes; ++k) bad_lanes[k] |= !(x[j + k] >= T(0) && x[j + k] <= T(1));
-        if (loss)
-          for (int k = 0; k < kLanes; ++k) loss[j + k] = v[k];
-        else
-          for (int k = 0; k < kLanes; ++k) lanes[k] += static_cast<double>(v[k]);
-      }
-      for (int k = 0; j < stop; ++j, ++k) {
-        const T v = Op::value(x[j], y[j], ws[j - i], ps[j - i]);
-        if (kind == Loss::bce) bad_lanes[k] |= !(x[j] >= T(0) && x[j] <= T(1));
-        if (loss) loss[j] = v;
-        else lanes[k] += static_cast<double>(v);
+          for (index_t k = 0; k < len; ++k) bad_any |= !(xs[k] >= T(0) && xs[k] <= T(1));
+        if (!loss) accumulate(lanes, v, len);
       }
       i = stop;
     }
-    for (int k = 0; k < kLanes; ++k) bad |= bad_lanes[k];
+    bad |= bad_any;
     if (!loss) partial_sums[b] = combine(lanes);
   }
   if (out_of_range) *out_of_range = bad != 0;
