@@ -1,13 +1,186 @@
-// Softmax cross-entropy (https://pytorch.org/docs/stable/generated/torch.nn.functional.cross_entropy.html),
-// stable by the log-sum-exp trick: lse = m + log(sum exp(x - m)), m = max x.
-// Rows are independent; sums along a row run in a fixed order in double.
+// The loss family: softmax cross-entropy (class indices or probabilities), softmax and
+// log_softmax over any dimension, nll_loss and the element-wise losses
+// (https://pytorch.org/docs/stable/nn.functional.html#loss-functions).
+//
+// Speed: float32 math uses branch-free exp/log (Cephes polynomials, ~1 ulp) that GCC
+// vectorizes; float64 uses the C library. Stability: log-sum-exp shifted by the row
+// maximum and stored in double; log_sigmoid as min(x, 0) - log1p(exp(-|x|)).
+// Determinism: every sum runs in lanes over an order fixed by the shape (rows, or blocks
+// of kReduceBlock elements added in block order), never by the thread count.
+#include "cpu/loss.h"
+
 #include <algorithm>
+#include <cfloat>
 #include <cmath>
+#include <cstring>
+#include <limits>
+#include <vector>
 
 #include "cpu/kernels.h"
 
 namespace fastdl::cpu {
 
+namespace {
+
+constexpr int kLanes = 16;
+
+inline float bits_to_float(std::int32_t i) {
+  float f;
+  std::memcpy(&f, &i, sizeof f);
+  return f;
+}
+
+inline std::int32_t float_to_bits(float f) {
+  std::int32_t i;
+  std::memcpy(&i, &f, sizeof i);
+  return i;
+}
+
+// exp(x) for float: x = n ln2 + r, |r| <= ln2/2, a degree-7 polynomial for exp(r) (Cephes
+// expf), then 2^n through the exponent bits. No branch, so loops over it vectorize.
+// Results below 2^-126 flush to 0 (the true value is a denormal), above FLT_MAX give inf.
+__attribute__((always_inline)) inline float fast_exp(float x) {
+  const float clamped = std::min(std::max(x, -87.3365447505f), 88.3762626647f);
+  const float n = std::floor(clamped * 1.44269504089f + 0.5f);
+  float r = clamped - n * 0.693359375f;
+  r = r - n * -2.12194440e-4f;
+  float p = 1.9875691500e-4f;
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  p = p * r * r + r + 1.0f;
+  const float result = p * bits_to_float((static_cast<std::int32_t>(n) + 127) << 23);
+  const float big = x > 88.3762626647f ? std::numeric_limits<float>::infinity() : result;
+  const float out = x < -87.3365447505f ? 0.0f : big;
+  return x != x ? x : out;
+}
+
+// log(x) for float: x = m 2^e with m in [sqrt(1/2), sqrt(2)), a polynomial in m - 1 (Cephes
+// logf). Denormals are scaled first; log 0 = -inf, log of a negative or NaN is NaN.
+__attribute__((always_inline)) inline float fast_log(float x) {
+  const bool tiny = x < FLT_MIN;
+  const float scaled = tiny ? x * 8388608.0f : x;  // 2^23 lifts a denormal to a normal
+  const std::int32_t bits = float_to_bits(scaled);
+  float e = static_cast<float>((bits >> 23) - 126) - (tiny ? 23.0f : 0.0f);
+  float m = bits_to_float((bits & 0x007fffff) | 0x3f000000);  // [0.5, 1)
+  const bool low = m < 0.707106781186547524f;
+  e = low ? e - 1.0f : e;
+  m = low ? m + m - 1.0f : m - 1.0f;
+  const float z = m * m;
+  float y = 7.0376836292e-2f;
+  y = y * m - 1.1514610310e-1f;
+  y = y * m + 1.1676998740e-1f;
+  y = y * m - 1.2420140846e-1f;
+  y = y * m + 1.4249322787e-1f;
+  y = y * m - 1.6668057665e-1f;
+  y = y * m + 2.0000714765e-1f;
+  y = y * m - 2.4999993993e-1f;
+  y = y * m + 3.3333331174e-1f;
+  y = y * m * z;
+  y = y + e * -2.12194440e-4f;
+  y = y - 0.5f * z;
+  float result = m + y + e * 0.693359375f;
+  result = x == std::numeric_limits<float>::infinity() ? x : result;
+  result = x == 0.0f ? -std::numeric_limits<float>::infinity() : result;
+  return (x < 0.0f || x != x) ? std::numeric_limits<float>::quiet_NaN() : result;
+}
+
+inline float exp_t(float x) { return fast_exp(x); }
+inline double exp_t(double x) { return std::exp(x); }
+inline float log_t(float x) { return fast_log(x); }
+inline double log_t(double x) { return std::log(x); }
+
+// log(1 + z) for z >= 0, accurate for tiny z: log(u) * z / (u - 1) with u = 1 + z rounded.
+template <typename T>
+inline T log1p_t(T z) {
+  const T u = T(1) + z;
+  const T d = u - T(1);
+  return d == T(0) ? z : log_t(u) * (z / d);
+}
+
+// log(sigmoid(x)) = min(x, 0) - log1p(exp(-|x|)), finite for every finite x.
+template <typename T>
+inline T log_sigmoid(T x) {
+  return std::min(x, T(0)) - log1p_t(exp_t(-std::abs(x)));
+}
+
+template <typename T>
+inline T sigmoid(T x) {
+  const T e = exp_t(-std::abs(x));
+  const T r = T(1) / (T(1) + e);
+  return x >= T(0) ? r : e * r;
+}
+
+// max over n values in lanes (NaN is skipped here; it reaches the result through exp).
+template <typename T>
+inline T max_of(const T* x, index_t n) {
+  T lanes[kLanes];
+  for (int k = 0; k < kLanes; ++k) lanes[k] = -std::numeric_limits<T>::infinity();
+  index_t i = 0;
+  for (; i + kLanes <= n; i += kLanes)
+    for (int k = 0; k < kLanes; ++k) lanes[k] = x[i + k] > lanes[k] ? x[i + k] : lanes[k];
+  for (int k = 0; i < n; ++i, ++k) lanes[k] = x[i] > lanes[k] ? x[i] : lanes[k];
+  T m = lanes[0];
+  for (int k = 1; k < kLanes; ++k) m = lanes[k] > m ? lanes[k] : m;
+  return m;
+}
+
+inline double combine(const double* lanes) {
+  double s = 0.0;
+  for (int k = 0; k < kLanes; k += 2) s += lanes[k] + lanes[k + 1];
+  return s;
+}
+
+constexpr index_t kChunk = 512;
+
+// lanes[k] += values[i] for i = k mod kLanes: a fixed order that vectorizes.
+template <typename T>
+inline void accumulate(double* lanes, const T* values, index_t n) {
+  index_t i = 0;
+  for (; i + kLanes <= n; i += kLanes)
+    for (int k = 0; k < kLanes; ++k) lanes[k] += static_cast<double>(values[i + k]);
+  for (int k = 0; i < n; ++i, ++k) lanes[k] += static_cast<double>(values[i]);
+}
+
+// sum exp(x - m) in double lanes; when `store` is not null it also receives exp(x - m).
+// The exponentials go through a small buffer so that the exp loop itself vectorizes.
+template <typename T>
+inline double sum_exp(const T* x, index_t n, T m, T* store) {
+  double lanes[kLanes] = {};
+  T buffer[kChunk];
+  for (index_t i0 = 0; i0 < n; i0 += kChunk) {
+    const index_t len = std::min(kChunk, n - i0);
+    T* e = store ? store + i0 : buffer;
+    const T* xs = x + i0;
+    for (index_t k = 0; k < len; ++k) e[k] = exp_t(xs[k] - m);
+    accumulate(lanes, e, len);
+  }
+  return combine(lanes);
+}
+
+// A double log-sum-exp split in two floats (T = float) or kept whole (T = double), so that
+// x - lse is (x - hi) - lo: x - hi is exact near the maximum, and the gradient's error does
+// not grow with the logits' magnitude.
+template <typename T>
+struct Shift {
+  T hi, lo;
+  explicit Shift(double value) : hi(static_cast<T>(value)), lo(static_cast<T>(value - static_cast<double>(hi))) {}
+  T from(T x) const { return (x - hi) - lo; }
+};
+
+// m + log(sum exp(x - m)) of one row, in double.
+template <typename T>
+inline double row_logsumexp(const T* row, index_t n) {
+  const T m = max_of(row, n);
+  if (std::isinf(m)) return static_cast<double>(m);
+  return static_cast<double>(m) + std::log(sum_exp(row, n, m, static_cast<T*>(nullptr)));
+}
+
+}  // namespace
+
+// ====================================================================== cross-entropy, indices
 template <typename T>
 void cross_entropy_forward(const T* logits, const std::int64_t* target, const T* weight, T* nll,
                            T* smooth, double* logsumexp, index_t batch, index_t classes,
@@ -16,11 +189,7 @@ void cross_entropy_forward(const T* logits, const std::int64_t* target, const T*
 #pragma omp parallel for schedule(static) num_threads(threads_for(batch * C))
   for (index_t n = 0; n < batch; ++n) {
     const T* row = logits + n * C;
-    double m = -INFINITY;
-    for (index_t c = 0; c < C; ++c) m = std::max(m, static_cast<double>(row[c]));
-    double sum = 0.0;
-    for (index_t c = 0; c < C; ++c) sum += std::exp(static_cast<double>(row[c]) - m);
-    const double lse = (std::isinf(m) ? m : m + std::log(sum));
+    const double lse = row_logsumexp(row, C);
     logsumexp[n] = lse;
     const std::int64_t t = target[n];
     if (t == ignore_index) {
@@ -31,12 +200,21 @@ void cross_entropy_forward(const T* logits, const std::int64_t* target, const T*
     const double wt = weight ? static_cast<double>(weight[t]) : 1.0;
     nll[n] = static_cast<T>(-wt * (static_cast<double>(row[t]) - lse));
     if (smooth) {
-      double total = 0.0;
-      for (index_t c = 0; c < C; ++c) {
-        const double wc = weight ? static_cast<double>(weight[c]) : 1.0;
-        total -= wc * (static_cast<double>(row[c]) - lse);
+      // -sum_c w[c] (x[c] - lse) = lse * sum_c w[c] - sum_c w[c] x[c]
+      double wx[kLanes] = {}, ws[kLanes] = {};
+      index_t c = 0;
+      for (; c + kLanes <= C; c += kLanes)
+        for (int k = 0; k < kLanes; ++k) {
+          const double w = weight ? static_cast<double>(weight[c + k]) : 1.0;
+          wx[k] += w * static_cast<double>(row[c + k]);
+          ws[k] += w;
+        }
+      for (int k = 0; c < C; ++c, ++k) {
+        const double w = weight ? static_cast<double>(weight[c]) : 1.0;
+        wx[k] += w * static_cast<double>(row[c]);
+        ws[k] += w;
       }
-      smooth[n] = static_cast<T>(total);
+      smooth[n] = static_cast<T>(lse * combine(ws) - combine(wx));
     }
   }
 }
@@ -48,10 +226,7 @@ void cross_entropy_backward(const T* logits, const std::int64_t* target, const T
                             std::int64_t ignore_index) {
   const index_t C = classes;
   double weight_sum = static_cast<double>(C);
-  if (weight) {
-    weight_sum = 0.0;
-    for (index_t c = 0; c < C; ++c) weight_sum += weight[c];
-  }
+  if (weight) weight_sum = sum_fixed_order(weight, C);
 #pragma omp parallel for schedule(static) num_threads(threads_for(batch * C))
   for (index_t n = 0; n < batch; ++n) {
     const T* row = logits + n * C;
@@ -61,22 +236,463 @@ void cross_entropy_backward(const T* logits, const std::int64_t* target, const T
       std::fill(out, out + C, T(0));
       continue;
     }
-    const double lse = logsumexp[n];
+    const Shift<T> shift(logsumexp[n]);
     const double g_nll = static_cast<double>(grad_nll[n]) * (weight ? weight[t] : 1.0);
-    const double g_smooth = grad_smooth ? static_cast<double>(grad_smooth[n]) : 0.0;
-    const double scale = g_nll + g_smooth * weight_sum;
+    const double g_smooth_d = grad_smooth ? static_cast<double>(grad_smooth[n]) : 0.0;
+    const T scale = static_cast<T>(g_nll + g_smooth_d * weight_sum);
+    const T g_smooth = static_cast<T>(g_smooth_d);
+    if (weight) {
+      for (index_t c = 0; c < C; ++c) out[c] = exp_t(shift.from(row[c])) * scale - g_smooth * weight[c];
+    } else {
+      for (index_t c = 0; c < C; ++c) out[c] = exp_t(shift.from(row[c])) * scale - g_smooth;
+    }
+    out[t] = static_cast<T>(static_cast<double>(out[t]) - g_nll);
+  }
+}
+
+// ====================================================================== cross-entropy, probabilities
+namespace {
+// sum_c w[c] q[c] and sum_c w[c] q[c] x[c] of one row, q = (1 - eps) t + eps / C.
+template <typename T>
+inline void weighted_target_sums(const T* x, const T* t, const T* w, index_t C, T keep, T spread,
+                                 double* wq_sum, double* wqx_sum) {
+  double a[kLanes] = {}, b[kLanes] = {};
+  index_t c = 0;
+  for (; c + kLanes <= C; c += kLanes)
+    for (int k = 0; k < kLanes; ++k) {
+      const T wq = (w ? w[c + k] : T(1)) * (keep * t[c + k] + spread);
+      a[k] += static_cast<double>(wq);
+      if (x) b[k] += static_cast<double>(wq) * static_cast<double>(x[c + k]);
+    }
+  for (int k = 0; c < C; ++c, ++k) {
+    const T wq = (w ? w[c] : T(1)) * (keep * t[c] + spread);
+    a[k] += static_cast<double>(wq);
+    if (x) b[k] += static_cast<double>(wq) * static_cast<double>(x[c]);
+  }
+  *wq_sum = combine(a);
+  if (wqx_sum) *wqx_sum = combine(b);
+}
+}  // namespace
+
+template <typename T>
+double cross_entropy_probabilities_forward(const T* logits, const T* target, const T* weight,
+                                           T* loss, double* logsumexp, index_t batch,
+                                           index_t classes, double label_smoothing) {
+  const index_t C = classes;
+  const T keep = static_cast<T>(1.0 - label_smoothing);
+  const T spread = static_cast<T>(label_smoothing / static_cast<double>(C));
+  std::vector<double> rows(loss ? 0 : batch);
+  double* row_loss = rows.data();
+#pragma omp parallel for schedule(static) num_threads(threads_for(batch * C))
+  for (index_t n = 0; n < batch; ++n) {
+    const T* x = logits + n * C;
+    const double lse = row_logsumexp(x, C);
+    logsumexp[n] = lse;
+    double wq, wqx;
+    weighted_target_sums(x, target + n * C, weight, C, keep, spread, &wq, &wqx);
+    // -sum_c w q (x - lse); a zero-probability term adds nothing even where x = -inf.
+    const double value = wq == 0.0 ? 0.0 : lse * wq - wqx;
+    if (loss) loss[n] = static_cast<T>(value);
+    else row_loss[n] = value;
+  }
+  return loss ? 0.0 : sum_fixed_order(row_loss, batch);
+}
+
+template <typename T>
+void cross_entropy_probabilities_backward(const T* logits, const T* target, const T* weight,
+                                          const double* logsumexp, const T* grad,
+                                          bool grad_is_scalar, T* grad_logits, index_t batch,
+                                          index_t classes, double label_smoothing) {
+  const index_t C = classes;
+  const T keep = static_cast<T>(1.0 - label_smoothing);
+  const T spread = static_cast<T>(label_smoothing / static_cast<double>(C));
+#pragma omp parallel for schedule(static) num_threads(threads_for(batch * C))
+  for (index_t n = 0; n < batch; ++n) {
+    const T* x = logits + n * C;
+    const T* t = target + n * C;
+    T* out = grad_logits + n * C;
+    double wq_sum;
+    weighted_target_sums(x, t, weight, C, keep, spread, &wq_sum, nullptr);
+    const T g = grad[grad_is_scalar ? 0 : n];
+    const T scale = static_cast<T>(static_cast<double>(g) * wq_sum);
+    const Shift<T> shift(logsumexp[n]);
     for (index_t c = 0; c < C; ++c) {
-      const double p = std::exp(static_cast<double>(row[c]) - lse);
-      const double wc = weight ? static_cast<double>(weight[c]) : 1.0;
-      const double g = p * scale - g_smooth * wc;
-      out[c] = static_cast<T>(c == t ? g - g_nll : g);
+      const T wq = (weight ? weight[c] : T(1)) * (keep * t[c] + spread);
+      out[c] = exp_t(shift.from(x[c])) * scale - g * wq;
     }
   }
 }
 
-template void cross_entropy_forward<float>(const float*, const std::int64_t*, const float*, float*, float*, double*, index_t, index_t, std::int64_t);
-template void cross_entropy_forward<double>(const double*, const std::int64_t*, const double*, double*, double*, double*, index_t, index_t, std::int64_t);
-template void cross_entropy_backward<float>(const float*, const std::int64_t*, const float*, const double*, const float*, const float*, float*, index_t, index_t, std::int64_t);
-template void cross_entropy_backward<double>(const double*, const std::int64_t*, const double*, const double*, const double*, const double*, double*, index_t, index_t, std::int64_t);
+// ====================================================================== softmax, log_softmax
+template <typename T>
+void softmax_forward(const T* input, T* output, index_t outer, index_t dim, index_t inner,
+                     bool log) {
+  if (inner == 1) {
+#pragma omp parallel for schedule(static) num_threads(threads_for(outer * dim))
+    for (index_t n = 0; n < outer; ++n) {
+      const T* x = input + n * dim;
+      T* y = output + n * dim;
+      const T m = max_of(x, dim);
+      if (log) {
+        const double lse = std::isinf(m) ? static_cast<double>(m)
+                                         : static_cast<double>(m) + std::log(sum_exp(x, dim, m, static_cast<T*>(nullptr)));
+        const Shift<T> shift(lse);
+        for (index_t c = 0; c < dim; ++c) y[c] = shift.from(x[c]);
+      } else {
+        const double sum = sum_exp(x, dim, m, y);
+        const T scale = static_cast<T>(1.0 / sum);
+        for (index_t c = 0; c < dim; ++c) y[c] *= scale;
+      }
+    }
+    return;
+  }
+  // Softmax along a strided axis: tiles of up to kTile positions of the inner axis, each
+  // walked along `dim` with the inner positions as the vector lanes.
+  constexpr index_t kTile = 256;
+  const index_t tiles = (inner + kTile - 1) / kTile;
+#pragma omp parallel for schedule(static) num_threads(threads_for(outer * dim * inner))
+  for (index_t job = 0; job < outer * tiles; ++job) {
+    const index_t n = job / tiles, k0 = (job % tiles) * kTile;
+    const index_t width = std::min(kTile, inner - k0);
+    const T* x = input + n * dim * inner + k0;
+    T* y = output + n * dim * inner + k0;
+    T m[kTile];
+    double sum[kTile];
+    for (index_t k = 0; k < width; ++k) m[k] = -std::numeric_limits<T>::infinity(), sum[k] = 0.0;
+    for (index_t c = 0; c < dim; ++c)
+      for (index_t k = 0; k < width; ++k) m[k] = x[c * inner + k] > m[k] ? x[c * inner + k] : m[k];
+    for (index_t c = 0; c < dim; ++c)
+      for (index_t k = 0; k < width; ++k) {
+        const T e = exp_t(x[c * inner + k] - m[k]);
+        if (!log) y[c * inner + k] = e;
+        sum[k] += static_cast<double>(e);
+      }
+    if (log) {
+      for (index_t k = 0; k < width; ++k) {
+        const double lse = std::isinf(m[k]) ? static_cast<double>(m[k]) : static_cast<double>(m[k]) + std::log(sum[k]);
+        const Shift<T> shift(lse);
+        for (index_t c = 0; c < dim; ++c) y[c * inner + k] = shift.from(x[c * inner + k]);
+      }
+    } else {
+      T scale[kTile];
+      for (index_t k = 0; k < width; ++k) scale[k] = static_cast<T>(1.0 / sum[k]);
+      for (index_t c = 0; c < dim; ++c)
+        for (index_t k = 0; k < width; ++k) y[c * inner + k] *= scale[k];
+    }
+  }
+}
+
+template <typename T>
+void softmax_backward(const T* output, const T* grad_output, T* grad_input, index_t outer,
+                      index_t dim, index_t inner, bool log) {
+  if (inner == 1) {
+#pragma omp parallel for schedule(static) num_threads(threads_for(outer * dim))
+    for (index_t n = 0; n < outer; ++n) {
+      const T* y = output + n * dim;
+      const T* g = grad_output + n * dim;
+      T* gx = grad_input + n * dim;
+      double lanes[kLanes] = {};
+      index_t c = 0;
+      for (; c + kLanes <= dim; c += kLanes)
+        for (int k = 0; k < kLanes; ++k)
+          lanes[k] += static_cast<double>(log ? g[c + k] : g[c + k] * y[c + k]);
+      for (int k = 0; c < dim; ++c, ++k) lanes[k] += static_cast<double>(log ? g[c] : g[c] * y[c]);
+      const T s = static_cast<T>(combine(lanes));
+      if (log)
+        for (index_t j = 0; j < dim; ++j) gx[j] = g[j] - exp_t(y[j]) * s;
+      else
+        for (index_t j = 0; j < dim; ++j) gx[j] = y[j] * (g[j] - s);
+    }
+    return;
+  }
+  constexpr index_t kTile = 256;
+  const index_t tiles = (inner + kTile - 1) / kTile;
+#pragma omp parallel for schedule(static) num_threads(threads_for(outer * dim * inner))
+  for (index_t job = 0; job < outer * tiles; ++job) {
+    const index_t n = job / tiles, k0 = (job % tiles) * kTile;
+    const index_t width = std::min(kTile, inner - k0);
+    const index_t base = n * dim * inner + k0;
+    const T *y = output + base, *g = grad_output + base;
+    T* gx = grad_input + base;
+    double sum[kTile];
+    for (index_t k = 0; k < width; ++k) sum[k] = 0.0;
+    for (index_t c = 0; c < dim; ++c)
+      for (index_t k = 0; k < width; ++k)
+        sum[k] += static_cast<double>(log ? g[c * inner + k] : g[c * inner + k] * y[c * inner + k]);
+    T s[kTile];
+    for (index_t k = 0; k < width; ++k) s[k] = static_cast<T>(sum[k]);
+    for (index_t c = 0; c < dim; ++c)
+      for (index_t k = 0; k < width; ++k) {
+        const index_t i = c * inner + k;
+        gx[i] = log ? g[i] - exp_t(y[i]) * s[k] : y[i] * (g[i] - s[k]);
+      }
+  }
+}
+
+// ====================================================================== nll_loss
+template <typename T>
+LossSums nll_loss_forward(const T* input, const std::int64_t* target, const T* weight, T* loss,
+                          index_t outer, index_t classes, index_t inner,
+                          std::int64_t ignore_index) {
+  const index_t positions = outer * inner;
+  const index_t blocks = (positions + kReduceBlock - 1) / kReduceBlock;
+  std::vector<double> partial_loss(blocks), partial_weight(blocks);
+#pragma omp parallel for schedule(static) num_threads(threads_for(positions))
+  for (index_t b = 0; b < blocks; ++b) {
+    const index_t p1 = std::min(positions, (b + 1) * kReduceBlock);
+    double sum_loss = 0.0, sum_weight = 0.0;
+    for (index_t p = b * kReduceBlock; p < p1; ++p) {
+      const std::int64_t t = target[p];
+      T value = T(0);
+      if (t != ignore_index) {
+        const index_t n = p / inner, k = p - n * inner;
+        const T w = weight ? weight[t] : T(1);
+        value = -w * input[(n * classes + t) * inner + k];
+        sum_weight += static_cast<double>(w);
+      }
+      if (loss) loss[p] = value;
+      sum_loss += static_cast<double>(value);
+    }
+    partial_loss[b] = sum_loss, partial_weight[b] = sum_weight;
+  }
+  LossSums sums{0.0, 0.0};
+  for (index_t b = 0; b < blocks; ++b) sums.loss += partial_loss[b], sums.weight += partial_weight[b];
+  return sums;
+}
+
+template <typename T>
+void nll_loss_backward(const std::int64_t* target, const T* weight, const T* grad,
+                       bool grad_is_scalar, T* grad_input, index_t outer, index_t classes,
+                       index_t inner, std::int64_t ignore_index) {
+  const index_t plane = classes * inner;
+#pragma omp parallel for schedule(static) num_threads(threads_for(outer * plane))
+  for (index_t n = 0; n < outer; ++n) {
+    T* out = grad_input + n * plane;
+    std::fill(out, out + plane, T(0));
+    for (index_t k = 0; k < inner; ++k) {
+      const index_t p = n * inner + k;
+      const std::int64_t t = target[p];
+      if (t == ignore_index) continue;
+      out[t * inner + k] = -(weight ? weight[t] : T(1)) * grad[grad_is_scalar ? 0 : p];
+    }
+  }
+}
+
+// ====================================================================== element-wise losses
+namespace {
+
+// Each loss: value(x, y, w, p) and the derivatives dx, dy (before the upstream gradient).
+template <Loss kind, typename T>
+struct Term;
+
+template <typename T>
+struct Term<Loss::mse, T> {
+  static T value(T x, T y, T w, T) { return w * ((x - y) * (x - y)); }
+  static T dx(T x, T y, T w, T) { return w * (T(2) * (x - y)); }
+  static T dy(T x, T y, T w, T) { return w * (T(-2) * (x - y)); }
+};
+
+template <typename T>
+struct Term<Loss::l1, T> {
+  static T value(T x, T y, T w, T) { return w * std::abs(x - y); }
+  static T sign(T d) { return static_cast<T>(d > T(0)) - static_cast<T>(d < T(0)); }
+  static T dx(T x, T y, T w, T) { return w * sign(x - y); }
+  static T dy(T x, T y, T w, T) { return -w * sign(x - y); }
+};
+
+template <typename T>
+struct Term<Loss::bce, T> {
+  static T value(T x, T y, T w, T) {
+    const T log_x = std::max(log_t(x), T(-100));
+    const T log_1mx = std::max(log_t(T(1) - x), T(-100));
+    return -w * (y * log_x + (T(1) - y) * log_1mx);
+  }
+  // PyTorch: (x - y) / max((1 - x) x, 1e-12)
+  static T dx(T x, T y, T w, T) { return w * (x - y) / std::max((T(1) - x) * x, T(1e-12)); }
+  static T dy(T x, T, T w, T) { return w * (log_t(T(1) - x) - log_t(x)); }
+};
+
+template <typename T>
+struct Term<Loss::bce_with_logits, T> {
+  static T value(T x, T y, T w, T p) {
+    const T log_weight = (p - T(1)) * y + T(1);
+    return w * ((T(1) - y) * x - log_weight * log_sigmoid(x));
+  }
+  static T dx(T x, T y, T w, T p) {
+    const T log_weight = (p - T(1)) * y + T(1);
+    return w * (log_weight * sigmoid(x) - p * y);
+  }
+  static T dy(T x, T, T w, T p) { return w * (-x - (p - T(1)) * log_sigmoid(x)); }
+};
+
+template <typename T>
+struct Term<Loss::kl_div, T> {
+  // xlogy(y, y) - y x, with 0 log 0 = 0
+  static T value(T x, T y, T, T) { return (y == T(0) ? T(0) : y * log_t(y)) - y * x; }
+  static T dx(T, T y, T, T) { return -y; }
+  static T dy(T x, T y, T, T) { return log_t(y) + T(1) - x; }
+};
+
+template <typename T>
+struct Term<Loss::kl_div_log_target, T> {
+  static T value(T x, T y, T, T) { return exp_t(y) * (y - x); }
+  static T dx(T, T y, T, T) { return -exp_t(y); }
+  static T dy(T x, T y, T, T) { return exp_t(y) * (y - x + T(1)); }
+};
+
+// Weights of 1 standing in for a missing weight: kReduceBlock of them, so that a block
+// never wraps around it.
+template <typename T>
+const T* ones() {
+  static const std::vector<T> values(kReduceBlock, T(1));
+  return values.data();
+}
+
+// The run of elements [i, end) that stays inside one period of both broadcast operands.
+inline index_t segment_end(index_t i, index_t end, index_t period_a, index_t period_b) {
+  end = std::min(end, i - i % period_a + period_a);
+  return std::min(end, i - i % period_b + period_b);
+}
+
+template <Loss kind, typename T>
+double forward_loop(const T* x, const T* y, const T* w, index_t wp, const T* pw, index_t pp,
+                    T* loss, index_t n, bool* out_of_range) {
+  using Op = Term<kind, T>;
+  const index_t blocks = (n + kReduceBlock - 1) / kReduceBlock;
+  std::vector<double> partial(loss ? 0 : blocks);
+  double* partial_sums = partial.data();
+  int bad = 0;
+#pragma omp parallel for schedule(static) num_threads(threads_for(n)) reduction(| : bad)
+  for (index_t b = 0; b < blocks; ++b) {
+    const index_t end = std::min(n, (b + 1) * kReduceBlock);
+    double lanes[kLanes] = {};
+    int bad_any = 0;
+    T buffer[kChunk];
+    for (index_t i = b * kReduceBlock; i < end;) {
+      const index_t stop = segment_end(i, end, wp, pp);
+      const T* ws = w + i % wp;  // ws[j - i] is the weight of element j in this segment
+      const T* ps = pw + i % pp;
+      for (index_t j0 = i; j0 < stop; j0 += kChunk) {
+        const index_t len = std::min(kChunk, stop - j0);
+        const T *xs = x + j0, *ys = y + j0, *wj = ws + (j0 - i), *pj = ps + (j0 - i);
+        T* v = loss ? loss + j0 : buffer;
+        for (index_t k = 0; k < len; ++k) v[k] = Op::value(xs[k], ys[k], wj[k], pj[k]);
+        if (kind == Loss::bce)
+          for (index_t k = 0; k < len; ++k) bad_any |= !(xs[k] >= T(0) && xs[k] <= T(1));
+        if (!loss) accumulate(lanes, v, len);
+      }
+      i = stop;
+    }
+    bad |= bad_any;
+    if (!loss) partial_sums[b] = combine(lanes);
+  }
+  if (out_of_range) *out_of_range = bad != 0;
+  double total = 0.0;
+  if (!loss)
+    for (index_t b = 0; b < blocks; ++b) total += partial_sums[b];
+  return total;
+}
+
+template <Loss kind, typename T, bool scalar_grad>
+void backward_loop(const T* x, const T* y, const T* w, index_t wp, const T* pw, index_t pp,
+                   const T* grad, T* gx, T* gy, index_t n) {
+  using Op = Term<kind, T>;
+  const index_t blocks = (n + kReduceBlock - 1) / kReduceBlock;
+#pragma omp parallel for schedule(static) num_threads(threads_for(n))
+  for (index_t b = 0; b < blocks; ++b) {
+    const index_t end = std::min(n, (b + 1) * kReduceBlock);
+    for (index_t i = b * kReduceBlock; i < end;) {
+      const index_t stop = segment_end(i, end, wp, pp);
+      const T* ws = w + i % wp;
+      const T* ps = pw + i % pp;
+      if (gx)
+        for (index_t j = i; j < stop; ++j)
+          gx[j] = Op::dx(x[j], y[j], ws[j - i], ps[j - i]) * grad[scalar_grad ? 0 : j];
+      if (gy)
+        for (index_t j = i; j < stop; ++j)
+          gy[j] = Op::dy(x[j], y[j], ws[j - i], ps[j - i]) * grad[scalar_grad ? 0 : j];
+      i = stop;
+    }
+  }
+}
+
+template <typename T>
+struct Operands {
+  const T *w, *p;
+  index_t wp, pp;
+  Operands(Broadcast weight, Broadcast pos_weight)
+      : w(weight.data ? static_cast<const T*>(weight.data) : ones<T>()),
+        p(pos_weight.data ? static_cast<const T*>(pos_weight.data) : ones<T>()),
+        wp(weight.data ? weight.period : kReduceBlock),
+        pp(pos_weight.data ? pos_weight.period : kReduceBlock) {}
+};
+
+}  // namespace
+
+template <typename T>
+double elementwise_loss_forward(Loss kind, const T* input, const T* target, Broadcast weight,
+                                Broadcast pos_weight, T* loss, index_t n, bool* out_of_range) {
+  const Operands<T> o(weight, pos_weight);
+  if (out_of_range) *out_of_range = false;
+  switch (kind) {
+    case Loss::mse: return forward_loop<Loss::mse>(input, target, o.w, o.wp, o.p, o.pp, loss, n, nullptr);
+    case Loss::l1: return forward_loop<Loss::l1>(input, target, o.w, o.wp, o.p, o.pp, loss, n, nullptr);
+    case Loss::bce: return forward_loop<Loss::bce>(input, target, o.w, o.wp, o.p, o.pp, loss, n, out_of_range);
+    case Loss::bce_with_logits: return forward_loop<Loss::bce_with_logits>(input, target, o.w, o.wp, o.p, o.pp, loss, n, nullptr);
+    case Loss::kl_div: return forward_loop<Loss::kl_div>(input, target, o.w, o.wp, o.p, o.pp, loss, n, nullptr);
+    case Loss::kl_div_log_target: return forward_loop<Loss::kl_div_log_target>(input, target, o.w, o.wp, o.p, o.pp, loss, n, nullptr);
+  }
+  return 0.0;
+}
+
+namespace {
+template <Loss kind, typename T>
+void backward_dispatch(const T* x, const T* y, const Operands<T>& o, const T* grad,
+                       bool grad_is_scalar, T* gx, T* gy, index_t n) {
+  if (grad_is_scalar) backward_loop<kind, T, true>(x, y, o.w, o.wp, o.p, o.pp, grad, gx, gy, n);
+  else backward_loop<kind, T, false>(x, y, o.w, o.wp, o.p, o.pp, grad, gx, gy, n);
+}
+}  // namespace
+
+template <typename T>
+void elementwise_loss_backward(Loss kind, const T* input, const T* target, Broadcast weight,
+                               Broadcast pos_weight, const T* grad, bool grad_is_scalar,
+                               T* grad_input, T* grad_target, index_t n) {
+  const Operands<T> o(weight, pos_weight);
+  switch (kind) {
+    case Loss::mse: return backward_dispatch<Loss::mse>(input, target, o, grad, grad_is_scalar, grad_input, grad_target, n);
+    case Loss::l1: return backward_dispatch<Loss::l1>(input, target, o, grad, grad_is_scalar, grad_input, grad_target, n);
+    case Loss::bce: return backward_dispatch<Loss::bce>(input, target, o, grad, grad_is_scalar, grad_input, grad_target, n);
+    case Loss::bce_with_logits: return backward_dispatch<Loss::bce_with_logits>(input, target, o, grad, grad_is_scalar, grad_input, grad_target, n);
+    case Loss::kl_div: return backward_dispatch<Loss::kl_div>(input, target, o, grad, grad_is_scalar, grad_input, grad_target, n);
+    case Loss::kl_div_log_target: return backward_dispatch<Loss::kl_div_log_target>(input, target, o, grad, grad_is_scalar, grad_input, grad_target, n);
+  }
+}
+
+// ====================================================================== instantiations
+#define FASTDL_LOSS_INSTANTIATE(T)                                                                   \
+  template void cross_entropy_forward<T>(const T*, const std::int64_t*, const T*, T*, T*, double*,  \
+                                         index_t, index_t, std::int64_t);                           \
+  template void cross_entropy_backward<T>(const T*, const std::int64_t*, const T*, const double*,   \
+                                          const T*, const T*, T*, index_t, index_t, std::int64_t);  \
+  template double cross_entropy_probabilities_forward<T>(const T*, const T*, const T*, T*, double*, \
+                                                         index_t, index_t, double);                 \
+  template void cross_entropy_probabilities_backward<T>(const T*, const T*, const T*,              \
+                                                        const double*, const T*, bool, T*, index_t, \
+                                                        index_t, double);                           \
+  template void softmax_forward<T>(const T*, T*, index_t, index_t, index_t, bool);                  \
+  template void softmax_backward<T>(const T*, const T*, T*, index_t, index_t, index_t, bool);       \
+  template LossSums nll_loss_forward<T>(const T*, const std::int64_t*, const T*, T*, index_t,       \
+                                        index_t, index_t, std::int64_t);                            \
+  template void nll_loss_backward<T>(const std::int64_t*, const T*, const T*, bool, T*, index_t,    \
+                                     index_t, index_t, std::int64_t);                               \
+  template double elementwise_loss_forward<T>(Loss, const T*, const T*, Broadcast, Broadcast, T*,   \
+                                              index_t, bool*);                                      \
+  template void elementwise_loss_backward<T>(Loss, const T*, const T*, Broadcast, Broadcast,       \
+                                             const T*, bool, T*, T*, index_t);
+
+FASTDL_LOSS_INSTANTIATE(float)
+FASTDL_LOSS_INSTANTIATE(double)
+#undef FASTDL_LOSS_INSTANTIATE
 
 }  // namespace fastdl::cpu

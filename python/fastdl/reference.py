@@ -351,3 +351,104 @@ def dropout_forward(x, mask, p: float):
 
 # ---------------------------------------------------------------------- losses
 # (section: losses)
+def _reduce(loss, reduction: str, denominator=None):
+    if reduction == "none":
+        return loss
+    total = loss.sum()
+    if reduction == "sum":
+        return total
+    return total / (loss.size if denominator is None else denominator)
+
+
+def softmax(x, axis=-1):
+    e = np.exp(x - x.max(axis=axis, keepdims=True))
+    return e / e.sum(axis=axis, keepdims=True)
+
+
+def softmax_backward(out, grad_out, axis=-1, log=False):
+    """softmax: y (g - sum(g y)); log_softmax: g - exp(y) sum(g)."""
+    if log:
+        return grad_out - np.exp(out) * grad_out.sum(axis=axis, keepdims=True)
+    return out * (grad_out - (grad_out * out).sum(axis=axis, keepdims=True))
+
+
+def nll_loss_forward(logp, target, weight=None, ignore_index=-100, reduction="mean"):
+    """-weight[t] * logp[n, t, ...]; 'mean' divides by the kept targets' total weight.
+    logp (N, C, ...), target (N, ...)."""
+    classes = logp.shape[1]
+    weight = np.ones(classes, logp.dtype) if weight is None else weight
+    kept = target != ignore_index
+    safe = np.where(kept, target, 0)
+    picked = np.take_along_axis(logp, safe[:, None], axis=1)[:, 0]
+    w = np.where(kept, weight[safe], 0)
+    return _reduce(-w * picked, reduction, w.sum())
+
+
+def nll_loss_backward(logp, target, grad, weight=None, ignore_index=-100, reduction="mean"):
+    classes = logp.shape[1]
+    weight = np.ones(classes, logp.dtype) if weight is None else weight
+    kept = target != ignore_index
+    safe = np.where(kept, target, 0)
+    w = np.where(kept, weight[safe], 0)
+    g = np.broadcast_to(grad, target.shape) / (w.sum() if reduction == "mean" else 1)
+    out = np.zeros_like(logp)
+    np.put_along_axis(out, safe[:, None], (-w * g)[:, None], axis=1)
+    return out
+
+
+def cross_entropy_probabilities_forward(logits, target, weight=None, label_smoothing=0.0,
+                                        reduction="mean"):
+    """-sum_c w[c] q[n, c] log_softmax(x)[n, c], q = (1 - eps) target + eps / C; logits (N, C).
+    'mean' divides by N (not by the weights)."""
+    classes = logits.shape[1]
+    q = target * (1 - label_smoothing) + label_smoothing / classes
+    w = np.ones(classes) if weight is None else weight
+    return _reduce(-(w * q * log_softmax(logits, axis=1)).sum(axis=1), reduction)
+
+
+def cross_entropy_probabilities_backward(logits, target, grad, weight=None, label_smoothing=0.0,
+                                         reduction="mean"):
+    classes = logits.shape[1]
+    q = target * (1 - label_smoothing) + label_smoothing / classes
+    wq = q * (np.ones(classes) if weight is None else weight)
+    g = np.broadcast_to(grad, (logits.shape[0],)) / (logits.shape[0] if reduction == "mean" else 1)
+    return g[:, None] * (softmax(logits, axis=1) * wq.sum(axis=1, keepdims=True) - wq)
+
+
+def mse_loss(x, y, reduction="mean"):
+    return _reduce((x - y) ** 2, reduction)
+
+
+def l1_loss(x, y, reduction="mean"):
+    return _reduce(np.abs(x - y), reduction)
+
+
+def binary_cross_entropy(x, y, weight=None, reduction="mean"):
+    """-w (y log x + (1 - y) log(1 - x)), each log clamped at -100 as PyTorch."""
+    with np.errstate(divide="ignore"):
+        loss = -(y * np.maximum(np.log(x), -100) + (1 - y) * np.maximum(np.log(1 - x), -100))
+    return _reduce(loss if weight is None else weight * loss, reduction)
+
+
+def log_sigmoid(x):
+    return np.minimum(x, 0) - np.log1p(np.exp(-np.abs(x)))
+
+
+def binary_cross_entropy_with_logits(x, y, weight=None, pos_weight=None, reduction="mean"):
+    """w ((1 - y) x - (1 + (p - 1) y) log sigmoid(x)): never exp of a large positive number."""
+    log_weight = 1 if pos_weight is None else 1 + (pos_weight - 1) * y
+    loss = (1 - y) * x - log_weight * log_sigmoid(x)
+    return _reduce(loss if weight is None else weight * loss, reduction)
+
+
+def kl_div(x, y, reduction="mean", log_target=False):
+    """y (log y - x) with 0 log 0 = 0, or exp(y) (y - x) for log-space targets;
+    'batchmean' divides the sum by the batch size."""
+    if log_target:
+        loss = np.exp(y) * (y - x)
+    else:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            loss = np.where(y > 0, y * np.log(np.where(y > 0, y, 1)), 0) - y * x
+    if reduction == "batchmean":
+        return loss.sum() / (x.shape[0] if x.ndim else 1)
+    return _reduce(loss, reduction)

@@ -16,6 +16,8 @@ from .layers import BatchNorm1d, BatchNorm2d, Dropout, LeakyReLU, Sigmoid, Tanh 
 _normalization = ["BatchNorm1d", "BatchNorm2d", "Dropout", "LeakyReLU", "Sigmoid", "Tanh"]
 
 # (section: losses)
+from .loss import (BCELoss, BCEWithLogitsLoss, KLDivLoss, L1Loss, LogSoftmax, MSELoss, NLLLoss,
+                   Softmax)
 
 __all__ = ["Module", "Parameter", "Sequential", "Identity", "Linear", "Conv2d", "MaxPool2d",
            "ReLU", "Flatten", "CrossEntropyLoss", "functional", "init"]

@@ -705,6 +705,341 @@ def _zero_inplace(input: Tensor) -> Tensor:
 
 # ---------------------------------------------------------------------- losses
 # (section: losses)
+__all__ += ["nll_loss", "binary_cross_entropy", "binary_cross_entropy_with_logits", "mse_loss",
+            "l1_loss", "kl_div"]
+
+
+def _legacy_reduction(size_average, reduce, reduction: str) -> str:
+    """size_average / reduce (deprecated in PyTorch) override reduction as PyTorch does."""
+    if size_average is None and reduce is None:
+        return reduction
+    if reduce is False:
+        return "none"
+    return "sum" if size_average is False else "mean"
+
+
+def _softmax_dim(input: Tensor, dim: Optional[int]) -> int:
+    """PyTorch's dim: None picks 0 for 0-, 1- and 3-D inputs, else 1 (legacy rule)."""
+    ndim = max(input.ndim, 1)
+    if dim is None:
+        dim = 0 if input.ndim in (0, 1, 3) else 1
+    if not isinstance(dim, numbers.Integral) or isinstance(dim, bool):
+        raise TypeError(f"dim: expected an int, got {dim!r}")
+    if not -ndim <= dim < ndim:
+        raise IndexError(f"Dimension out of range (expected to be in range of [{-ndim}, {ndim - 1}], "
+                         f"but got {dim})")
+    return int(dim) % ndim
+
+
+def _softmax_op(input: Tensor, dim, dtype, log: bool, name: str) -> Tensor:
+    _check_tensor(input, "input")
+    axis = _softmax_dim(input, dim)
+    x = input.data
+    if dtype is not None:
+        dtype = np.dtype(dtype)
+        if dtype not in _FLOATS:
+            raise TypeError(f"dtype: expected float32 or float64, got {dtype}")
+        x = x.astype(dtype, copy=False)
+    out = _C.softmax_forward(x, axis, log)
+
+    def backward(grad):
+        g = _C.softmax_backward(out, np.asarray(grad, dtype=out.dtype), axis, log)
+        return (g.astype(input.dtype, copy=False),)
+
+    return _result(out, (input,), backward, name)
+
+
+def log_softmax(input: Tensor, dim: Optional[int] = None, _stacklevel: int = 3, dtype=None) -> Tensor:
+    """x - log(sum(exp(x), dim)), stable (C++ kernel), as torch.nn.functional.log_softmax."""
+    return _softmax_op(input, dim, dtype, True, "LogSoftmax")
+
+
+def softmax(input: Tensor, dim: Optional[int] = None, _stacklevel: int = 3, dtype=None) -> Tensor:
+    """exp(x) / sum(exp(x), dim), stable (C++ kernel), as torch.nn.functional.softmax."""
+    return _softmax_op(input, dim, dtype, False, "Softmax")
+
+
+def _no_parameter_grad(tensor: Optional[Tensor], name: str) -> None:
+    from ..autograd import is_grad_enabled
+    if tensor is not None and tensor.requires_grad and is_grad_enabled():
+        raise NotImplementedError(f"{name}: gradients with respect to {name} are not supported; "
+                                  f"pass {name}.detach()")
+
+
+def _scalar_or_array(value: float, dtype) -> np.ndarray:
+    return np.asarray(value, dtype=dtype)
+
+
+# ---- nll_loss
+def nll_loss(input: Tensor, target: Tensor, weight: Optional[Tensor] = None, size_average=None,
+             ignore_index: int = -100, reduce=None, reduction: str = "mean") -> Tensor:
+    """Negative log-likelihood of log-probabilities, as torch.nn.functional.nll_loss:
+    loss = -weight[t] * input[n, t, ...]; 'mean' divides by the kept targets' total weight.
+    input (N, C), (N, C, d1, ...) or (C,) unbatched; target (N,), (N, d1, ...) or scalar."""
+    reduction = _legacy_reduction(size_average, reduce, reduction)
+    _check_tensor(input, "input")
+    _check_tensor(target, "target", floating=False)
+    _check_reduction(reduction)
+    if target.dtype.kind not in "iu":
+        raise TypeError(f"target: expected integer class indices, got {target.dtype}")
+    if weight is not None:
+        _check_tensor(weight, "weight")
+        _check_same_dtype(input, weight, "weight")
+        _no_parameter_grad(weight, "weight")
+    if isinstance(ignore_index, bool) or not isinstance(ignore_index, numbers.Integral):
+        raise TypeError(f"ignore_index: expected an int, got {ignore_index!r}")
+    if input.ndim == 0:
+        raise ValueError("input: expected (C,), (N, C) or (N, C, d1, ...), got a scalar")
+    if input.ndim == 1:
+        if target.ndim != 0:
+            raise ValueError(f"target: expected a scalar label for unbatched input of shape "
+                             f"{input.shape}, got shape {target.shape}")
+        x, out_shape = input.data.reshape(1, -1), ()
+    else:
+        expected = (input.shape[0],) + input.shape[2:]
+        if target.shape != expected:
+            raise ValueError(f"target: expected shape {expected} for input of shape {input.shape}, "
+                             f"got {target.shape}")
+        x, out_shape = input.data, expected
+    classes = x.shape[1]
+    if weight is not None and weight.shape != (classes,):
+        raise ValueError(f"weight: expected shape ({classes},) for input of shape {input.shape}, "
+                         f"got {weight.shape}")
+    labels = np.ascontiguousarray(target.data, dtype=np.int64).reshape((x.shape[0],) + x.shape[2:])
+    bad = (labels != ignore_index) & ((labels < 0) | (labels >= classes))
+    if bad.any():
+        raise IndexError(f"Target {int(labels[bad][0])} is out of bounds: target labels must lie in "
+                         f"[0, {classes - 1}] or equal ignore_index={ignore_index}")
+    w = None if weight is None else weight.data
+    loss, loss_sum, weight_sum = _C.nll_loss_forward(x, labels, w, int(ignore_index), reduction == "none")
+    if reduction == "none":
+        value = loss.reshape(out_shape)
+        scale = None
+    else:
+        scale = (1.0 / weight_sum if weight_sum else float("nan")) if reduction == "mean" else 1.0
+        value = _scalar_or_array(loss_sum * scale if reduction == "mean" else loss_sum, x.dtype)
+
+    def backward(grad):
+        g = np.asarray(grad, dtype=x.dtype)
+        g = g.reshape(labels.shape) if scale is None else np.asarray(g * x.dtype.type(scale), dtype=x.dtype)
+        return (_C.nll_loss_backward(x, labels, w, g, int(ignore_index)).reshape(input.shape),)
+
+    return _result(value, (input,), backward, "NllLoss")
+
+
+# ---- cross-entropy with class probabilities (C++ kernel; replaces the NumPy version above)
+def _cross_entropy_probabilities(input: Tensor, target: Tensor, weight: Optional[Tensor],
+                                 reduction: str, eps: float) -> Tensor:
+    # The class axis moved last, rows flattened: logits (M, C), probabilities (M, C).
+    if input.ndim == 1:
+        logits, p, out_shape = input.reshape(1, -1), target.data.reshape(1, -1), ()
+    elif input.ndim == 2:
+        logits, p, out_shape = input, target.data, (input.shape[0],)
+    else:
+        order = (0,) + tuple(range(2, input.ndim)) + (1,)
+        logits = input.permute(*order).reshape(-1, input.shape[1])
+        p = target.data.transpose(order).reshape(-1, input.shape[1])
+        out_shape = (input.shape[0],) + input.shape[2:]
+    x = logits.data
+    p = np.ascontiguousarray(p, dtype=x.dtype)
+    if weight is not None:
+        _no_parameter_grad(weight, "weight")
+    w = None if weight is None else weight.data
+    loss, loss_sum, lse = _C.cross_entropy_probabilities_forward(x, p, w, float(eps), reduction == "none")
+    rows = x.shape[0]
+    if reduction == "none":
+        value, scale = loss.reshape(out_shape), None
+    else:
+        scale = (1.0 / rows if rows else float("nan")) if reduction == "mean" else 1.0
+        value = _scalar_or_array(loss_sum * scale, x.dtype)
+
+    def backward(grad):
+        g = np.asarray(grad, dtype=x.dtype)
+        g = g.reshape(rows) if scale is None else np.asarray(g * x.dtype.type(scale), dtype=x.dtype)
+        return (_C.cross_entropy_probabilities_backward(x, p, w, lse, g, float(eps)),)
+
+    return _result(value, (logits,), backward, "CrossEntropy")
+
+
+# ---- element-wise losses
+_LOSS_KIND = {"mse": 0, "l1": 1, "bce": 2, "bce_with_logits": 3, "kl_div": 4, "kl_div_log_target": 5}
+
+
+def _check_loss_pair(input, target, name: str) -> None:
+    _check_tensor(input, "input")
+    _check_tensor(target, "target", floating=False)
+    if target.dtype.kind != "f":
+        raise TypeError(f"{name}: target must be a floating-point tensor, got {target.dtype}")
+    _check_same_dtype(input, target, "target")
+
+
+def _periodic(operand: Optional[Tensor], shape: Tuple[int, ...], name: str) -> Optional[np.ndarray]:
+    """A weight that broadcasts to `shape`: passed as is when its shape (leading 1s dropped) is
+    a suffix of `shape` (the kernel repeats it), else expanded to `shape`."""
+    if operand is None:
+        return None
+    data = operand.data
+    try:
+        broadcast = np.broadcast_shapes(data.shape, shape)
+    except ValueError:
+        broadcast = None
+    if broadcast != tuple(shape):
+        raise RuntimeError(f"{name}: shape {tuple(data.shape)} cannot be broadcast to the input's "
+                           f"shape {tuple(shape)}")
+    core = data.shape
+    while core and core[0] == 1:
+        core = core[1:]
+    if core == tuple(shape[len(shape) - len(core):]) and data.size > 0:
+        return np.ascontiguousarray(data.reshape(core or (1,)))
+    return np.ascontiguousarray(np.broadcast_to(data, shape))
+
+
+def _sum_to(grad: np.ndarray, shape: Tuple[int, ...]) -> np.ndarray:
+    """Sum a broadcast gradient back to an operand's shape."""
+    if grad.shape == tuple(shape):
+        return grad
+    lead = grad.ndim - len(shape)
+    axes = tuple(range(lead)) + tuple(lead + i for i, n in enumerate(shape) if n == 1 and grad.shape[lead + i] != 1)
+    return grad.sum(axis=axes, keepdims=True).reshape(shape).astype(grad.dtype, copy=False)
+
+
+def _elementwise_loss(kind: str, name: str, input: Tensor, target: Tensor, reduction: str,
+                      weight: Optional[np.ndarray] = None, pos_weight: Optional[np.ndarray] = None,
+                      divisor: Optional[float] = None) -> Tensor:
+    """Runs the C++ element-wise loss; input and target already of one shape and dtype.
+    'mean' divides the sum by `divisor` (default: the element count)."""
+    x, y = input.data, target.data
+    n = x.size
+    loss, loss_sum, out_of_range = _C.elementwise_loss_forward(
+        _LOSS_KIND[kind], x, y, weight, pos_weight, reduction == "none")
+    if out_of_range:
+        raise RuntimeError(f"{name}: all elements of input should be between 0 and 1")
+    if reduction == "none":
+        value, scale = loss, None
+    else:
+        denominator = n if divisor is None else divisor
+        scale = (1.0 / denominator if denominator else float("nan")) if reduction != "sum" else 1.0
+        value = _scalar_or_array(loss_sum * scale, x.dtype)
+
+    def backward(grad):
+        g = np.asarray(grad, dtype=x.dtype)
+        if scale is not None:
+            g = np.asarray(g * x.dtype.type(scale), dtype=x.dtype)
+        return _C.elementwise_loss_backward(_LOSS_KIND[kind], x, y, weight, pos_weight, g,
+                                            input.requires_grad, target.requires_grad)
+
+    return _result(value, (input, target), backward, name)
+
+
+def _broadcast_pair(input: Tensor, target: Tensor, name: str):
+    """input and target broadcast together (PyTorch warns and broadcasts); the gradients are
+    summed back to each operand's shape."""
+    if input.shape == target.shape:
+        return input, target
+    try:
+        shape = np.broadcast_shapes(input.shape, target.shape)
+    except ValueError:
+        raise RuntimeError(f"{name}: the size of input {input.shape} must match the size of target "
+                           f"{target.shape} or broadcast with it") from None
+    return _expand(input, shape), _expand(target, shape)
+
+
+def _expand(t: Tensor, shape) -> Tensor:
+    if t.shape == tuple(shape):
+        return t
+    data = np.ascontiguousarray(np.broadcast_to(t.data, shape))
+    return _result(data, (t,), lambda g: (_sum_to(np.asarray(g), t.shape),), "Expand")
+
+
+def _regression_loss(kind: str, name: str, input, target, size_average, reduce, reduction, weight):
+    reduction = _legacy_reduction(size_average, reduce, reduction)
+    _check_loss_pair(input, target, name)
+    _check_reduction(reduction)
+    divisor = None
+    w = None
+    if weight is not None:
+        _check_tensor(weight, "weight")
+        _check_same_dtype(input, weight, "weight")
+        _no_parameter_grad(weight, "weight")
+        if weight.shape != input.shape:
+            raise ValueError(f"weight: Weights and input must have the same size, got weight "
+                             f"{weight.shape} and input {input.shape}")
+    input, target = _broadcast_pair(input, target, name)
+    if weight is not None:
+        w = _periodic(weight, input.shape, "weight")
+        divisor = float(np.sum(weight.data, dtype=np.float64))
+    return _elementwise_loss(kind, name, input, target, reduction, w, None, divisor)
+
+
+def mse_loss(input: Tensor, target: Tensor, size_average=None, reduce=None, reduction: str = "mean",
+             weight: Optional[Tensor] = None) -> Tensor:
+    """Mean squared error (x - y)^2, as torch.nn.functional.mse_loss (a weight multiplies
+    each term; its 'mean' divides by the weight's sum)."""
+    return _regression_loss("mse", "mse_loss", input, target, size_average, reduce, reduction, weight)
+
+
+def l1_loss(input: Tensor, target: Tensor, size_average=None, reduce=None, reduction: str = "mean",
+            weight: Optional[Tensor] = None) -> Tensor:
+    """Mean absolute error |x - y|, as torch.nn.functional.l1_loss."""
+    return _regression_loss("l1", "l1_loss", input, target, size_average, reduce, reduction, weight)
+
+
+def binary_cross_entropy(input: Tensor, target: Tensor, weight: Optional[Tensor] = None,
+                         size_average=None, reduce=None, reduction: str = "mean") -> Tensor:
+    """-w (y log x + (1 - y) log(1 - x)) on probabilities x in [0, 1], logs clamped at -100,
+    as torch.nn.functional.binary_cross_entropy."""
+    reduction = _legacy_reduction(size_average, reduce, reduction)
+    _check_loss_pair(input, target, "binary_cross_entropy")
+    _check_reduction(reduction)
+    if target.shape != input.shape:
+        raise ValueError(f"Using a target size ({target.shape}) that is different to the input size "
+                         f"({input.shape}) is deprecated. Please ensure they have the same size.")
+    if weight is not None:
+        _check_tensor(weight, "weight")
+        _check_same_dtype(input, weight, "weight")
+        _no_parameter_grad(weight, "weight")
+    w = _periodic(weight, input.shape, "weight")
+    return _elementwise_loss("bce", "binary_cross_entropy", input, target, reduction, w)
+
+
+def binary_cross_entropy_with_logits(input: Tensor, target: Tensor, weight: Optional[Tensor] = None,
+                                     size_average=None, reduce=None, reduction: str = "mean",
+                                     pos_weight: Optional[Tensor] = None) -> Tensor:
+    """Sigmoid + binary cross-entropy in the stable form
+    w ((1 - y) x - (1 + (p - 1) y) log_sigmoid(x)), as torch.nn.functional.binary_cross_entropy_with_logits."""
+    reduction = _legacy_reduction(size_average, reduce, reduction)
+    _check_loss_pair(input, target, "binary_cross_entropy_with_logits")
+    _check_reduction(reduction)
+    if target.shape != input.shape:
+        raise ValueError(f"Target size ({target.shape}) must be the same as input size ({input.shape})")
+    for operand, name in ((weight, "weight"), (pos_weight, "pos_weight")):
+        if operand is not None:
+            _check_tensor(operand, name)
+            _check_same_dtype(input, operand, name)
+            _no_parameter_grad(operand, name)
+    w = _periodic(weight, input.shape, "weight")
+    p = _periodic(pos_weight, input.shape, "pos_weight")
+    return _elementwise_loss("bce_with_logits", "binary_cross_entropy_with_logits", input, target,
+                             reduction, w, p)
+
+
+def kl_div(input: Tensor, target: Tensor, size_average=None, reduce=None, reduction: str = "mean",
+           log_target: bool = False) -> Tensor:
+    """Kullback-Leibler divergence of log-probabilities input from target:
+    y (log y - x) (0 where y = 0), or exp(y) (y - x) with log_target; 'batchmean' divides the
+    sum by the batch size, as torch.nn.functional.kl_div."""
+    reduction = _legacy_reduction(size_average, reduce, reduction)
+    _check_loss_pair(input, target, "kl_div")
+    if reduction not in ("mean", "sum", "none", "batchmean"):
+        raise ValueError(f"reduction: {reduction!r} is not a valid value "
+                         "('mean', 'batchmean', 'sum', 'none')")
+    input, target = _broadcast_pair(input, target, "kl_div")
+    divisor = None
+    if reduction == "batchmean":
+        divisor = float(input.shape[0]) if input.ndim else 1.0
+    kind = "kl_div_log_target" if log_target else "kl_div"
+    return _elementwise_loss(kind, "kl_div", input, target,
+                             "mean" if reduction == "batchmean" else reduction, divisor=divisor)
 
 
 # ---------------------------------------------------------------------- linear models
