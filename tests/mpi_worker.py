@@ -93,6 +93,17 @@ def scenario_equivalence(rank, world):
     result["count_after_sync"] = int(model.count.data[0])
     result["grads_none"] = all(p.grad is None for p in model.parameters())
 
+    # Parameters cast after wrapping: the buckets follow.
+    fastdl.manual_seed(3)
+    model = small_cnn()
+    ddp = dist.DistributedDataParallel(model).double()
+    x, y = data(4, seed=rank)
+    nn.CrossEntropyLoss()(ddp(fastdl.tensor(x.astype(np.float64))), fastdl.tensor(y)).backward()
+    ddp.sync_gradients()
+    grads = np.concatenate([p.grad.data.ravel() for p in model.parameters()])
+    result["double_grads_equal"] = equal_on_all_ranks(grads)
+    result["double_bucket_dtypes"] = sorted({b.dtype.name for b in ddp._buckets})
+
     # The sampler: each rank's shard of 11 samples for two epochs.
     dataset = TensorDataset(fastdl.arange(11))
     sampler = dist.DistributedSampler(dataset, seed=3)
@@ -136,6 +147,13 @@ def scenario_fit(rank, world, out):
     fastdl.io.save = real_save
     val = evaluate(model, val_loader, loss_fn)
 
+    # Resume on every rank from rank 0's checkpoint into a differently initialized model.
+    fastdl.manual_seed(99 + rank)
+    resumed = dist.DistributedDataParallel(small_cnn())
+    resumed_history = fit(resumed, train_loader, loss_fn, optim.SGD(resumed.parameters(), lr=0.1),
+                          epochs, checkpoint=checkpoint, resume=True, progress=False)
+    resumed_equal = bool(np.array_equal(flat_parameters(resumed.module), flat_parameters(model.module)))
+
     fastdl.manual_seed(0)
     single = small_cnn()
     single_history = fit(single, DataLoader(train_set, batch_size=global_batch), loss_fn,
@@ -147,7 +165,9 @@ def scenario_fit(rank, world, out):
             "val": val, "sampler_epoch": sampler.epoch,
             "weights": flat_parameters(model.module).tolist(),
             "single_weights": flat_parameters(single).tolist(),
-            "saves": len(saves), "stderr_chars": len(captured.getvalue())}
+            "saves": len(saves), "stderr_chars": len(captured.getvalue()),
+            "resumed_equal": resumed_equal,
+            "resumed_train_loss": resumed_history["train_loss"]}
 
 
 def scenario_abort(rank, world):

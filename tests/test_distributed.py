@@ -93,6 +93,7 @@ def test_buffers_broadcast_then_averaged(equivalence):
         assert result["buffer_after_sync"] == 1.5   # mean of 1 and 2
         assert result["count_after_sync"] == 100    # integer buffers: rank 0's
         assert result["grads_none"]
+        assert result["double_grads_equal"] and result["double_bucket_dtypes"] == ["float64"]
 
 
 def test_sampler_covers_every_sample_once_per_epoch(equivalence):
@@ -114,6 +115,8 @@ def test_fit_under_mpi_matches_one_process(tmp_path):
         np.testing.assert_allclose(result["weights"], result["single_weights"], atol=1e-6)
         assert result["val"]["accuracy"] == single["val_accuracy"][-1]
         assert result["sampler_epoch"] == 2  # fit called set_epoch(epoch)
+        assert result["resumed_equal"]  # resume=True on every rank reads rank 0's file
+        assert result["resumed_train_loss"] == history["train_loss"]
     assert results[0]["stderr_chars"] > 0 and results[1]["stderr_chars"] == 0  # rank 0's bar
     assert [r["saves"] for r in results] == [3, 0]  # rank 0 writes, once per epoch
     # The checkpoint holds the unwrapped model: it loads in one process.

@@ -27,6 +27,7 @@ from __future__ import annotations
 import math
 import os
 import sys
+import time
 import traceback
 from typing import Iterator, List, Optional
 
@@ -43,6 +44,7 @@ __all__ = ["init", "is_initialized", "get_rank", "get_world_size", "barrier", "a
 _LAUNCHER_VARIABLES = ("PMI_RANK", "PMI_SIZE", "PMIX_RANK", "OMPI_COMM_WORLD_SIZE",
                        "OMPI_COMM_WORLD_RANK", "MV2_COMM_WORLD_SIZE")
 
+_ABORT_GRACE_SECONDS = 1.0
 _comm = None          # mpi4py's COMM_WORLD once init() found a launcher, else None
 _rank, _world_size = 0, 1
 _initialized = False
@@ -183,6 +185,10 @@ def _abort(exc_type, exc, tb) -> None:
                      f"ranks\n[rank {_rank}] " + text.replace("\n", f"\n[rank {_rank}] ") + "\n")
     sys.stderr.flush()
     sys.stdout.flush()
+    # The launcher forwards each rank's output asynchronously and stops forwarding when it
+    # tears the job down on MPI_Abort: under load the traceback was lost (2 runs in 40).
+    # Give it time to pass the message on first; this is the failure path.
+    time.sleep(_ABORT_GRACE_SECONDS)
     _comm.Abort(1)
     # MPICH's MPI_Abort only tells the launcher, which then kills every rank; the call
     # returns meanwhile. Exit now so that this rank runs nothing more (no MPI_Finalize,
@@ -274,6 +280,11 @@ class DistributedDataParallel(Module):
         buckets.extend(_Bucket(group, dtype) for dtype, group in pending.items() if group)
         return buckets
 
+    def _buckets_match(self) -> bool:
+        return all(p.dtype == bucket.dtype and p.data.size == hi - lo
+                   for bucket in self._buckets
+                   for p, lo, hi in zip(bucket.params, bucket.offsets[:-1], bucket.offsets[1:]))
+
     def forward(self, *args, **kwargs):
         return self.module(*args, **kwargs)
 
@@ -284,6 +295,8 @@ class DistributedDataParallel(Module):
         if _world_size == 1:
             return
         from mpi4py import MPI
+        if not self._buckets_match():  # e.g. model.double() after wrapping
+            self._buckets = self._make_buckets(int(self.bucket_cap_mb * 2 ** 20))
         params = [p for bucket in self._buckets for p in bucket.params]
         has_grad = np.array([p.grad is not None for p in params], dtype=np.int32)
         _comm.Allreduce(MPI.IN_PLACE, has_grad, op=MPI.MAX)
