@@ -13,7 +13,7 @@ from . import _C  # noqa: E402
 # data-loader workers) starts with one thread.
 _os.register_at_fork(after_in_child=lambda: _C.set_num_threads(1))
 
-from . import autograd, data, image, linear_model, metrics, nn, optim, random, reference, train  # noqa: E402,I001
+from . import autograd, data, distributed, image, linear_model, metrics, nn, optim, random, reference, train  # noqa: E402,I001
 from .io import load, save  # noqa: E402
 from ._config import config, get_num_threads, set_num_threads, show_config  # noqa: E402
 from .autograd import enable_grad, is_grad_enabled, no_grad, set_grad_enabled  # noqa: E402
@@ -34,5 +34,5 @@ __all__ = [
     "manual_seed", "seed", "initial_seed", "Generator",
     "set_num_threads", "get_num_threads", "show_config", "config",
     "nn", "optim", "data", "train", "reference", "autograd", "random", "image", "linear_model",
-    "metrics", "save", "load",
+    "metrics", "distributed", "save", "load",
 ]

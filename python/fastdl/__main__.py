@@ -31,30 +31,50 @@ def digits_cnn():
 
 
 def demo(epochs: int = 20, batch_size: int = 32, lr: float = 3e-3, seed: int = 0,
-         bench: bool = True, progress: Optional[bool] = None) -> dict:
-    """Train the small CNN on the real digits and report held-out accuracy."""
+         bench: bool = True, progress: Optional[bool] = None, distributed: bool = False) -> dict:
+    """Train the small CNN on the real digits and report held-out accuracy.
+    distributed: data-parallel over the ranks of ``mpiexec -n N``; each rank takes
+    batch_size / N samples of every global batch, rank 0 prints."""
     import fastdl
     from . import nn, optim
     from .data import DataLoader, TensorDataset
     from .train import evaluate, fit
 
+    world, say = 1, print
+    if distributed:
+        from . import distributed as dist
+        dist.init()
+        world = dist.get_world_size()
+        if batch_size % world:
+            sys.exit(f"--batch-size {batch_size} is not divisible by the {world} ranks")
+        if dist.get_rank() != 0:
+            say = _quiet  # every line of the demo prints on rank 0 only
+
     fastdl.manual_seed(seed)
     x_train, x_test, y_train, y_test = _load_digits_split(seed)
-    print(f"digits: {len(x_train)} training and {len(x_test)} test images of 8x8 "
+    say(f"digits: {len(x_train)} training and {len(x_test)} test images of 8x8 "
           f"(scikit-learn, stratified 80/20, seed {seed})")
-    train_loader = DataLoader(TensorDataset(fastdl.tensor(x_train), fastdl.tensor(y_train)),
-                              batch_size=batch_size, shuffle=True,
-                              generator=fastdl.Generator().manual_seed(seed))
+    train_set = TensorDataset(fastdl.tensor(x_train), fastdl.tensor(y_train))
+    if distributed:
+        sampler = dist.DistributedSampler(train_set, shuffle=True, seed=seed)
+        train_loader = DataLoader(train_set, batch_size=batch_size // world, sampler=sampler)
+        say(f"data parallel on {world} ranks: {batch_size // world} of every {batch_size} "
+              f"samples per rank")
+    else:
+        train_loader = DataLoader(train_set, batch_size=batch_size, shuffle=True,
+                                  generator=fastdl.Generator().manual_seed(seed))
     test_loader = DataLoader(TensorDataset(fastdl.tensor(x_test), fastdl.tensor(y_test)),
                              batch_size=256)
     model = digits_cnn()
-    print(model)
+    if distributed:
+        model = dist.DistributedDataParallel(model)
+    say(model)
     optimizer = optim.Adam(model.parameters(), lr=lr)
     scheduler = optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs)
     loss_fn = nn.CrossEntropyLoss()
 
     def report(epoch, history):
-        print(f"epoch {epoch + 1:>2}/{epochs}  train loss {history['train_loss'][-1]:.4f}  "
+        say(f"epoch {epoch + 1:>2}/{epochs}  train loss {history['train_loss'][-1]:.4f}  "
               f"train acc {history['train_accuracy'][-1]:.4f}  "
               f"test acc {history['val_accuracy'][-1]:.4f}  ({history['epoch_time'][-1]:.2f} s)",
               flush=True)
@@ -62,16 +82,20 @@ def demo(epochs: int = 20, batch_size: int = 32, lr: float = 3e-3, seed: int = 0
     history = fit(model, train_loader, loss_fn, optimizer, epochs, val_loader=test_loader,
                   progress=progress, scheduler=scheduler, callback=report)
     test = evaluate(model, test_loader, loss_fn)
-    print(f"\nheld-out test accuracy: {100 * test['accuracy']:.2f}% "
+    say(f"\nheld-out test accuracy: {100 * test['accuracy']:.2f}% "
           f"({round(test['accuracy'] * len(y_test))}/{len(y_test)}), test loss {test['loss']:.4f}")
     result = {"test_accuracy": test["accuracy"], "history": history}
-    if bench:
+    if bench and say is print:
         from .bench.conv import conv2d_benchmark, format_conv2d_table
         rows = conv2d_benchmark(with_torch=False)
-        print()
-        print(format_conv2d_table(rows, fastdl.get_num_threads()))
+        say()
+        say(format_conv2d_table(rows, fastdl.get_num_threads()))
         result["conv_benchmark"] = rows
     return result
+
+
+def _quiet(*args, **kwargs) -> None:
+    """print on the ranks other than 0."""
 
 
 def filters(image_path: Optional[str] = None, output: str = "filters.png", seed: int = 0) -> str:
@@ -132,6 +156,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     p_demo.add_argument("--seed", type=int, default=0)
     p_demo.add_argument("--threads", type=int, default=None)
     p_demo.add_argument("--no-bench", action="store_true", help="skip the conv2d timing table")
+    p_demo.add_argument("--distributed", action="store_true",
+                        help="data-parallel over MPI ranks: mpiexec -n 2 python -m fastdl demo "
+                             "--distributed (global batch split across ranks; rank 0 prints)")
     sub.add_parser("info", help="print the build configuration")
     p_filters = sub.add_parser("filters", help="write a PNG panel of fastdl.image filters")
     p_filters.add_argument("image", nargs="?", default=None,
@@ -154,7 +181,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     if args.threads is not None:
         fastdl.set_num_threads(args.threads)
     result = demo(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
-                  bench=not args.no_bench)
+                  bench=not args.no_bench, distributed=args.distributed)
     return 0 if result["test_accuracy"] >= 0.97 else 1
 
 

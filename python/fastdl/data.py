@@ -63,10 +63,13 @@ def default_collate(samples: Sequence):
 
 class DataLoader:
     """Iterate over a dataset in batches; with shuffle, the order is drawn from
-    ``generator`` (or the default generator seeded by fastdl.manual_seed) each epoch."""
+    ``generator`` (or the default generator seeded by fastdl.manual_seed) each epoch.
+    sampler: an iterable of indices with a length (e.g. fastdl.distributed.DistributedSampler)
+    giving the order instead; mutually exclusive with shuffle, as in torch."""
 
     def __init__(self, dataset: Dataset, batch_size: Optional[int] = 1, shuffle: bool = False,
-                 drop_last: bool = False, generator: Optional[Generator] = None, collate_fn=None):
+                 drop_last: bool = False, generator: Optional[Generator] = None, collate_fn=None,
+                 sampler=None):
         if not hasattr(dataset, "__len__") or not hasattr(dataset, "__getitem__"):
             raise TypeError(f"dataset: expected a map-style dataset, got {type(dataset).__name__}")
         if batch_size is not None and (not isinstance(batch_size, numbers.Integral)
@@ -74,7 +77,13 @@ class DataLoader:
             raise ValueError(f"batch_size should be a positive integer value, but got batch_size={batch_size}")
         if generator is not None and not isinstance(generator, (Generator, np.random.Generator)):
             raise TypeError(f"generator: expected fastdl.Generator, got {type(generator).__name__}")
+        if sampler is not None and shuffle:
+            raise ValueError("sampler option is mutually exclusive with shuffle")
+        if sampler is not None and not (hasattr(sampler, "__iter__") and hasattr(sampler, "__len__")):
+            raise TypeError(f"sampler: expected an iterable of indices with a length, "
+                            f"got {type(sampler).__name__}")
         self.dataset = dataset
+        self.sampler = sampler
         self.batch_size = batch_size
         self.shuffle = bool(shuffle)
         self.drop_last = bool(drop_last)
@@ -82,12 +91,14 @@ class DataLoader:
         self.collate_fn = collate_fn
 
     def __len__(self) -> int:
-        n = len(self.dataset)
+        n = len(self.sampler) if self.sampler is not None else len(self.dataset)
         if self.batch_size is None:
             return n
         return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
 
     def _order(self) -> np.ndarray:
+        if self.sampler is not None:
+            return np.fromiter(iter(self.sampler), dtype=np.int64)
         n = len(self.dataset)
         if not self.shuffle:
             return np.arange(n)

@@ -8,6 +8,7 @@ from typing import Callable, Dict, List, Optional
 
 import numpy as np
 
+from . import distributed
 from .autograd import no_grad
 from .tensor import Tensor
 
@@ -21,8 +22,25 @@ def _correct(output: Tensor, target: Tensor) -> int:
     return int((output.data.argmax(axis=1) == target.data).sum())
 
 
+def _sharded(loader) -> bool:
+    """Whether each rank of an MPI job reads its own part of loader's data."""
+    return isinstance(getattr(loader, "sampler", None), distributed.DistributedSampler)
+
+
+def _distributed(model, loader) -> bool:
+    return distributed.get_world_size() > 1 and (
+        isinstance(model, distributed.DistributedDataParallel) or _sharded(loader))
+
+
+def _unwrap(model):
+    """The wrapped model of a DistributedDataParallel: checkpoints load at any world size."""
+    return model.module if isinstance(model, distributed.DistributedDataParallel) else model
+
+
 def evaluate(model, loader, loss_fn: Callable) -> Dict[str, float]:
-    """Mean loss (weighted by batch size) and accuracy of model over loader, in eval mode."""
+    """Mean loss (weighted by batch size) and accuracy of model over loader, in eval mode.
+    Over a loader with a DistributedSampler, every rank must call it: the sums are
+    all-reduced (the padding samples of a DistributedSampler count, as in torch)."""
     was_training = model.training
     model.eval()
     total_loss, correct, count = 0.0, 0, 0
@@ -34,6 +52,8 @@ def evaluate(model, loader, loss_fn: Callable) -> Dict[str, float]:
             correct += _correct(output, targets)
             count += n
     model.train(was_training)
+    if distributed.get_world_size() > 1 and _sharded(loader):
+        total_loss, correct, count = distributed._all_reduce_sums(total_loss, correct, count)
     return {"loss": total_loss / max(count, 1), "accuracy": correct / max(count, 1)}
 
 
@@ -47,7 +67,7 @@ def _save_checkpoint(path, epoch, model, optimizer, scheduler, train_loader, his
     from . import io, random
     io.save({
         "epoch": epoch,
-        "model": model.state_dict(),
+        "model": _unwrap(model).state_dict(),
         "optimizer": optimizer.state_dict(),
         "scheduler": scheduler.state_dict() if scheduler is not None else None,
         "loader_generator": _loader_generator(train_loader).get_state(),
@@ -61,7 +81,7 @@ def _resume(path, model, optimizer, scheduler, train_loader) -> tuple:
     state = io.load(path)
     if not isinstance(state, dict) or "epoch" not in state or "model" not in state:
         raise ValueError(f"checkpoint: {path} is not a checkpoint written by fit()")
-    model.load_state_dict(state["model"])
+    _unwrap(model).load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
     if scheduler is not None and state.get("scheduler") is not None:
         scheduler.load_state_dict(state["scheduler"])
@@ -84,6 +104,12 @@ def fit(model, train_loader, loss_fn: Callable, optimizer, epochs: int, val_load
     loader's and the default random generator's states and the history are saved there
     (atomically, without pickle). resume: if that file exists, continue from it — the
     result is bitwise the same as a run that was never interrupted.
+
+    Under MPI (fastdl.distributed), with a DistributedDataParallel model or a loader with a
+    DistributedSampler: gradients are averaged before each optimizer step, the sampler's
+    epoch is set before each epoch, the history's metrics are all-reduced over the ranks,
+    only rank 0 shows progress and writes the checkpoint (of the unwrapped model, loadable
+    at any world size; the others wait), and callback runs on every rank.
     """
     if not isinstance(epochs, int) or isinstance(epochs, bool) or epochs < 0:
         raise ValueError(f"epochs: expected a non-negative int, got {epochs!r}")
@@ -91,6 +117,9 @@ def fit(model, train_loader, loss_fn: Callable, optimizer, epochs: int, val_load
         raise ValueError("resume=True needs checkpoint= (the path to resume from)")
     if progress is None:
         progress = sys.stderr.isatty()
+    is_distributed = _distributed(model, train_loader)
+    if distributed.get_rank() != 0:
+        progress = False
     history: Dict[str, List[float]] = {"train_loss": [], "train_accuracy": [], "val_loss": [],
                                        "val_accuracy": [], "epoch_time": []}
     first_epoch = 0
@@ -106,6 +135,8 @@ def fit(model, train_loader, loss_fn: Callable, optimizer, epochs: int, val_load
             model.train()
             start = time.perf_counter()
             total_loss, correct, count = 0.0, 0, 0
+            if hasattr(getattr(train_loader, "sampler", None), "set_epoch"):
+                train_loader.sampler.set_epoch(epoch)
             for inputs, targets in train_loader:
                 optimizer.zero_grad()
                 output = model(inputs)
@@ -113,6 +144,8 @@ def fit(model, train_loader, loss_fn: Callable, optimizer, epochs: int, val_load
                 if not np.isfinite(loss.item()):
                     raise FloatingPointError(f"loss became {loss.item()} at epoch {epoch + 1}")
                 loss.backward()
+                if isinstance(model, distributed.DistributedDataParallel):
+                    model.sync_gradients()
                 optimizer.step()
                 n = len(targets)
                 total_loss += loss.item() * n
@@ -124,6 +157,8 @@ def fit(model, train_loader, loss_fn: Callable, optimizer, epochs: int, val_load
                     bar.update(1)
             if scheduler is not None:
                 scheduler.step()
+            if is_distributed:
+                total_loss, correct, count = distributed._all_reduce_sums(total_loss, correct, count)
             history["train_loss"].append(total_loss / max(count, 1))
             history["train_accuracy"].append(correct / max(count, 1))
             history["epoch_time"].append(time.perf_counter() - start)
@@ -134,9 +169,11 @@ def fit(model, train_loader, loss_fn: Callable, optimizer, epochs: int, val_load
                 if bar is not None:
                     bar.set_postfix(loss=f"{history['train_loss'][-1]:.4f}",
                                     val_acc=f"{metrics['accuracy']:.3f}")
-            if checkpoint is not None:
+            if checkpoint is not None and (not is_distributed or distributed.get_rank() == 0):
                 _save_checkpoint(checkpoint, epoch + 1, model, optimizer, scheduler,
                                  train_loader, history)
+            if checkpoint is not None and is_distributed:
+                distributed.barrier()  # the file is complete before any rank reads it
             if callback is not None:
                 callback(epoch, history)
     finally:
