@@ -237,32 +237,6 @@ def relu(input: Tensor, inplace: bool = False) -> Tensor:
 
 
 # ---------------------------------------------------------------------- softmax and losses
-def log_softmax(input: Tensor, dim: Optional[int] = None, dtype=None) -> Tensor:
-    _check_tensor(input, "input")
-    dim = -1 if dim is None else dim
-    x = input.data if dtype is None else input.data.astype(dtype)
-    shifted = x - x.max(axis=dim, keepdims=True)
-    out = shifted - np.log(np.exp(shifted).sum(axis=dim, keepdims=True))
-
-    def backward(grad):
-        return (grad - np.exp(out) * grad.sum(axis=dim, keepdims=True),)
-
-    return _result(out, (input,), backward, "LogSoftmax")
-
-
-def softmax(input: Tensor, dim: Optional[int] = None, dtype=None) -> Tensor:
-    _check_tensor(input, "input")
-    dim = -1 if dim is None else dim
-    x = input.data if dtype is None else input.data.astype(dtype)
-    e = np.exp(x - x.max(axis=dim, keepdims=True))
-    out = e / e.sum(axis=dim, keepdims=True)
-
-    def backward(grad):
-        return (out * (grad - (grad * out).sum(axis=dim, keepdims=True)),)
-
-    return _result(out, (input,), backward, "Softmax")
-
-
 def cross_entropy(input: Tensor, target: Tensor, weight: Optional[Tensor] = None,
                   size_average=None, ignore_index: int = -100, reduce=None,
                   reduction: str = "mean", label_smoothing: float = 0.0) -> Tensor:
@@ -356,28 +330,6 @@ def _cross_entropy_indices(logits: Tensor, labels: np.ndarray, weight: Optional[
         return (_C.cross_entropy_backward(x, labels, w, lse, grad_nll, grad_smooth, int(ignore_index)),)
 
     return _result(value, (logits,), backward, "CrossEntropy")
-
-
-def _cross_entropy_probabilities(input: Tensor, target: Tensor, weight: Optional[Tensor],
-                                 reduction: str, eps: float) -> Tensor:
-    # Soft labels in NumPy for now; the class axis is 1 (or 0 when unbatched).
-    axis = 0 if input.ndim == 1 else 1
-    classes = input.shape[axis]
-    p = target.data.astype(input.dtype)
-    if eps > 0:
-        p = p * (1 - eps) + eps / classes
-    logp = log_softmax(input, dim=axis)
-    if weight is not None:
-        shape = [1] * input.ndim
-        shape[axis] = classes
-        p = p * weight.data.reshape(shape)
-    per_sample = -(logp * Tensor(p)).sum(dim=axis)
-    if reduction == "none":
-        return per_sample
-    if reduction == "sum":
-        return per_sample.sum()
-    count = input.data.size // classes
-    return per_sample.sum() / max(count, 1)
 
 
 def flatten(input: Tensor, start_dim: int = 0, end_dim: int = -1) -> Tensor:
