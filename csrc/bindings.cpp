@@ -22,8 +22,7 @@ using fastdl::cpu::index_t;
 namespace {
 
 // Inputs: C-contiguous arrays of T (pybind11 copies a strided view, never casts dtype).
-template <typename T>
-using In = py::array_t<T, py::array::c_style>;
+using fastdl::bindings::In;
 using Pair = std::array<index_t, 2>;
 
 using fastdl::bindings::pointers;
@@ -258,9 +257,7 @@ py::tuple linear_backward(const In<T>& input, const In<T>& weight, const In<T>& 
 }
 
 // -------------------------------------------------------------------- relu
-std::vector<py::ssize_t> shape_vector(const py::array& a) {
-  return std::vector<py::ssize_t>(a.shape(), a.shape() + a.ndim());
-}
+using fastdl::bindings::shape_vector;
 
 template <typename T>
 py::array_t<T> relu_forward(const In<T>& input) {

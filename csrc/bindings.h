@@ -6,6 +6,7 @@
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
+#include <algorithm>
 #include <string>
 #include <vector>
 
@@ -16,6 +17,18 @@ namespace fastdl::bindings {
 namespace py = pybind11;
 using fastdl::cpu::check;
 using fastdl::cpu::index_t;
+
+// Inputs: C-contiguous arrays of T (pybind11 copies a strided view, never casts dtype).
+template <typename T>
+using In = py::array_t<T, py::array::c_style>;
+
+inline std::vector<py::ssize_t> shape_vector(const py::array& a) {
+  return std::vector<py::ssize_t>(a.shape(), a.shape() + a.ndim());
+}
+
+inline bool same_shape(const py::array& a, const py::array& b) {
+  return a.ndim() == b.ndim() && std::equal(a.shape(), a.shape() + a.ndim(), b.shape());
+}
 
 // "(2, 3, 4)" for error messages.
 inline std::string shape_of(const py::array& a) {

@@ -18,8 +18,6 @@ namespace {
 using fastdl::cpu::check;
 using fastdl::cpu::index_t;
 
-template <typename T>
-using In = py::array_t<T, py::array::c_style>;
 using Weights = py::array_t<double, py::array::c_style | py::array::forcecast>;
 
 template <typename T>

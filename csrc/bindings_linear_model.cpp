@@ -19,8 +19,6 @@ namespace {
 using fastdl::cpu::check;
 using fastdl::cpu::index_t;
 
-template <typename T>
-using In = py::array_t<T, py::array::c_style>;
 
 // --------------------------------------------------------------------------- solvers
 // x_t (F, N) is X transposed (X in Fortran order); y (N,); w_init (F,). Returns a new w.

@@ -19,17 +19,8 @@ namespace {
 using fastdl::cpu::check;
 using fastdl::cpu::index_t;
 
-// Inputs: C-contiguous arrays of T (pybind11 copies a strided view, never casts dtype).
-template <typename T>
-using In = py::array_t<T, py::array::c_style>;
 
-std::vector<py::ssize_t> shape_vector(const py::array& a) {
-  return std::vector<py::ssize_t>(a.shape(), a.shape() + a.ndim());
-}
 
-bool same_shape(const py::array& a, const py::array& b) {
-  return a.ndim() == b.ndim() && std::equal(a.shape(), a.shape() + a.ndim(), b.shape());
-}
 
 template <typename T>
 py::array_t<T> zeros(py::ssize_t n) {

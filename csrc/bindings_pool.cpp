@@ -17,8 +17,6 @@ using fastdl::cpu::check;
 using fastdl::cpu::index_t;
 using Pair = std::array<index_t, 2>;
 
-template <typename T>
-using In = py::array_t<T, py::array::c_style>;
 
 constexpr index_t kMaxIndex = (index_t(1) << 31) - 1;
 

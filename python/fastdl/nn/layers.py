@@ -40,6 +40,19 @@ def _reset_like_pytorch(weight: Parameter, bias: Optional[Parameter]) -> None:
         init.uniform_(bias, -bound, bound)
 
 
+def _init_conv_channels(module, in_channels, out_channels, groups, padding_mode) -> None:
+    """The channel checks Conv1d and Conv2d share, as torch.nn's _ConvNd."""
+    module.in_channels = _positive_int(in_channels, "in_channels")
+    module.out_channels = _positive_int(out_channels, "out_channels")
+    module.groups = _positive_int(groups, "groups")
+    if in_channels % groups:
+        raise ValueError(f"in_channels ({in_channels}) must be divisible by groups ({groups})")
+    if out_channels % groups:
+        raise ValueError(f"out_channels ({out_channels}) must be divisible by groups ({groups})")
+    if padding_mode != "zeros":
+        raise ValueError(f"padding_mode: only 'zeros' is supported, got {padding_mode!r}")
+
+
 class Identity(Module):
     def __init__(self, *args, **kwargs):
         super().__init__()
@@ -77,15 +90,7 @@ class Conv2d(Module):
                  dilation=1, groups: int = 1, bias: bool = True, padding_mode: str = "zeros",
                  dtype=None):
         super().__init__()
-        self.in_channels = _positive_int(in_channels, "in_channels")
-        self.out_channels = _positive_int(out_channels, "out_channels")
-        self.groups = _positive_int(groups, "groups")
-        if in_channels % groups:
-            raise ValueError(f"in_channels ({in_channels}) must be divisible by groups ({groups})")
-        if out_channels % groups:
-            raise ValueError(f"out_channels ({out_channels}) must be divisible by groups ({groups})")
-        if padding_mode != "zeros":
-            raise ValueError(f"padding_mode: only 'zeros' is supported, got {padding_mode!r}")
+        _init_conv_channels(self, in_channels, out_channels, groups, padding_mode)
         self.kernel_size = F._pair(kernel_size, "kernel_size", minimum=1)
         self.stride = F._pair(stride, "stride", minimum=1)
         self.dilation = F._pair(dilation, "dilation", minimum=1)
@@ -263,15 +268,7 @@ class Conv1d(Module):
                  dilation=1, groups: int = 1, bias: bool = True, padding_mode: str = "zeros",
                  dtype=None):
         super().__init__()
-        self.in_channels = _positive_int(in_channels, "in_channels")
-        self.out_channels = _positive_int(out_channels, "out_channels")
-        self.groups = _positive_int(groups, "groups")
-        if in_channels % groups:
-            raise ValueError(f"in_channels ({in_channels}) must be divisible by groups ({groups})")
-        if out_channels % groups:
-            raise ValueError(f"out_channels ({out_channels}) must be divisible by groups ({groups})")
-        if padding_mode != "zeros":
-            raise ValueError(f"padding_mode: only 'zeros' is supported, got {padding_mode!r}")
+        _init_conv_channels(self, in_channels, out_channels, groups, padding_mode)
         # Tuples of one, as torch.nn.Conv1d stores them.
         self.kernel_size = (F._single(kernel_size, "kernel_size", minimum=1),)
         self.stride = (F._single(stride, "stride", minimum=1),)
