@@ -19,7 +19,7 @@ import numpy as np
 import fastdl
 import fastdl.nn.functional as F
 from fastdl import _C
-from fastdl.benchmark import median_ms
+from fastdl.bench import median_ms
 
 try:
     import torch
