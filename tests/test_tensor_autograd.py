@@ -611,3 +611,21 @@ def test_zero_dim_float64_beside_float32_keeps_float32_as_torch():
     ta, tb = torch.tensor([1.0, 2.0]), torch.tensor(3.0, dtype=torch.float64)
     for got, want in (((a * b), (ta * tb)), ((b + a), (tb + ta)), ((a / b), (ta / tb))):
         assert str(got.dtype) == str(want.dtype).replace("torch.", "")
+
+
+def test_adopted_leaf_gradients_never_alias():
+    """Leaves adopt fresh gradient arrays instead of copying them; no two leaves (and never
+    the caller's seed) may end up sharing memory."""
+    a = fastdl.tensor([1.0, 2.0], requires_grad=True)
+    b = fastdl.tensor([3.0, 4.0], requires_grad=True)
+    (a + b).sum().backward()
+    assert not np.shares_memory(a.grad.data, b.grad.data)
+    seed = np.ones(2, np.float32)
+    x = fastdl.tensor([1.0, 2.0], requires_grad=True)
+    w = fastdl.tensor([0.0, 0.0], requires_grad=True)
+    (x.clone() + w).backward(seed)
+    for grad in (x.grad.data, w.grad.data):
+        assert not np.shares_memory(grad, seed)
+    assert not np.shares_memory(x.grad.data, w.grad.data)
+    x.grad.data[:] = 5
+    assert seed[0] == 1 and w.grad.data[0] == 1

@@ -123,12 +123,14 @@ def run_backward(root, gradient: np.ndarray, retain_graph: bool = False) -> None
     from .tensor import Tensor  # the concrete class, to wrap leaf gradients
 
     grads = {id(root): gradient}
+    # Arrays a leaf's .grad now owns (never handed out twice); the seed is the caller's.
+    owned = {id(gradient)}
     for tensor in _topological_order(root):
         grad = grads.pop(id(tensor), None)
         if grad is None:
             continue
         if tensor._retains_grad:
-            _accumulate(tensor, grad, Tensor)
+            _accumulate(tensor, grad, Tensor)  # retain_grad: always a copy
         node = tensor._node
         if node.backward_fn is None:
             raise RuntimeError(
@@ -145,17 +147,26 @@ def run_backward(root, gradient: np.ndarray, retain_graph: bool = False) -> None
                 raise RuntimeError(f"{node.name} backward produced a gradient of shape "
                                    f"{parent_grad.shape} for an input of shape {parent.shape}")
             if parent._node is None:
-                _accumulate(parent, parent_grad, Tensor)
+                _accumulate(parent, parent_grad, Tensor, owned)
             elif id(parent) in grads:
                 grads[id(parent)] = grads[id(parent)] + parent_grad
             else:
                 grads[id(parent)] = parent_grad
 
 
-def _accumulate(tensor, grad: np.ndarray, tensor_class) -> None:
-    grad = np.asarray(grad, dtype=tensor.data.dtype)
+def _accumulate(tensor, grad: np.ndarray, tensor_class, owned=None) -> None:
+    """Add grad into tensor.grad. A leaf's first gradient adopts the array when the backward
+    pass produced it fresh (owns its C-contiguous memory, right dtype, not adopted by another
+    leaf): no full-size copy per leaf. Anything else is copied."""
+    grad = np.asarray(grad)
     if tensor.grad is None:
-        # Own a fresh C-contiguous copy: the optimizers update .grad-backed state in place.
-        tensor.grad = tensor_class(np.array(grad, dtype=tensor.data.dtype, order="C", copy=True))
+        adopt = (owned is not None and id(grad) not in owned and grad.flags.owndata
+                 and grad.flags.c_contiguous and grad.flags.writeable
+                 and grad.dtype == tensor.data.dtype and grad.shape == tensor.data.shape)
+        if adopt:
+            owned.add(id(grad))
+            tensor.grad = tensor_class(grad)
+        else:
+            tensor.grad = tensor_class(np.array(grad, dtype=tensor.data.dtype, order="C", copy=True))
     else:
-        tensor.grad.data += grad
+        tensor.grad.data += grad.astype(tensor.data.dtype, copy=False)
