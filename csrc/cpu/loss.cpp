@@ -56,13 +56,15 @@ __attribute__((always_inline)) inline float fast_exp(float x) {
 // logf). Denormals are scaled first; log 0 = -inf, log of a negative or NaN is NaN.
 __attribute__((always_inline)) inline float fast_log(float x) {
   const bool tiny = x < FLT_MIN;
-  const float scaled = tiny ? x * 8388608.0f : x;  // 2^23 lifts a denormal to a normal
+  // Every arithmetic op runs unconditionally, only constants are selected: with trapping
+  // math on, GCC will not if-convert a conditional FP op, and the loop would not vectorize.
+  const float scaled = x * (tiny ? 8388608.0f : 1.0f);  // 2^23 lifts a denormal to a normal
   const std::int32_t bits = float_to_bits(scaled);
   float e = static_cast<float>((bits >> 23) - 126) - (tiny ? 23.0f : 0.0f);
   float m = bits_to_float((bits & 0x007fffff) | 0x3f000000);  // [0.5, 1)
   const bool low = m < 0.707106781186547524f;
-  e = low ? e - 1.0f : e;
-  m = low ? m + m - 1.0f : m - 1.0f;
+  e = e - (low ? 1.0f : 0.0f);
+  m = m * (low ? 2.0f : 1.0f) - 1.0f;
   const float z = m * m;
   float y = 7.0376836292e-2f;
   y = y * m - 1.1514610310e-1f;
@@ -79,7 +81,8 @@ __attribute__((always_inline)) inline float fast_log(float x) {
   float result = m + y + e * 0.693359375f;
   result = x == std::numeric_limits<float>::infinity() ? x : result;
   result = x == 0.0f ? -std::numeric_limits<float>::infinity() : result;
-  return (x < 0.0f || x != x) ? std::numeric_limits<float>::quiet_NaN() : result;
+  const bool invalid = (x < 0.0f) | (x != x);  // no short-circuit: no branch
+  return invalid ? std::numeric_limits<float>::quiet_NaN() : result;
 }
 
 inline float exp_t(float x) { return fast_exp(x); }
