@@ -35,6 +35,16 @@ def _check_same_dtype(reference: Tensor, other: Optional[Tensor], name: str) -> 
         raise TypeError(f"{name}: dtype {other.dtype} does not match input dtype {reference.dtype}")
 
 
+def _check_operands(input, weight, bias) -> None:
+    """input, weight and the optional bias: float tensors of one dtype (linear, conv)."""
+    _check_tensor(input, "input")
+    _check_tensor(weight, "weight")
+    if bias is not None:
+        _check_tensor(bias, "bias")
+    _check_same_dtype(input, weight, "weight")
+    _check_same_dtype(input, bias, "bias")
+
+
 def _pair(value, name: str, *, minimum: int) -> Tuple[int, int]:
     if isinstance(value, numbers.Integral) and not isinstance(value, bool):
         pair = (int(value), int(value))
@@ -82,12 +92,7 @@ def _batched(input: Tensor, dims: int, name: str) -> Tuple[Tensor, bool]:
 # ---------------------------------------------------------------------- linear
 def linear(input: Tensor, weight: Tensor, bias: Optional[Tensor] = None) -> Tensor:
     """y = input @ weight.T + bias, over any leading dimensions of input."""
-    _check_tensor(input, "input")
-    _check_tensor(weight, "weight")
-    if bias is not None:
-        _check_tensor(bias, "bias")
-    _check_same_dtype(input, weight, "weight")
-    _check_same_dtype(input, bias, "bias")
+    _check_operands(input, weight, bias)
     if weight.ndim != 2:
         raise ValueError(f"weight: expected 2-D (out_features, in_features), got shape {weight.shape}")
     if input.ndim < 1 or input.shape[-1] != weight.shape[1]:
@@ -112,12 +117,7 @@ def linear(input: Tensor, weight: Tensor, bias: Optional[Tensor] = None) -> Tens
 def conv2d(input: Tensor, weight: Tensor, bias: Optional[Tensor] = None, stride=1, padding=0,
            dilation=1, groups: int = 1) -> Tensor:
     """2-D cross-correlation over (N, C, H, W) input, as torch.nn.functional.conv2d."""
-    _check_tensor(input, "input")
-    _check_tensor(weight, "weight")
-    if bias is not None:
-        _check_tensor(bias, "bias")
-    _check_same_dtype(input, weight, "weight")
-    _check_same_dtype(input, bias, "bias")
+    _check_operands(input, weight, bias)
     if weight.ndim != 4:
         raise ValueError(f"weight: expected 4-D (out_channels, in_channels/groups, kH, kW), "
                          f"got shape {weight.shape}")
@@ -458,12 +458,7 @@ def conv1d(input: Tensor, weight: Tensor, bias: Optional[Tensor] = None, stride=
            dilation=1, groups: int = 1) -> Tensor:
     """1-D cross-correlation over (N, C, L) or unbatched (C, L) input, as
     torch.nn.functional.conv1d: conv2d on (N, C, 1, L) with a (1, K) kernel."""
-    _check_tensor(input, "input")
-    _check_tensor(weight, "weight")
-    if bias is not None:
-        _check_tensor(bias, "bias")
-    _check_same_dtype(input, weight, "weight")
-    _check_same_dtype(input, bias, "bias")
+    _check_operands(input, weight, bias)
     if weight.ndim != 3:
         raise ValueError(f"weight: expected 3-D (out_channels, in_channels/groups, kernel_size), "
                          f"got shape {weight.shape}")
