@@ -466,6 +466,9 @@ PYBIND11_MODULE(_C, m) {
   m.def("adam_step_float32", &adam_step<float>);
   m.def("adam_step_float64", &adam_step<double>);
   m.def("set_num_threads", &fastdl::cpu::set_num_threads, py::arg("n"));
+  m.def("_set_winograd", &fastdl::cpu::set_winograd_enabled, py::arg("enabled"),
+        "Use Winograd F(2x2,3x3) for 3x3 stride-1 convolutions where it applies (default on).");
+  m.def("_winograd_enabled", &fastdl::cpu::winograd_is_enabled);
   m.def("get_num_threads", &fastdl::cpu::get_num_threads);
   m.def("blas_num_threads", &fastdl::cpu::blas_num_threads);
   m.def("build_info", &build_info);

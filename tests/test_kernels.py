@@ -20,7 +20,7 @@ import pytest
 
 import fastdl
 import fastdl.nn.functional as F
-from fastdl import reference
+from fastdl import _C, reference
 
 FLOAT_DTYPES = [np.float32, np.float64]
 
@@ -367,6 +367,99 @@ def test_conv2d_strided_inputs_equal_contiguous(layout, constructor):
     expected = _run_with_layout(function, [x, w, b], upstream, None, None)
     _assert_bitwise_equal(_run_with_layout(function, [x, w, b], upstream, layout, constructor), expected,
                           f"conv2d with {layout} inputs")
+
+
+# ---------------------------------------------------------------------- Winograd path
+# 3x3, stride 1, dilation 1, one group, >= 8 channels in and out, padding <= 2: conv2d runs
+# Winograd F(2x2, 3x3). Odd sizes leave partial 2x2 output tiles at the bottom and right.
+WINOGRAD_CASES = [
+    pytest.param((3, 8, 7, 9), 10, dict(padding=1), id="odd-pad1"),
+    pytest.param((2, 16, 6, 5), 8, dict(padding=0), id="valid"),
+    pytest.param((5, 9, 14, 14), 12, dict(padding=2), id="pad2"),
+    pytest.param((2, 8, 2, 3), 8, dict(padding=1), id="tiny"),
+    pytest.param((12, 5, 5), 9, dict(padding="same"), id="unbatched-same"),
+    pytest.param((9, 8, 6, 6), 8, dict(padding=(0, 2)), id="rect-pad"),
+]
+
+
+def _assert_close_to_scale(actual, expected, dtype, what: str) -> None:
+    """Like _assert_close, but entries that cancel to near zero are held to the rounding of
+    the largest entry: Winograd's transforms and long weight-gradient sums round at that
+    scale, not at the scale of the cancelled result."""
+    rtol, atol = TOLERANCES[np.dtype(dtype)]
+    expected = np.asarray(expected)
+    scale = float(np.max(np.abs(expected))) if expected.size else 0.0
+    np.testing.assert_allclose(actual, expected, rtol=rtol, atol=max(atol, rtol * scale / 10),
+                               err_msg=what)
+
+
+def _check_winograd_against_torch(torch, kwargs, arrays, rng):
+    out, grads, upstream = _run_fastdl(lambda x, w, b: F.conv2d(x, w, b, **kwargs), arrays, rng=rng)
+    expected, expected_grads = _run_torch(
+        torch, lambda x, w, b: torch.nn.functional.conv2d(x, w, b, **kwargs), arrays, upstream)
+    dtype = arrays[0].dtype
+    _assert_close_to_scale(out, expected, dtype, "output")
+    for name, g, e in zip(["input", "weight", "bias"], grads, expected_grads):
+        _assert_close_to_scale(g, e, dtype, f"grad of {name}")
+
+
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES, ids=["float32", "float64"])
+@pytest.mark.parametrize("input_shape, out_channels, kwargs", WINOGRAD_CASES)
+def test_conv2d_winograd_matches_torch(torch, input_shape, out_channels, kwargs, dtype):
+    assert _C._winograd_enabled()
+    rng = np.random.default_rng(40)
+    arrays = _conv_arrays(rng, input_shape, out_channels, (3, 3), kwargs, dtype)
+    _check_winograd_against_torch(torch, kwargs, arrays, rng)
+
+
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES, ids=["float32", "float64"])
+@pytest.mark.parametrize("input_shape, out_channels, kwargs", WINOGRAD_CASES)
+def test_conv2d_winograd_equals_im2col(input_shape, out_channels, kwargs, dtype):
+    rng = np.random.default_rng(41)
+    arrays = _conv_arrays(rng, input_shape, out_channels, (3, 3), kwargs, dtype)
+    function = lambda x, w, b: F.conv2d(x, w, b, **kwargs)  # noqa: E731
+    out, grads, upstream = _run_fastdl(function, arrays, rng=rng)
+    _C._set_winograd(False)
+    try:
+        out0, grads0, _ = _run_fastdl(function, arrays, upstream)
+    finally:
+        _C._set_winograd(True)
+    _assert_close_to_scale(out, out0, dtype, "output")
+    for name, g, g0 in zip(["input", "weight", "bias"], grads, grads0):
+        _assert_close_to_scale(g, g0, dtype, f"grad of {name}")
+
+
+def test_conv2d_winograd_finite_differences():
+    rng = np.random.default_rng(42)
+    arrays = _conv_arrays(rng, (1, 8, 4, 5), 8, (3, 3), dict(padding=1), np.float64)
+    _check_finite_differences(lambda x, w, b: F.conv2d(x, w, b, padding=1), arrays, rng,
+                              ["input", "weight", "bias"])
+
+
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES, ids=["float32", "float64"])
+def test_conv2d_winograd_one_thread_equals_two_threads(restore_threads, dtype):
+    rng = np.random.default_rng(43)
+    arrays = _conv_arrays(rng, (19, 12, 9, 11), 16, (3, 3), dict(padding=1), dtype)
+    function = lambda x, w, b: F.conv2d(x, w, b, padding=1)  # noqa: E731
+    upstream = _run_fastdl(function, arrays, rng=rng)[2]
+
+    def run():
+        out, grads, _ = _run_fastdl(function, arrays, upstream)
+        return [out] + grads
+
+    _assert_bitwise_equal(_on_threads(1, run), _on_threads(2, run), "Winograd conv2d")
+
+
+@pytest.mark.parametrize("requires", REQUIRES_GRAD_SUBSETS)
+def test_conv2d_winograd_partial_requires_grad(requires):
+    rng = np.random.default_rng(44)
+    arrays = _conv_arrays(rng, (3, 8, 5, 6), 8, (3, 3), dict(padding=1), np.float64)
+    upstream = _upstream(rng, (3, 8, 5, 6), np.float64)
+    _check_partial_requires_grad(lambda x, w, b: F.conv2d(x, w, b, padding=1), arrays, requires, upstream)
+
+
+def test_conv2d_winograd_switch_is_restored():
+    assert _C._winograd_enabled()
 
 
 # ====================================================================== max_pool2d

@@ -121,6 +121,10 @@ void conv2d_forward(const T* input, const T* weight, const T* bias, T* output,
   const index_t O = s.out_channels, G = s.groups, OHW = s.out_h * s.out_w;
   const index_t R = s.in_channels * s.kernel_h * s.kernel_w, Rg = R / G, Og = O / G;
   if (s.batch == 0 || O == 0 || OHW == 0) return;
+  if (winograd_applies(s)) {
+    winograd_forward(input, weight, bias, output, s);
+    return;
+  }
   if (sample_parallel(s)) {
 #pragma omp parallel for schedule(static) num_threads(threads_for(s.batch * R * OHW))
     for (index_t n = 0; n < s.batch; ++n) {
@@ -179,6 +183,10 @@ void conv2d_backward(const T* input, const T* weight, const T* grad_output, T* g
     }
   }
   if (!grad_input && !grad_weight) return;
+  if (winograd_applies(s)) {
+    winograd_backward(input, weight, grad_output, grad_input, grad_weight, s);
+    return;
+  }
   if (sample_parallel(s)) {
     // Groups of consecutive samples, fixed by the batch size; one thread per group at a time.
     const index_t groups = std::min(kWeightGradGroups, s.batch);

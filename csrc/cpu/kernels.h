@@ -34,6 +34,22 @@ template <typename T>
 void conv2d_backward(const T* input, const T* weight, const T* grad_output, T* grad_input,
                      T* grad_weight, T* grad_bias, const Conv2dShape& s);
 
+// ---------------------------------------------------------------- winograd.cpp
+// F(2x2, 3x3) Winograd convolution, used by conv2d_forward/backward when it applies
+// (3x3, stride 1, dilation 1, one group, >= 8 channels in and out, padding <= 2).
+bool winograd_applies(const Conv2dShape& s);
+void set_winograd_enabled(bool enabled);  // off: always im2col (for tests and benchmarks)
+bool winograd_is_enabled();
+
+template <typename T>
+void winograd_forward(const T* input, const T* weight, const T* bias, T* output,
+                      const Conv2dShape& s);
+
+// grad_input written (when not null), grad_weight accumulated (when not null).
+template <typename T>
+void winograd_backward(const T* input, const T* weight, const T* grad_output, T* grad_input,
+                       T* grad_weight, const Conv2dShape& s);
+
 // ---------------------------------------------------------------- pool.cpp
 // Max pooling, as torch.nn.functional.max_pool2d: padding is -inf, NaN propagates;
 // indices are flat positions y*W + x inside each input plane (return_indices), -1 for a

@@ -125,7 +125,7 @@ struct Scratch {
   std::unique_ptr<void, FreeDeleter> memory;
   std::size_t bytes = 0;
 };
-constexpr int kScratchSlots = 8;
+constexpr int kScratchSlots = 16;
 thread_local Scratch scratch_slots[kScratchSlots];
 }  // namespace
 

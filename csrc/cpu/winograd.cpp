@@ -1,0 +1,406 @@
+// Winograd F(2x2, 3x3) convolution: 3x3 kernels, stride 1, dilation 1, one group.
+//
+// Lavin & Gray, "Fast Algorithms for Convolutional Neural Networks" (2016). Each 2x2 block
+// of outputs comes from a 4x4 input tile d and a 3x3 filter g as
+//   y = A^T [ (G g G^T) ⊙ (B^T d B) ] A
+// and the sum over input channels becomes, for each of the 16 transformed positions ξ,
+// one matrix product  M_ξ (O x tiles) = U_ξ (O x C) · V_ξ (C x tiles)  — 16 multiplies
+// per tile and channel pair instead of the 36 of direct convolution (2.25x fewer flops).
+//
+// The backward passes are the same bilinear form read the other way (transposition):
+//   grad of input   dd = B [ Σ_o U ⊙ (A dy A^T) ] B^T        Z_ξ  = U_ξ^T · DY_ξ
+//   grad of weight  dg = G^T [ Σ_t (A dy A^T) ⊙ V ] G       dU_ξ = DY_ξ · V_ξ^T
+// so forward, grad_input and grad_weight all run as 16 BLAS products over transformed data.
+//
+// Threads: forward and grad_input split the batch into chunks of samples fixed by the shapes
+// (each thread its own chunk, own scratch, single-threaded BLAS); grad_weight sums per-group
+// partials over fixed groups of consecutive samples, then the groups in order. Results are
+// bitwise the same on any thread count.
+#include <algorithm>
+#include <atomic>
+#include <climits>
+
+#include "cpu/kernels.h"
+
+namespace fastdl::cpu {
+namespace {
+
+std::atomic<bool> winograd_enabled{true};
+
+// Scratch slots (common.h): 0-5 im2col path, 7 runtime gemm.
+constexpr int kSlotU = 8, kSlotV = 9, kSlotM = 10, kSlotZ = 11, kSlotPlane = 12, kSlotPartial = 13;
+// Transformed elements per chunk of samples (2 MiB of float32): keeps a chunk near the cache.
+constexpr index_t kChunkBudget = index_t(1) << 19;
+constexpr index_t kWeightGradGroups = 8;
+// The 16 ξ-planes of V, M, DY and Z lie this many elements further apart than their size:
+// plane strides that are multiples of 4 KiB would put the 16 streams of a tile transform
+// in the same L1 set (measured: 2.5x slower forward on 32x64x32x32).
+constexpr index_t kSkew = 16;
+inline index_t plane_stride(index_t rows, index_t cols) { return rows * cols + kSkew; }
+
+struct Tiling {
+  index_t th, tw, tiles;  // tiles per sample (th x tw, 2x2 outputs each)
+  index_t ph, pw;         // zero-padded input plane covering every tile: (2 th + 2) x (2 tw + 2)
+  index_t chunk;          // samples per chunk
+};
+
+Tiling make_tiling(const Conv2dShape& s, index_t channels_per_tile) {
+  Tiling t{};
+  t.th = (s.out_h + 1) / 2;
+  t.tw = (s.out_w + 1) / 2;
+  t.tiles = t.th * t.tw;
+  t.ph = 2 * t.th + 2;
+  t.pw = 2 * t.tw + 2;
+  t.chunk = std::clamp<index_t>(kChunkBudget / std::max<index_t>(16 * channels_per_tile * t.tiles, 1),
+                                1, s.batch);
+  return t;
+}
+
+// ---------------------------------------------------------------- the 4x4 transforms
+// Each applies a 1-D transform to the columns, then to the rows, of a 4x4 array.
+
+// V = B^T d B,  B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1]
+template <typename T>
+inline void input_transform(const T* d, T* v) {
+  T r[16];
+  for (int j = 0; j < 4; ++j) {
+    r[j] = d[j] - d[8 + j];
+    r[4 + j] = d[4 + j] + d[8 + j];
+    r[8 + j] = d[8 + j] - d[4 + j];
+    r[12 + j] = d[4 + j] - d[12 + j];
+  }
+  for (int i = 0; i < 4; ++i) {
+    const T* a = r + 4 * i;
+    T* o = v + 4 * i;
+    o[0] = a[0] - a[2];
+    o[1] = a[1] + a[2];
+    o[2] = a[2] - a[1];
+    o[3] = a[1] - a[3];
+  }
+}
+
+// U = G g G^T,  G = [1 0 0; 1/2 1/2 1/2; 1/2 -1/2 1/2; 0 0 1]
+template <typename T>
+inline void weight_transform(const T* g, T* u) {
+  T r[12];  // 4 x 3
+  for (int j = 0; j < 3; ++j) {
+    r[j] = g[j];
+    r[3 + j] = T(0.5) * (g[j] + g[3 + j] + g[6 + j]);
+    r[6 + j] = T(0.5) * (g[j] - g[3 + j] + g[6 + j]);
+    r[9 + j] = g[6 + j];
+  }
+  for (int i = 0; i < 4; ++i) {
+    const T* a = r + 3 * i;
+    T* o = u + 4 * i;
+    o[0] = a[0];
+    o[1] = T(0.5) * (a[0] + a[1] + a[2]);
+    o[2] = T(0.5) * (a[0] - a[1] + a[2]);
+    o[3] = a[2];
+  }
+}
+
+// dg = G^T q G (4x4 -> 3x3),  G^T = [1 1/2 1/2 0; 0 1/2 -1/2 0; 0 1/2 1/2 1]
+template <typename T>
+inline void weight_transform_adjoint(const T* q, T* g) {
+  T r[12];  // 3 x 4
+  for (int j = 0; j < 4; ++j) {
+    r[j] = q[j] + T(0.5) * (q[4 + j] + q[8 + j]);
+    r[4 + j] = T(0.5) * (q[4 + j] - q[8 + j]);
+    r[8 + j] = T(0.5) * (q[4 + j] + q[8 + j]) + q[12 + j];
+  }
+  for (int i = 0; i < 3; ++i) {
+    const T* a = r + 4 * i;
+    T* o = g + 3 * i;
+    o[0] = a[0] + T(0.5) * (a[1] + a[2]);
+    o[1] = T(0.5) * (a[1] - a[2]);
+    o[2] = T(0.5) * (a[1] + a[2]) + a[3];
+  }
+}
+
+// y = A^T m A (4x4 -> 2x2),  A^T = [1 1 1 0; 0 1 -1 -1]
+template <typename T>
+inline void output_transform(const T* m, T* y) {
+  T r[8];  // 2 x 4
+  for (int j = 0; j < 4; ++j) {
+    r[j] = m[j] + m[4 + j] + m[8 + j];
+    r[4 + j] = m[4 + j] - m[8 + j] - m[12 + j];
+  }
+  for (int i = 0; i < 2; ++i) {
+    const T* a = r + 4 * i;
+    y[2 * i] = a[0] + a[1] + a[2];
+    y[2 * i + 1] = a[1] - a[2] - a[3];
+  }
+}
+
+// A g A^T (2x2 -> 4x4),  A = [1 0; 1 1; 1 -1; 0 -1]
+template <typename T>
+inline void output_transform_adjoint(const T* g, T* m) {
+  T r[8];  // 4 x 2
+  for (int j = 0; j < 2; ++j) {
+    r[j] = g[j];
+    r[2 + j] = g[j] + g[2 + j];
+    r[4 + j] = g[j] - g[2 + j];
+    r[6 + j] = -g[2 + j];
+  }
+  for (int i = 0; i < 4; ++i) {
+    const T* a = r + 2 * i;
+    T* o = m + 4 * i;
+    o[0] = a[0];
+    o[1] = a[0] + a[1];
+    o[2] = a[0] - a[1];
+    o[3] = -a[1];
+  }
+}
+
+// dd = B z B^T (4x4),  B = transpose of B^T above
+template <typename T>
+inline void input_transform_adjoint(const T* z, T* d) {
+  T r[16];
+  for (int j = 0; j < 4; ++j) {
+    r[j] = z[j];
+    r[4 + j] = z[4 + j] - z[8 + j] + z[12 + j];
+    r[8 + j] = z[4 + j] + z[8 + j] - z[j];
+    r[12 + j] = -z[12 + j];
+  }
+  for (int i = 0; i < 4; ++i) {
+    const T* a = r + 4 * i;
+    T* o = d + 4 * i;
+    o[0] = a[0];
+    o[1] = a[1] - a[2] + a[3];
+    o[2] = a[1] + a[2] - a[0];
+    o[3] = -a[3];
+  }
+}
+
+// ---------------------------------------------------------------- chunk passes
+
+// U[ξ][o][c] for the whole weight (O x C x 3 x 3).
+template <typename T>
+void transform_weights(const T* weight, T* u, const Conv2dShape& s) {
+  const index_t O = s.out_channels, C = s.in_channels;
+#pragma omp parallel for schedule(static) num_threads(threads_for(O * C * 64))
+  for (index_t o = 0; o < O; ++o) {
+    for (index_t c = 0; c < C; ++c) {
+      T t[16];
+      weight_transform(weight + (o * C + c) * 9, t);
+      for (int xi = 0; xi < 16; ++xi) u[xi * plane_stride(O, C) + o * C + c] = t[xi];
+    }
+  }
+}
+
+// V[ξ][c][n*tiles + t] for samples n0 .. n0+nb: zero-pad each plane, then cut 4x4 tiles.
+template <typename T>
+void transform_input(const T* input, T* v, T* plane, index_t n0, index_t nb, const Conv2dShape& s,
+                     const Tiling& t) {
+  const index_t C = s.in_channels, H = s.height, W = s.width, L = nb * t.tiles;
+  const index_t rows = std::min(H, t.ph - s.pad_h), cols = std::min(W, t.pw - s.pad_w);
+  for (index_t n = 0; n < nb; ++n) {
+    for (index_t c = 0; c < C; ++c) {
+      const T* src = input + ((n0 + n) * C + c) * H * W;
+      std::fill(plane, plane + t.ph * t.pw, T(0));
+      for (index_t y = 0; y < rows; ++y)
+        std::copy(src + y * W, src + y * W + cols, plane + (y + s.pad_h) * t.pw + s.pad_w);
+      T* out = v + c * L + n * t.tiles;
+      const index_t stride_xi = plane_stride(C, L);
+      for (index_t ty = 0; ty < t.th; ++ty) {
+        for (index_t tx = 0; tx < t.tw; ++tx) {
+          T d[16], r[16];
+          const T* p = plane + 2 * ty * t.pw + 2 * tx;
+          for (int a = 0; a < 4; ++a)
+            for (int b = 0; b < 4; ++b) d[4 * a + b] = p[a * t.pw + b];
+          input_transform(d, r);
+          T* o = out + ty * t.tw + tx;
+          for (int xi = 0; xi < 16; ++xi) o[xi * stride_xi] = r[xi];
+        }
+      }
+    }
+  }
+}
+
+// DY[ξ][o][n*tiles + t] = A dy A^T for the 2x2 blocks of grad_output (zero past the edge).
+template <typename T>
+void transform_grad_output(const T* grad_output, T* dy, index_t n0, index_t nb,
+                           const Conv2dShape& s, const Tiling& t) {
+  const index_t O = s.out_channels, OH = s.out_h, OW = s.out_w, L = nb * t.tiles;
+  const index_t stride_xi = plane_stride(O, L);
+  for (index_t n = 0; n < nb; ++n) {
+    for (index_t o = 0; o < O; ++o) {
+      const T* src = grad_output + ((n0 + n) * O + o) * OH * OW;
+      T* out = dy + o * L + n * t.tiles;
+      for (index_t ty = 0; ty < t.th; ++ty) {
+        for (index_t tx = 0; tx < t.tw; ++tx) {
+          T g[4], m[16];
+          for (int a = 0; a < 2; ++a) {
+            for (int b = 0; b < 2; ++b) {
+              const index_t y = 2 * ty + a, x = 2 * tx + b;
+              g[2 * a + b] = (y < OH && x < OW) ? src[y * OW + x] : T(0);
+            }
+          }
+          output_transform_adjoint(g, m);
+          T* q = out + ty * t.tw + tx;
+          for (int xi = 0; xi < 16; ++xi) q[xi * stride_xi] = m[xi];
+        }
+      }
+    }
+  }
+}
+
+template <typename T>
+bool fits_blas(index_t a, index_t b, index_t c) {
+  return a <= INT_MAX && b <= INT_MAX && c <= INT_MAX;
+}
+
+}  // namespace
+
+void set_winograd_enabled(bool enabled) { winograd_enabled = enabled; }
+bool winograd_is_enabled() { return winograd_enabled; }
+
+bool winograd_applies(const Conv2dShape& s) {
+  if (!winograd_enabled) return false;
+  if (s.kernel_h != 3 || s.kernel_w != 3 || s.stride_h != 1 || s.stride_w != 1 ||
+      s.dilation_h != 1 || s.dilation_w != 1 || s.groups != 1)
+    return false;
+  // Few channels make the 16 products too thin to pay for the transforms.
+  if (s.in_channels < 8 || s.out_channels < 8 || s.out_h < 2 || s.out_w < 2) return false;
+  const Tiling t = make_tiling(s, 2 * s.in_channels + s.out_channels);
+  const index_t L = t.chunk * t.tiles;
+  return fits_blas<float>(s.out_channels, s.in_channels, L) && s.pad_h <= 2 && s.pad_w <= 2;
+}
+
+template <typename T>
+void winograd_forward(const T* input, const T* weight, const T* bias, T* output,
+                      const Conv2dShape& s) {
+  const index_t O = s.out_channels, C = s.in_channels, OH = s.out_h, OW = s.out_w;
+  const Tiling t = make_tiling(s, C + O);
+  const index_t su = plane_stride(O, C);
+  T* u = scratch<T>(kSlotU, 16 * su);
+  transform_weights(weight, u, s);
+  const index_t chunks = (s.batch + t.chunk - 1) / t.chunk;
+#pragma omp parallel for schedule(static) num_threads(threads_for(s.batch * C * O * t.tiles))
+  for (index_t k = 0; k < chunks; ++k) {
+    const index_t n0 = k * t.chunk, nb = std::min(t.chunk, s.batch - n0), L = nb * t.tiles;
+    const index_t sv = plane_stride(C, L), sm = plane_stride(O, L);
+    T* v = scratch<T>(kSlotV, 16 * sv);
+    T* m = scratch<T>(kSlotM, 16 * sm);
+    T* plane = scratch<T>(kSlotPlane, t.ph * t.pw);
+    transform_input(input, v, plane, n0, nb, s, t);
+    for (int xi = 0; xi < 16; ++xi) {
+      gemm_serial<T>(false, false, O, L, C, T(1), u + xi * su, C, v + xi * sv, L, T(0),
+                     m + xi * sm, L);
+    }
+    for (index_t n = 0; n < nb; ++n) {
+      for (index_t o = 0; o < O; ++o) {
+        T* dst = output + ((n0 + n) * O + o) * OH * OW;
+        const T b = bias ? bias[o] : T(0);
+        const T* src = m + o * L + n * t.tiles;
+        for (index_t ty = 0; ty < t.th; ++ty) {
+          for (index_t tx = 0; tx < t.tw; ++tx) {
+            T q[16], y[4];
+            const index_t i = ty * t.tw + tx;
+            for (int xi = 0; xi < 16; ++xi) q[xi] = src[xi * sm + i];
+            output_transform(q, y);
+            const index_t y0 = 2 * ty, x0 = 2 * tx;
+            dst[y0 * OW + x0] = y[0] + b;
+            if (x0 + 1 < OW) dst[y0 * OW + x0 + 1] = y[1] + b;
+            if (y0 + 1 < OH) {
+              dst[(y0 + 1) * OW + x0] = y[2] + b;
+              if (x0 + 1 < OW) dst[(y0 + 1) * OW + x0 + 1] = y[3] + b;
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
+template <typename T>
+void winograd_backward(const T* input, const T* weight, const T* grad_output, T* grad_input,
+                       T* grad_weight, const Conv2dShape& s) {
+  const index_t O = s.out_channels, C = s.in_channels, H = s.height, W = s.width;
+  const Tiling t = make_tiling(s, 2 * C + O);
+  const index_t su = plane_stride(O, C);
+  T* u = nullptr;
+  if (grad_input) {
+    u = scratch<T>(kSlotU, 16 * su);
+    transform_weights(weight, u, s);
+  }
+  const index_t groups = std::min(kWeightGradGroups, s.batch);
+  const index_t per_group = (s.batch + groups - 1) / groups;
+  T* partials = grad_weight ? scratch<T>(kSlotPartial, groups * 16 * su) : nullptr;
+#pragma omp parallel for schedule(static) num_threads(threads_for(s.batch * C * O * t.tiles))
+  for (index_t grp = 0; grp < groups; ++grp) {
+    T* partial = partials ? partials + grp * 16 * su : nullptr;
+    if (partial) std::fill(partial, partial + 16 * su, T(0));
+    const index_t first = grp * per_group, last = std::min(s.batch, first + per_group);
+    for (index_t n0 = first; n0 < last; n0 += t.chunk) {
+      const index_t nb = std::min(t.chunk, last - n0), L = nb * t.tiles;
+      const index_t sv = plane_stride(C, L), sdy = plane_stride(O, L);
+      T* dy = scratch<T>(kSlotM, 16 * sdy);
+      T* plane = scratch<T>(kSlotPlane, t.ph * t.pw);
+      transform_grad_output(grad_output, dy, n0, nb, s, t);
+      if (partial) {
+        T* v = scratch<T>(kSlotV, 16 * sv);
+        transform_input(input, v, plane, n0, nb, s, t);
+        for (int xi = 0; xi < 16; ++xi) {
+          gemm_serial<T>(false, true, O, C, L, T(1), dy + xi * sdy, L, v + xi * sv, L, T(1),
+                         partial + xi * su, C);
+        }
+      }
+      if (grad_input) {
+        T* z = scratch<T>(kSlotZ, 16 * sv);
+        for (int xi = 0; xi < 16; ++xi) {
+          gemm_serial<T>(true, false, C, L, O, T(1), u + xi * su, C, dy + xi * sdy, L, T(0),
+                         z + xi * sv, L);
+        }
+        for (index_t n = 0; n < nb; ++n) {
+          for (index_t c = 0; c < C; ++c) {
+            // Scatter-add the overlapping 4x4 tiles into the padded plane, in tile order.
+            std::fill(plane, plane + t.ph * t.pw, T(0));
+            const T* src = z + c * L + n * t.tiles;
+            for (index_t ty = 0; ty < t.th; ++ty) {
+              for (index_t tx = 0; tx < t.tw; ++tx) {
+                T q[16], d[16];
+                const index_t i = ty * t.tw + tx;
+                for (int xi = 0; xi < 16; ++xi) q[xi] = src[xi * sv + i];
+                input_transform_adjoint(q, d);
+                T* p = plane + 2 * ty * t.pw + 2 * tx;
+                for (int a = 0; a < 4; ++a)
+                  for (int b = 0; b < 4; ++b) p[a * t.pw + b] += d[4 * a + b];
+              }
+            }
+            T* dst = grad_input + ((n0 + n) * C + c) * H * W;
+            for (index_t y = 0; y < H; ++y) {
+              for (index_t x = 0; x < W; ++x) {
+                const index_t py = y + s.pad_h, px = x + s.pad_w;
+                dst[y * W + x] = (py < t.ph && px < t.pw) ? plane[py * t.pw + px] : T(0);
+              }
+            }
+          }
+        }
+      }
+    }
+  }
+  if (grad_weight) {
+#pragma omp parallel for schedule(static) num_threads(threads_for(O * C * 16 * groups))
+    for (index_t o = 0; o < O; ++o) {
+      for (index_t c = 0; c < C; ++c) {
+        T q[16], g[9];
+        for (int xi = 0; xi < 16; ++xi) {
+          T total = T(0);
+          for (index_t grp = 0; grp < groups; ++grp) total += partials[(grp * 16 + xi) * su + o * C + c];
+          q[xi] = total;
+        }
+        weight_transform_adjoint(q, g);
+        T* dst = grad_weight + (o * C + c) * 9;
+        for (int k = 0; k < 9; ++k) dst[k] += g[k];
+      }
+    }
+  }
+}
+
+template void winograd_forward<float>(const float*, const float*, const float*, float*, const Conv2dShape&);
+template void winograd_forward<double>(const double*, const double*, const double*, double*, const Conv2dShape&);
+template void winograd_backward<float>(const float*, const float*, const float*, float*, float*, const Conv2dShape&);
+template void winograd_backward<double>(const double*, const double*, const double*, double*, double*, const Conv2dShape&);
+
+}  // namespace fastdl::cpu
