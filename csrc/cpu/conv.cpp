@@ -20,13 +20,73 @@ namespace {
 // Elements of one unfolded chunk; bounds the workspace (64 MiB in float32).
 constexpr index_t kColumnBudget = index_t(1) << 24;
 
-index_t ceil_div(index_t a, index_t b) { return a >= 0 ? (a + b - 1) / b : -((-a) / b); }
+// Both unfoldings go through a zero-padded copy of one input plane split into its
+// stride phases ("polyphase"): phase (a, b) holds padded pixels (u*sh + a, v*sw + b). Tap
+// (i, j) of output (y, x) reads padded pixel (y*sh + i*dh, x*sw + j*dw), which is
+// phase ((i*dh) % sh, (j*dw) % sw) at (y + (i*dh)/sh, x + (j*dw)/sw): every row of col is
+// a contiguous run of one phase, for any stride, padding and dilation — no bounds tests
+// and no strided gathers in the inner loops.
+struct Phases {
+  index_t sh, sw;      // strides = number of phases per axis
+  index_t rows, cols;  // padded rows/columns read by some output: (O-1)*s + (K-1)*d + 1
+  index_t ph, pw;      // one phase: ceil(rows / sh) x ceil(cols / sw)
+  index_t size() const { return sh * sw * ph * pw; }
+  index_t offset(index_t ti, index_t tj) const {  // start of tap (ti, tj) = (i*dh, j*dw)
+    return ((ti % sh) * sw + tj % sw) * ph * pw + (ti / sh) * pw + tj / sw;
+  }
+};
 
-// Columns ox whose input x = ox*stride - pad + offset lies in [0, width): [lo, hi).
-void valid_range(index_t offset, index_t pad, index_t stride, index_t width, index_t out_w,
-                 index_t& lo, index_t& hi) {
-  lo = std::clamp<index_t>(ceil_div(pad - offset, stride), 0, out_w);
-  hi = std::clamp<index_t>(ceil_div(width + pad - offset, stride), lo, out_w);
+Phases phases_of(const Conv2dShape& s) {
+  Phases p{};
+  p.sh = s.stride_h;
+  p.sw = s.stride_w;
+  p.rows = (s.out_h - 1) * s.stride_h + (s.kernel_h - 1) * s.dilation_h + 1;
+  p.cols = (s.out_w - 1) * s.stride_w + (s.kernel_w - 1) * s.dilation_w + 1;
+  p.ph = (p.rows + p.sh - 1) / p.sh;
+  p.pw = (p.cols + p.sw - 1) / p.sw;
+  return p;
+}
+
+// The phases of input plane `src` (H x W), zero where the padded pixel is padding.
+template <typename T>
+void split_phases(const T* src, T* dst, const Phases& p, const Conv2dShape& s) {
+  for (index_t a = 0; a < p.sh; ++a) {
+    for (index_t b = 0; b < p.sw; ++b) {
+      T* phase = dst + (a * p.sw + b) * p.ph * p.pw;
+      for (index_t u = 0; u < p.ph; ++u) {
+        T* row = phase + u * p.pw;
+        const index_t r = u * p.sh + a - s.pad_h;
+        if (r < 0 || r >= s.height) {
+          std::fill(row, row + p.pw, T(0));
+          continue;
+        }
+        const T* in = src + r * s.width;
+        for (index_t v = 0; v < p.pw; ++v) {
+          const index_t q = v * p.sw + b - s.pad_w;
+          row[v] = (q >= 0 && q < s.width) ? in[q] : T(0);
+        }
+      }
+    }
+  }
+}
+
+// The adjoint of split_phases: grad of input plane (H x W) from the phases' gradients
+// (pixels no output reads get zero).
+template <typename T>
+void merge_phases(const T* phases, T* dst, const Phases& p, const Conv2dShape& s) {
+  for (index_t r = 0; r < s.height; ++r) {
+    const index_t pr = r + s.pad_h;
+    T* out = dst + r * s.width;
+    if (pr >= p.rows) {
+      std::fill(out, out + s.width, T(0));
+      continue;
+    }
+    const T* base = phases + (pr % p.sh) * p.sw * p.ph * p.pw + (pr / p.sh) * p.pw;
+    for (index_t q = 0; q < s.width; ++q) {
+      const index_t pq = q + s.pad_w;
+      out[q] = pq < p.cols ? base[(pq % p.sw) * p.ph * p.pw + pq / p.sw] : T(0);
+    }
+  }
 }
 
 // col[(c*KH + i)*KW + j, n*OH*OW + y*OW + x] = in[n0+n, c, y*sh - ph + i*dh, x*sw - pw + j*dw]
@@ -35,31 +95,21 @@ void im2col(const T* input, T* col, index_t n0, index_t nb, const Conv2dShape& s
   const index_t C = s.in_channels, H = s.height, W = s.width;
   const index_t OH = s.out_h, OW = s.out_w, OHW = OH * OW, L = nb * OHW;
   const index_t KK = s.kernel_h * s.kernel_w;
+  const Phases p = phases_of(s);
 #pragma omp parallel for collapse(2) schedule(static) num_threads(threads_for(nb * C * KK * OHW))
   for (index_t n = 0; n < nb; ++n) {
     for (index_t c = 0; c < C; ++c) {
-      const T* plane = input + ((n0 + n) * C + c) * H * W;
+      T* phases = scratch<T>(6, p.size());  // this thread's
+      split_phases(input + ((n0 + n) * C + c) * H * W, phases, p, s);
       for (index_t i = 0; i < s.kernel_h; ++i) {
         for (index_t j = 0; j < s.kernel_w; ++j) {
           T* row = col + ((c * s.kernel_h + i) * s.kernel_w + j) * L + n * OHW;
-          index_t lo, hi;
-          valid_range(j * s.dilation_w, s.pad_w, s.stride_w, W, OW, lo, hi);
-          for (index_t y = 0; y < OH; ++y) {
-            T* dst = row + y * OW;
-            const index_t iy = y * s.stride_h - s.pad_h + i * s.dilation_h;
-            if (iy < 0 || iy >= H) {
-              std::fill(dst, dst + OW, T(0));
-              continue;
-            }
-            // Input index of output column x is base + x*stride (valid for x in [lo, hi)).
-            const index_t base = iy * W - s.pad_w + j * s.dilation_w;
-            std::fill(dst, dst + lo, T(0));
-            if (s.stride_w == 1) {
-              std::copy(plane + (base + lo), plane + (base + hi), dst + lo);
-            } else {
-              for (index_t x = lo; x < hi; ++x) dst[x] = plane[base + x * s.stride_w];
-            }
-            std::fill(dst + hi, dst + OW, T(0));
+          const T* src = phases + p.offset(i * s.dilation_h, j * s.dilation_w);
+          if (p.pw == OW) {
+            std::copy(src, src + OHW, row);
+          } else {
+            for (index_t y = 0; y < OH; ++y)
+              for (index_t x = 0; x < OW; ++x) row[y * OW + x] = src[y * p.pw + x];
           }
         }
       }
@@ -74,25 +124,21 @@ void col2im(const T* dcol, T* grad_input, index_t n0, index_t nb, const Conv2dSh
   const index_t C = s.in_channels, H = s.height, W = s.width;
   const index_t OH = s.out_h, OW = s.out_w, OHW = OH * OW, L = nb * OHW;
   const index_t KK = s.kernel_h * s.kernel_w;
+  const Phases p = phases_of(s);
 #pragma omp parallel for collapse(2) schedule(static) num_threads(threads_for(nb * C * KK * OHW))
   for (index_t n = 0; n < nb; ++n) {
     for (index_t c = 0; c < C; ++c) {
-      T* plane = grad_input + ((n0 + n) * C + c) * H * W;
-      std::fill(plane, plane + H * W, T(0));
+      T* phases = scratch<T>(6, p.size());  // this thread's
+      std::fill(phases, phases + p.size(), T(0));
       for (index_t i = 0; i < s.kernel_h; ++i) {
         for (index_t j = 0; j < s.kernel_w; ++j) {
           const T* row = dcol + ((c * s.kernel_h + i) * s.kernel_w + j) * L + n * OHW;
-          index_t lo, hi;
-          valid_range(j * s.dilation_w, s.pad_w, s.stride_w, W, OW, lo, hi);
-          for (index_t y = 0; y < OH; ++y) {
-            const index_t iy = y * s.stride_h - s.pad_h + i * s.dilation_h;
-            if (iy < 0 || iy >= H) continue;
-            const T* src = row + y * OW;
-            const index_t base = iy * W - s.pad_w + j * s.dilation_w;
-            for (index_t x = lo; x < hi; ++x) plane[base + x * s.stride_w] += src[x];
-          }
+          T* dst = phases + p.offset(i * s.dilation_h, j * s.dilation_w);
+          for (index_t y = 0; y < OH; ++y)
+            for (index_t x = 0; x < OW; ++x) dst[y * p.pw + x] += row[y * OW + x];
         }
       }
+      merge_phases(phases, grad_input + ((n0 + n) * C + c) * H * W, p, s);
     }
   }
 }
@@ -106,6 +152,15 @@ bool sample_parallel(const Conv2dShape& s) {
   constexpr index_t kInt = (index_t(1) << 31) - 1;
   const index_t R = s.in_channels * s.kernel_h * s.kernel_w, OHW = s.out_h * s.out_w;
   return s.batch >= kSampleParallelBatch && R <= kInt && OHW <= kInt && s.out_channels <= kInt;
+}
+
+// Samples per GEMM in the sample-parallel path: enough columns (>= 256) to amortize the
+// BLAS's packing of W, while one col stays near the L2 cache (<= 2^19 elements).
+index_t block_samples(const Conv2dShape& s) {
+  const index_t R = s.in_channels * s.kernel_h * s.kernel_w, OHW = s.out_h * s.out_w;
+  const index_t wanted = (256 + OHW - 1) / OHW;
+  const index_t fits = (index_t(1) << 19) / std::max<index_t>(R * OHW, 1);
+  return std::clamp<index_t>(std::min(wanted, fits), 1, std::min<index_t>(s.batch, 64));
 }
 
 index_t chunk_size(const Conv2dShape& s, index_t buffers) {
@@ -126,18 +181,33 @@ void conv2d_forward(const T* input, const T* weight, const T* bias, T* output,
     return;
   }
   if (sample_parallel(s)) {
+    // Blocks of `per` consecutive samples: one col, one GEMM (wide enough to amortize the
+    // BLAS's packing of W), then scattered into NCHW with the bias.
+    const index_t per = block_samples(s), blocks = (s.batch + per - 1) / per;
 #pragma omp parallel for schedule(static) num_threads(threads_for(s.batch * R * OHW))
-    for (index_t n = 0; n < s.batch; ++n) {
-      T* col = scratch<T>(3, R * OHW);  // this thread's
-      im2col(input, col, n, 1, s);
-      T* out = output + n * O * OHW;
+    for (index_t k = 0; k < blocks; ++k) {
+      const index_t n0 = k * per, nb = std::min(per, s.batch - n0), L = nb * OHW;
+      T* col = scratch<T>(3, R * L);  // this thread's
+      im2col(input, col, n0, nb, s);
+      T* out = nb == 1 ? output + n0 * O * OHW : scratch<T>(5, O * L);
       for (index_t g = 0; g < G; ++g) {
-        gemm_serial<T>(false, false, Og, OHW, Rg, T(1), weight + g * Og * Rg, Rg,
-                       col + g * Rg * OHW, OHW, T(0), out + g * Og * OHW, OHW);
+        gemm_serial<T>(false, false, Og, L, Rg, T(1), weight + g * Og * Rg, Rg,
+                       col + g * Rg * L, L, T(0), out + g * Og * L, L);
       }
-      if (bias) {
-        for (index_t o = 0; o < O; ++o)
-          for (index_t p = 0; p < OHW; ++p) out[o * OHW + p] += bias[o];
+      if (nb == 1) {
+        if (bias) {
+          for (index_t o = 0; o < O; ++o)
+            for (index_t p = 0; p < OHW; ++p) out[o * OHW + p] += bias[o];
+        }
+        continue;
+      }
+      for (index_t n = 0; n < nb; ++n) {
+        for (index_t o = 0; o < O; ++o) {
+          const T* src = out + o * L + n * OHW;
+          T* dst = output + ((n0 + n) * O + o) * OHW;
+          const T b = bias ? bias[o] : T(0);
+          for (index_t p = 0; p < OHW; ++p) dst[p] = src[p] + b;
+        }
       }
     }
     return;
@@ -192,26 +262,37 @@ void conv2d_backward(const T* input, const T* weight, const T* grad_output, T* g
     const index_t groups = std::min(kWeightGradGroups, s.batch);
     const index_t per_group = (s.batch + groups - 1) / groups;
     T* partials = grad_weight ? scratch<T>(4, groups * O * Rg) : nullptr;
+    const index_t per = block_samples(s);
 #pragma omp parallel for schedule(static) num_threads(threads_for(s.batch * R * OHW))
     for (index_t grp = 0; grp < groups; ++grp) {
-      T* col = scratch<T>(3, R * OHW);  // this thread's
-      T* dcol = scratch<T>(5, R * OHW);
       T* partial = grad_weight ? partials + grp * O * Rg : nullptr;
       if (partial) std::fill(partial, partial + O * Rg, T(0));
-      for (index_t n = grp * per_group; n < std::min(s.batch, (grp + 1) * per_group); ++n) {
-        const T* dy = grad_output + n * O * OHW;
+      const index_t first = grp * per_group, last = std::min(s.batch, first + per_group);
+      for (index_t n0 = first; n0 < last; n0 += per) {
+        const index_t nb = std::min(per, last - n0), L = nb * OHW;
+        // dY of the block as O x L (a view when the block is one sample).
+        const T* dy = grad_output + n0 * O * OHW;
+        if (nb > 1) {
+          T* gathered = scratch<T>(2, O * L);
+          for (index_t n = 0; n < nb; ++n)
+            for (index_t o = 0; o < O; ++o)
+              std::copy(dy + (n * O + o) * OHW, dy + (n * O + o + 1) * OHW, gathered + o * L + n * OHW);
+          dy = gathered;
+        }
         if (grad_input) {
+          T* dcol = scratch<T>(5, R * L);  // this thread's
           for (index_t g = 0; g < G; ++g) {
-            gemm_serial<T>(true, false, Rg, OHW, Og, T(1), weight + g * Og * Rg, Rg,
-                           dy + g * Og * OHW, OHW, T(0), dcol + g * Rg * OHW, OHW);
+            gemm_serial<T>(true, false, Rg, L, Og, T(1), weight + g * Og * Rg, Rg,
+                           dy + g * Og * L, L, T(0), dcol + g * Rg * L, L);
           }
-          col2im(dcol, grad_input, n, 1, s);
+          col2im(dcol, grad_input, n0, nb, s);
         }
         if (partial) {
-          im2col(input, col, n, 1, s);
+          T* col = scratch<T>(3, R * L);
+          im2col(input, col, n0, nb, s);
           for (index_t g = 0; g < G; ++g) {
-            gemm_serial<T>(false, true, Og, Rg, OHW, T(1), dy + g * Og * OHW, OHW,
-                           col + g * Rg * OHW, OHW, T(1), partial + g * Og * Rg, Rg);
+            gemm_serial<T>(false, true, Og, Rg, L, T(1), dy + g * Og * L, L,
+                           col + g * Rg * L, L, T(1), partial + g * Og * Rg, Rg);
           }
         }
       }
