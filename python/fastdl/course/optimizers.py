@@ -16,7 +16,7 @@ __all__ = ["OPTIMIZERS", "quadratic", "rosenbrock", "optimizer_paths", "logistic
            "mlp_optimizers", "plot_optimizer_paths", "plot_training_curves"]
 
 OPTIMIZERS = ("GD", "SGD", "momentum", "AdaGrad", "RMSProp", "Adam")
-_COLORS = dict(zip(OPTIMIZERS, ("tab:gray", "tab:olive", "tab:blue", "tab:green", "tab:purple",
+_COLORS = dict(zip(OPTIMIZERS, ("black", "tab:olive", "tab:blue", "tab:green", "tab:purple",
                                 "tab:red")))
 # The ill-conditioned quadratic: curvature 1 along x, _KAPPA along y.
 _KAPPA = 50.0
@@ -107,7 +107,7 @@ def _plot_paths(result, path):
             # GD last and dashed on top: its path is the one the others improve on.
             gd = optimizer == "GD"
             ax.plot(trajectory[:, 0], trajectory[:, 1], "--" if gd else "-",
-                    color=_COLORS[optimizer], lw=2.2 if gd else 1.3, zorder=4 if gd else 3,
+                    color=_COLORS[optimizer], lw=1.8 if gd else 1.3, zorder=4 if gd else 3,
                     marker="." if len(trajectory) <= 200 else None, markersize=3,
                     label=optimizer)
         ax.plot(*problem["start"], "ko", markersize=6)
