@@ -1,4 +1,4 @@
-"""Command line: ``python -m fastdl demo``, ``info`` and ``filters``."""
+"""Command line: ``python -m fastdl demo``, ``info``, ``filters``, ``course`` and ``bench``."""
 from __future__ import annotations
 
 import argparse
@@ -102,46 +102,19 @@ def filters(image_path: Optional[str] = None, output: str = "filters.png", seed:
     """Write a PNG panel: the photo, its 5x5 mean, the 3x3 median of a copy with 10%
     salt-and-pepper noise, Sobel edges (gradient magnitude) and the course low-pass."""
     try:
-        import matplotlib
-        matplotlib.use("Agg")
         import matplotlib.image
-        import matplotlib.pyplot as plt
     except ImportError:
         sys.exit("`filters` draws with matplotlib: pip install 'fastdl[plot]'")
-    from . import image as fimage
+    from .course.filters import filter_panel, sample_photo
     if image_path is None:
         try:
-            from sklearn.datasets import load_sample_image
+            photo, title = sample_photo()
         except ImportError:
             sys.exit("the default photo comes with scikit-learn: pip install 'fastdl[demo]', "
                      "or pass an IMAGE")
-        photo, title = load_sample_image("china.jpg"), "china.jpg (scikit-learn)"
     else:
         photo, title = matplotlib.image.imread(image_path), image_path
-    photo = np.asarray(photo)
-    if photo.dtype != np.uint8:  # PNGs read as floats in [0, 1]
-        photo = np.clip(np.round(photo * 255), 0, 255).astype(np.uint8)
-    if photo.ndim == 3:
-        photo = photo[..., :3]
-        gray = np.round(photo @ np.array([0.299, 0.587, 0.114])).astype(np.uint8)
-    else:
-        gray = photo
-    rng = np.random.default_rng(seed)
-    noisy = gray.copy()
-    spots = rng.random(gray.shape)
-    noisy[spots < 0.05], noisy[spots > 0.95] = 0, 255
-    edges = fimage.gradient_magnitude(gray.astype(np.float32))
-    panels = [(photo, title), (fimage.uniform_filter(gray, 5), "mean 5x5"),
-              (noisy, "salt and pepper 10%"), (fimage.median_filter(noisy, 3), "median 3x3"),
-              (edges, "Sobel gradient magnitude"), (fimage.lowpass(gray), "low-pass [[0,1,0],[1,2,1],[0,1,0]]/6")]
-    fig, axes = plt.subplots(2, 3, figsize=(15, 8))
-    for ax, (picture, name) in zip(axes.ravel(), panels):
-        ax.imshow(picture, cmap=None if picture.ndim == 3 else "gray")
-        ax.set_title(name)
-        ax.axis("off")
-    fig.tight_layout()
-    fig.savefig(output, dpi=80)
-    plt.close(fig)
+    filter_panel(photo, output, title=title, seed=seed)
     print(f"wrote {output}")
     return output
 
@@ -164,6 +137,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     p_filters.add_argument("image", nargs="?", default=None,
                            help="image file (PNG); default: scikit-learn's china.jpg")
     p_filters.add_argument("-o", "--output", default="filters.png")
+    p_course = sub.add_parser("course", help="draw the lecture's figures from real fastdl runs "
+                                             "into DIR (PNGs + a self-contained index.html)")
+    p_course.add_argument("-o", "--output", default="course", metavar="DIR")
+    p_course.add_argument("--quick", action="store_true", help=argparse.SUPPRESS)
     sub.add_parser("bench", help="the benchmark suite: fastdl vs NumPy vs PyTorch", add_help=False)
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["bench"]:
@@ -177,6 +154,13 @@ def main(argv: Optional[List[str]] = None) -> int:
         return 0
     if args.command == "filters":
         filters(args.image, args.output)
+        return 0
+    if args.command == "course":
+        try:
+            from .course import build
+            build(args.output, quick=args.quick)
+        except ImportError as error:
+            sys.exit(str(error))
         return 0
     if args.threads is not None:
         fastdl.set_num_threads(args.threads)

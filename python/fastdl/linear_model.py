@@ -470,7 +470,9 @@ class LogisticRegression(_Estimator):
                mini-batches of batch_size (None: the full batch, except 'sgd': 32), shuffled
                by random_state; learning_rate None picks 1/L for 'gd'/'sgd'/'momentum'
                (L bounds the loss's curvature) and 0.01/0.1/0.01 for adam/adagrad/rmsprop;
-               stop when the epoch's decrease of the full objective is under tol.
+               stop when the epoch's decrease of the full objective is under tol;
+               ``loss_curve_`` lists that objective (mean log-loss + ||W||^2 / (2 C n))
+               after each epoch.
     """
 
     _estimator_type = "classifier"
@@ -518,6 +520,7 @@ class LogisticRegression(_Estimator):
                               f"{self.max_iter} before max|grad| <= tol={self.tol}; increase "
                               f"max_iter or scale the data", ConvergenceWarning, stacklevel=2)
             W, b = objective.unpack(theta)
+            self.loss_curve_ = None
         else:
             W, b, n_iter = self._fit_with_optimizer(objective, X, labels)
         self.coef_ = np.array(W, dtype=np.float64)
@@ -576,6 +579,7 @@ class LogisticRegression(_Estimator):
 
         previous = math.inf
         epoch = 0
+        self.loss_curve_ = []
         for epoch in range(1, self.max_iter + 1):
             order = rng.permutation(n) if batch < n else None
             for start in range(0, n, batch):
@@ -593,6 +597,7 @@ class LogisticRegression(_Estimator):
             if not math.isfinite(current):
                 raise FloatingPointError(f"LogisticRegression(solver={self.solver!r}) diverged "
                                          f"(objective {current}); lower learning_rate={lr:g}")
+            self.loss_curve_.append(current)
             if previous - current < self.tol * max(1.0, abs(current)) and previous >= current:
                 break
             previous = current

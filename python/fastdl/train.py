@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 import sys
 import time
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, Optional
 
 import numpy as np
 
@@ -12,7 +12,46 @@ from . import distributed
 from .autograd import no_grad
 from .tensor import Tensor
 
-__all__ = ["fit", "evaluate"]
+__all__ = ["fit", "evaluate", "History", "plot_history"]
+
+
+class History(dict):
+    """fit()'s per-epoch history: a plain dict of lists (JSON- and checkpoint-friendly)
+    with a .plot() that draws the loss and accuracy curves."""
+
+    def plot(self, path=None, title: Optional[str] = None):
+        """Draw the loss and accuracy curves (see plot_history); return the figure."""
+        return plot_history(self, path, title=title)
+
+
+def plot_history(history, path=None, title: Optional[str] = None):
+    """Loss (left) and accuracy (right) per epoch of a fit() history, train and validation.
+    path: write a PNG there (and close the figure); returns the matplotlib figure.
+    Needs matplotlib (pip install 'fastdl[plot]')."""
+    from .course._plotting import pyplot
+    plt = pyplot()
+    if not isinstance(history, dict):
+        raise TypeError(f"history: expected the dict returned by fit(), got {type(history).__name__}")
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
+    for key, label, ax in (("train_loss", "train", ax_loss), ("val_loss", "validation", ax_loss),
+                           ("train_accuracy", "train", ax_acc),
+                           ("val_accuracy", "validation", ax_acc)):
+        values = list(history.get(key, []))
+        if values:
+            ax.plot(range(1, len(values) + 1), values, marker="o", markersize=3, label=label)
+    for ax, name in ((ax_loss, "loss"), (ax_acc, "accuracy")):
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(name)
+        ax.grid(alpha=0.3)
+        if ax.lines:
+            ax.legend()
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    if path is not None:
+        fig.savefig(path, dpi=100)
+        plt.close(fig)
+    return fig
 
 
 def _correct(output: Tensor, target: Tensor) -> int:
@@ -89,14 +128,15 @@ def _resume(path, model, optimizer, scheduler, train_loader) -> tuple:
     generator = _loader_generator(train_loader)
     if generator is not random.default_generator:
         generator.set_state(state["loader_generator"])
-    return int(state["epoch"]), {k: list(v) for k, v in state["history"].items()}
+    return int(state["epoch"]), History((k, list(v)) for k, v in state["history"].items())
 
 
 def fit(model, train_loader, loss_fn: Callable, optimizer, epochs: int, val_loader=None,
         progress: Optional[bool] = None, scheduler=None, callback=None,
-        checkpoint=None, resume: bool = False) -> Dict[str, List[float]]:
+        checkpoint=None, resume: bool = False) -> History:
     """Train for ``epochs`` epochs; return the per-epoch history
-    ``{'train_loss', 'train_accuracy', 'val_loss', 'val_accuracy', 'epoch_time'}``.
+    ``{'train_loss', 'train_accuracy', 'val_loss', 'val_accuracy', 'epoch_time'}``, a
+    History: a plain dict whose ``.plot(path)`` draws the loss and accuracy curves.
 
     progress: show a tqdm progress bar (default: when stderr is a terminal).
     scheduler: stepped once per epoch. callback(epoch, history): called after each epoch.
@@ -120,8 +160,8 @@ def fit(model, train_loader, loss_fn: Callable, optimizer, epochs: int, val_load
     is_distributed = _distributed(model, train_loader)
     if distributed.get_rank() != 0:
         progress = False
-    history: Dict[str, List[float]] = {"train_loss": [], "train_accuracy": [], "val_loss": [],
-                                       "val_accuracy": [], "epoch_time": []}
+    history = History(train_loss=[], train_accuracy=[], val_loss=[], val_accuracy=[],
+                      epoch_time=[])
     first_epoch = 0
     if resume and os.path.exists(checkpoint):
         first_epoch, history = _resume(checkpoint, model, optimizer, scheduler, train_loader)
