@@ -85,15 +85,55 @@ def _torch_threads(threads: int) -> None:
         pass
 
 
+def _spin() -> None:  # pragma: no cover - runs in the load processes
+    while True:
+        pass
+
+
+class busy_processes:
+    """Context manager: ``count`` processes that each keep one core busy (the "loaded"
+    condition of a shared machine), stopped on exit."""
+
+    def __init__(self, count: int):
+        self.count, self.processes = count, []
+
+    def __enter__(self):
+        import multiprocessing
+        context = multiprocessing.get_context("spawn")
+        self.processes = [context.Process(target=_spin, daemon=True) for _ in range(self.count)]
+        for process in self.processes:
+            process.start()
+        return self
+
+    def __exit__(self, *exc):
+        for process in self.processes:
+            process.terminate()
+        for process in self.processes:
+            process.join()
+        return False
+
+
 def run(only: Optional[Sequence[str]] = None, threads: Optional[int] = None, repeats: int = 5,
-        families: Sequence[str] = FAMILIES, log=print) -> Dict:
-    """Run the suite (optionally only cases whose name starts with one of ``only``)."""
+        families: Sequence[str] = FAMILIES, log=print, load: int = 0,
+        machine: Optional[Dict] = None) -> Dict:
+    """Run the suite (optionally only cases whose name starts with one of ``only``), with
+    ``load`` busy processes competing for the cores (the yardsticks are measured before the
+    load starts, so "of peak" shows what the load costs)."""
     import fastdl
+    if load:
+        if threads is not None:
+            fastdl.set_num_threads(threads)
+        _torch_threads(fastdl.get_num_threads())
+        machine = {"sgemm_peak_gflops": sgemm_peak_gflops(fastdl.get_num_threads()),
+                   "copy_gbs": copy_bandwidth_gbs(fastdl.get_num_threads())}
+        with busy_processes(load):
+            return run(only, threads, repeats, families, log, 0, machine) | {"load": load}
     if threads is not None:
         fastdl.set_num_threads(threads)
     threads = fastdl.get_num_threads()
     _torch_threads(threads)
-    machine = {"sgemm_peak_gflops": sgemm_peak_gflops(threads), "copy_gbs": copy_bandwidth_gbs(threads)}
+    machine = machine or {"sgemm_peak_gflops": sgemm_peak_gflops(threads),
+                          "copy_gbs": copy_bandwidth_gbs(threads)}
     rows = []
     for family in families:
         try:
@@ -114,7 +154,7 @@ def run(only: Optional[Sequence[str]] = None, threads: Optional[int] = None, rep
             if log:
                 log(format_row(row, machine))
     return {"threads": threads, "machine": machine, "platform": platform.platform(),
-            "config": fastdl.config(), "rows": rows}
+            "config": fastdl.config(), "rows": rows, "load": 0}
 
 
 HEADER = (f"{'case':<44} {'fastdl ms':>10} {'NumPy ms':>9} {'torch ms':>9} {'NumPy/fdl':>9} "
@@ -143,7 +183,8 @@ def format_row(row: Dict, machine: Dict) -> str:
 
 def format_table(result: Dict) -> str:
     m = result["machine"]
-    lines = [f"fastdl benchmark, {result['threads']} thread(s); sgemm peak "
+    loaded = f", {result['load']} busy process(es) competing" if result.get("load") else ", quiet"
+    lines = [f"fastdl benchmark, {result['threads']} thread(s){loaded}; sgemm peak "
              f"{m['sgemm_peak_gflops']:.0f} GFLOP/s, copy bandwidth {m['copy_gbs']:.1f} GB/s; "
              f"ratios > 1 mean fastdl is faster", HEADER]
     lines += [format_row(r, m) for r in result["rows"]]
@@ -157,10 +198,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--json", default=None, help="also write the results to this file")
+    parser.add_argument("--load", type=int, default=0,
+                        help="run with this many busy processes competing for the cores")
     args = parser.parse_args(argv)
     only = [o.strip() for o in args.only.split(",")] if args.only else None
     print(HEADER)
-    result = run(only=only, threads=args.threads, repeats=args.repeats)
+    result = run(only=only, threads=args.threads, repeats=args.repeats, load=args.load)
     print()
     print(format_table(result))
     if args.json:
