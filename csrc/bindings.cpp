@@ -422,6 +422,7 @@ py::dict build_info() {
   d["simd"] = simd_level();
   d["openmp"] = _OPENMP;
   d["blas"] = fastdl::cpu::blas_config();
+  d["malloc_tuning"] = fastdl::cpu::malloc_tuning_active();
   d["cuda"] = false;
 #if defined(__SANITIZE_ADDRESS__)
   d["sanitizers"] = true;

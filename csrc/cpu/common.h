@@ -67,6 +67,7 @@ void gemm_serial(bool trans_a, bool trans_b, index_t m, index_t n, index_t k, T 
 void set_num_threads(int n);
 int get_num_threads();
 int blas_num_threads();
+bool malloc_tuning_active();  // glibc malloc tuned at load (runtime.cpp)
 std::string blas_config();
 
 }  // namespace fastdl::cpu

@@ -43,6 +43,7 @@ def show_config() -> str:
         f"  BLAS            {c['blas']} ({c['blas_threads']} threads)",
         f"  CUDA            {'built' if c['cuda'] else 'not built'}",
         f"  sanitizers      {'ASan+UBSan' if c['sanitizers'] else 'off'}",
+        f"  malloc tuning   {'on (FASTDL_MALLOC_TUNING=0 turns it off)' if c.get('malloc_tuning') else 'off'}",
         f"  Python          {c['python']} on {c['machine']}, {c['cpu_count']} CPUs",
     ]
     text = "\n".join(lines)
