@@ -1,4 +1,10 @@
-"""conv2d forward+backward: fastdl vs NumPy (im2col with sliding windows + BLAS) vs PyTorch."""
+"""conv2d forward+backward: fastdl vs NumPy (im2col with sliding windows + BLAS) vs PyTorch.
+
+GFLOP/s count direct-convolution flops (2*N*O*C*KH*KW*OH*OW per product) for every
+algorithm. fastdl runs 3x3 stride-1 convolutions with >= 8 channels as Winograd F(2x2,3x3),
+which does 2.25x fewer multiplications, so those rows can exceed the sgemm peak; each such
+shape also gets an "(im2col)" row timing fastdl's im2col+GEMM path on the same work, and
+every shape a "fwd" row (forward alone) so the backward/forward ratio can be read off."""
 from __future__ import annotations
 
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -46,8 +52,22 @@ def numpy_conv2d(x, weight, bias, grad, stride: int, padding: int):
     return out, grad_x, grad_w, grad_b
 
 
-def _case(shape: Sequence[int], with_torch: bool = True) -> Dict:
+def numpy_conv2d_forward(x, weight, bias, stride: int, padding: int):
+    """The forward half of numpy_conv2d."""
+    n, c, h, w = x.shape
+    o, _, k, _ = weight.shape
+    xp = np.pad(x, ((0, 0), (0, 0), (padding, padding), (padding, padding)))
+    windows = sliding_window_view(xp, (k, k), axis=(2, 3))[:, :, ::stride, ::stride]
+    oh, ow = windows.shape[2:4]
+    cols = windows.transpose(0, 2, 3, 1, 4, 5).reshape(n * oh * ow, c * k * k)
+    return ((cols @ weight.reshape(o, -1).T).reshape(n, oh, ow, o).transpose(0, 3, 1, 2)
+            + bias[None, :, None, None],)
+
+
+def _case(shape: Sequence[int], with_torch: bool = True, algorithm: str = "auto",
+          forward_only: bool = False) -> Dict:
     import fastdl
+    from fastdl import _C
     from fastdl.nn import functional as F
     n, c, h, w, o, k, s, p = shape
     rng = np.random.default_rng(0)
@@ -58,13 +78,27 @@ def _case(shape: Sequence[int], with_torch: bool = True) -> Dict:
     grad = rng.standard_normal((n, o, oh, ow), dtype=np.float32)
     xt, wt, bt = (fastdl.tensor(a, requires_grad=True) for a in (x, weight, bias))
 
-    def run_fastdl():
+    def run_fastdl_auto():
+        if forward_only:
+            with fastdl.no_grad():
+                return (F.conv2d(xt, wt, bt, stride=s, padding=p).numpy(),)
         xt.grad = wt.grad = bt.grad = None
         out = F.conv2d(xt, wt, bt, stride=s, padding=p)
         out.backward(grad)
         return out.detach().numpy(), xt.grad.numpy(), wt.grad.numpy(), bt.grad.numpy()
 
+    def run_fastdl():
+        if algorithm == "auto":
+            return run_fastdl_auto()
+        _C._set_winograd(False)
+        try:
+            return run_fastdl_auto()
+        finally:
+            _C._set_winograd(True)
+
     def run_numpy():
+        if forward_only:
+            return numpy_conv2d_forward(x, weight, bias, s, p)
         return numpy_conv2d(x, weight, bias, grad, s, p)
 
     def check():
@@ -83,16 +117,33 @@ def _case(shape: Sequence[int], with_torch: bool = True) -> Dict:
             tg = torch.tensor(grad)
 
             def run_torch():
+                if forward_only:
+                    with torch.no_grad():
+                        return torch.nn.functional.conv2d(tx, tw, tb, stride=s, padding=p)
                 tx.grad = tw.grad = tb.grad = None
                 torch.nn.functional.conv2d(tx, tw, tb, stride=s, padding=p).backward(tg)
 
-    flops = 3 * 2.0 * n * o * c * k * k * oh * ow  # forward GEMM and two backward GEMMs
-    return {"name": f"conv2d {n}x{c}x{h}x{w}->{o} k{k} s{s} p{p} f+b", "fastdl": run_fastdl,
+    products = 1 if forward_only else 3  # forward; grad of input; grad of weight
+    flops = products * 2.0 * n * o * c * k * k * oh * ow
+    label = ("fwd" if forward_only else "f+b") + (" (im2col)" if algorithm == "im2col" else "")
+    return {"name": f"conv2d {n}x{c}x{h}x{w}->{o} k{k} s{s} p{p} {label}", "fastdl": run_fastdl,
             "numpy": run_numpy, "torch": run_torch, "flops": flops, "bytes": None, "check": check}
 
 
+def winograd_applies(shape: Sequence[int]) -> bool:
+    """fastdl's rule (csrc/cpu/winograd.cpp) for the benchmark's square shapes."""
+    n, c, h, w, o, k, s, p = shape
+    return k == 3 and s == 1 and c >= 8 and o >= 8 and p <= 2 and _out(h, k, s, p) >= 2
+
+
 def cases(threads: int) -> List[Dict]:
-    return [_case(shape) for shape in SHAPES]
+    out = []
+    for shape in SHAPES:
+        out.append(_case(shape))
+        out.append(_case(shape, forward_only=True))
+        if winograd_applies(shape):
+            out.append(_case(shape, algorithm="im2col"))
+    return out
 
 
 def conv2d_benchmark(shapes: Optional[Sequence[Tuple[int, ...]]] = None, repeats: int = 5,
