@@ -9,7 +9,7 @@ from fastdl.__main__ import main
 
 
 def test_run_times_a_case_and_formats_a_table():
-    result = bench.run(only=["conv2d 64x1x28x28"], threads=1, repeats=1, log=None)
+    result = bench.run(only=["conv2d 64x1x28x28->32 k3 s1 p1 f+b"], threads=1, repeats=1, log=None)
     assert result["threads"] == 1 and result["load"] == 0
     assert [row["name"] for row in result["rows"]] == ["conv2d 64x1x28x28->32 k3 s1 p1 f+b"]
     row = result["rows"][0]
