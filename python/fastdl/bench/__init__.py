@@ -42,22 +42,18 @@ def median_ms(fn: Callable[[], object], repeats: int = 5, warmup: int = 1) -> fl
 
 def sgemm_peak_gflops(threads: int, size: int = 1024, repeats: int = 5) -> float:
     """The compute yardstick: the fastest float32 GEMM this machine's libraries reach with
-    ``threads`` threads — PyTorch's ``mm`` when installed, and NumPy's BLAS when it may use
-    that many threads (it uses every core)."""
+    ``threads`` threads — NumPy's BLAS and, when installed, PyTorch's ``mm``."""
     rng = np.random.default_rng(0)
     a = rng.standard_normal((size, size), dtype=np.float32)
     b = rng.standard_normal((size, size), dtype=np.float32)
-    candidates = []
-    if threads >= (os.cpu_count() or 1):
-        candidates.append(median_ms(lambda: a @ b, repeats))
+    with numpy_threads(threads):
+        candidates = [median_ms(lambda: a @ b, repeats)]
     try:
         import torch
         ta, tb = torch.from_numpy(a), torch.from_numpy(b)
         candidates.append(median_ms(lambda: torch.mm(ta, tb), repeats))
     except ImportError:
         pass
-    if not candidates:  # no torch and fewer threads than cores: NumPy's figure is an upper bound
-        candidates.append(median_ms(lambda: a @ b, repeats))
     return 2.0 * size ** 3 / min(candidates) / 1e6
 
 
@@ -75,6 +71,23 @@ def copy_bandwidth_gbs(threads: int, megabytes: int = 256, repeats: int = 5) -> 
     except ImportError:
         pass
     return 2 * source.nbytes / min(candidates) / 1e6
+
+
+def numpy_threads(threads: int):
+    """Context manager: NumPy's BLAS limited to ``threads`` threads (threadpoolctl, which
+    scikit-learn installs), so NumPy runs with the same thread count as fastdl and PyTorch;
+    a no-op without threadpoolctl."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        import contextlib
+        return contextlib.nullcontext()
+    return threadpool_limits(limits=threads, user_api="blas")
+
+
+def _no_limit():
+    import contextlib
+    return contextlib.nullcontext()
 
 
 def _torch_threads(threads: int) -> None:
@@ -148,8 +161,11 @@ def run(only: Optional[Sequence[str]] = None, threads: Optional[int] = None, rep
                    "flops": case.get("flops")}
             for library in ("fastdl", "numpy", "torch"):
                 fn = case.get(library)
-                row[f"{library}_ms"] = (median_ms(fn, case.get("repeats", repeats))
-                                        if fn is not None else None)
+                if fn is None:
+                    row[f"{library}_ms"] = None
+                    continue
+                with numpy_threads(threads) if library == "numpy" else _no_limit():
+                    row[f"{library}_ms"] = median_ms(fn, case.get("repeats", repeats))
             rows.append(row)
             if log:
                 log(format_row(row, machine))
