@@ -47,12 +47,25 @@ Phases phases_of(const Conv2dShape& s) {
   return p;
 }
 
+// Phase columns v whose input column v*stride + b - pad lies in [0, width): [lo, hi).
+inline void phase_columns(index_t b, index_t stride, index_t pad, index_t width, index_t pw,
+                          index_t& lo, index_t& hi) {
+  const index_t first = pad - b;  // v*stride >= first
+  lo = first <= 0 ? 0 : (first + stride - 1) / stride;
+  const index_t end = width + pad - b;  // v*stride < end
+  hi = end <= 0 ? 0 : (end + stride - 1) / stride;
+  lo = std::min(lo, pw);
+  hi = std::clamp(hi, lo, pw);
+}
+
 // The phases of input plane `src` (H x W), zero where the padded pixel is padding.
 template <typename T>
 void split_phases(const T* src, T* dst, const Phases& p, const Conv2dShape& s) {
   for (index_t a = 0; a < p.sh; ++a) {
     for (index_t b = 0; b < p.sw; ++b) {
       T* phase = dst + (a * p.sw + b) * p.ph * p.pw;
+      index_t lo, hi;
+      phase_columns(b, p.sw, s.pad_w, s.width, p.pw, lo, hi);
       for (index_t u = 0; u < p.ph; ++u) {
         T* row = phase + u * p.pw;
         const index_t r = u * p.sh + a - s.pad_h;
@@ -60,11 +73,16 @@ void split_phases(const T* src, T* dst, const Phases& p, const Conv2dShape& s) {
           std::fill(row, row + p.pw, T(0));
           continue;
         }
-        const T* in = src + r * s.width;
-        for (index_t v = 0; v < p.pw; ++v) {
-          const index_t q = v * p.sw + b - s.pad_w;
-          row[v] = (q >= 0 && q < s.width) ? in[q] : T(0);
+        const T* in = src + r * s.width + b - s.pad_w;  // in[v*sw] is column v of the phase
+        std::fill(row, row + lo, T(0));
+        if (p.sw == 1) {
+          std::copy(in + lo, in + hi, row + lo);
+        } else if (p.sw == 2) {
+          for (index_t v = lo; v < hi; ++v) row[v] = in[2 * v];
+        } else {
+          for (index_t v = lo; v < hi; ++v) row[v] = in[v * p.sw];
         }
+        std::fill(row + hi, row + p.pw, T(0));
       }
     }
   }
@@ -74,17 +92,25 @@ void split_phases(const T* src, T* dst, const Phases& p, const Conv2dShape& s) {
 // (pixels no output reads get zero).
 template <typename T>
 void merge_phases(const T* phases, T* dst, const Phases& p, const Conv2dShape& s) {
-  for (index_t r = 0; r < s.height; ++r) {
-    const index_t pr = r + s.pad_h;
-    T* out = dst + r * s.width;
-    if (pr >= p.rows) {
-      std::fill(out, out + s.width, T(0));
-      continue;
-    }
-    const T* base = phases + (pr % p.sh) * p.sw * p.ph * p.pw + (pr / p.sh) * p.pw;
-    for (index_t q = 0; q < s.width; ++q) {
-      const index_t pq = q + s.pad_w;
-      out[q] = pq < p.cols ? base[(pq % p.sw) * p.ph * p.pw + pq / p.sw] : T(0);
+  std::fill(dst, dst + s.height * s.width, T(0));
+  for (index_t a = 0; a < p.sh; ++a) {
+    for (index_t b = 0; b < p.sw; ++b) {
+      const T* phase = phases + (a * p.sw + b) * p.ph * p.pw;
+      index_t lo, hi;
+      phase_columns(b, p.sw, s.pad_w, s.width, p.pw, lo, hi);
+      for (index_t u = 0; u < p.ph; ++u) {
+        const index_t r = u * p.sh + a - s.pad_h;
+        if (r < 0 || r >= s.height) continue;
+        const T* row = phase + u * p.pw;
+        T* out = dst + r * s.width + b - s.pad_w;
+        if (p.sw == 1) {
+          std::copy(row + lo, row + hi, out + lo);
+        } else if (p.sw == 2) {
+          for (index_t v = lo; v < hi; ++v) out[2 * v] = row[v];
+        } else {
+          for (index_t v = lo; v < hi; ++v) out[v * p.sw] = row[v];
+        }
+      }
     }
   }
 }
