@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <array>
+#include <cstring>
 #include <optional>
 #include <string>
 #include <vector>
@@ -432,6 +433,20 @@ py::dict build_info() {
   return d;
 }
 
+void stream_copy(py::array_t<float, py::array::c_style> destination, const In<float>& source) {
+  check(destination.size() == source.size(), "stream_copy: sizes differ");
+  float* dst = destination.mutable_data();
+  const float* src = source.data();
+  const index_t n = source.size();
+  py::gil_scoped_release release;
+  const int threads = fastdl::cpu::get_num_threads();
+#pragma omp parallel for schedule(static) num_threads(threads)
+  for (int t = 0; t < threads; ++t) {
+    const index_t begin = n * t / threads, end = n * (t + 1) / threads;
+    std::memcpy(dst + begin, src + begin, static_cast<std::size_t>(end - begin) * sizeof(float));
+  }
+}
+
 template <typename T>
 void define_typed(py::module_& m) {
   m.def("conv2d_forward", &conv2d_forward<T>, py::arg("input"), py::arg("weight"), py::arg("bias"),
@@ -473,6 +488,9 @@ PYBIND11_MODULE(_C, m) {
   m.def("get_num_threads", &fastdl::cpu::get_num_threads);
   m.def("blas_num_threads", &fastdl::cpu::blas_num_threads);
   m.def("build_info", &build_info);
+  m.def("_stream_copy", &stream_copy, py::arg("destination"), py::arg("source"),
+        "Copy source into destination (same size, contiguous float32) with every OpenMP thread, "
+        "each its own contiguous part: the benchmark's memory-bandwidth yardstick.");
   fastdl::bindings::bind_image(m);
   fastdl::bindings::bind_linear_model(m);
   fastdl::bindings::bind_pool(m);

@@ -59,11 +59,13 @@ def sgemm_peak_gflops(threads: int, size: int = 1024, repeats: int = 5) -> float
 
 def copy_bandwidth_gbs(threads: int, megabytes: int = 256, repeats: int = 5) -> float:
     """The memory yardstick: bytes read + written per second by the fastest large array copy
-    with ``threads`` threads — NumPy's single-threaded copyto and, when installed, PyTorch's
-    threaded ``copy_``."""
+    with ``threads`` threads — NumPy's single-threaded copyto, fastdl's own threaded copy
+    (each thread memcpy's its contiguous part) and, when installed, PyTorch's ``copy_``."""
+    from fastdl import _C
     source = np.ones(megabytes * 2 ** 20 // 4, dtype=np.float32)
     target = np.empty_like(source)
-    candidates = [median_ms(lambda: np.copyto(target, source), repeats)]
+    candidates = [median_ms(lambda: np.copyto(target, source), repeats),
+                  median_ms(lambda: _C._stream_copy(target, source), repeats)]
     try:
         import torch
         ts, tt = torch.from_numpy(source), torch.from_numpy(target)
