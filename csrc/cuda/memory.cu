@@ -1,0 +1,142 @@
+// Device memory, device queries and the small element-wise helpers of the autograd engine
+// (fill, y += x) and of the device-side reductions (scale_sum).
+#include <cstring>
+#include <mutex>
+
+#include "cuda/common.cuh"
+
+namespace fastdl::cuda {
+
+int device_count() {
+  int count = 0;
+  // Without a driver (or with no device) this returns an error: report "no device".
+  if (cudaGetDeviceCount(&count) != cudaSuccess) {
+    cudaGetLastError();
+    return 0;
+  }
+  return count;
+}
+
+std::string device_name(int device) {
+  cudaDeviceProp prop{};
+  FASTDL_CUDA_CHECK(cudaGetDeviceProperties(&prop, device));
+  return prop.name;
+}
+
+std::string device_capability(int device) {
+  cudaDeviceProp prop{};
+  FASTDL_CUDA_CHECK(cudaGetDeviceProperties(&prop, device));
+  return std::to_string(prop.major) + "." + std::to_string(prop.minor);
+}
+
+std::size_t device_memory(int device) {
+  cudaDeviceProp prop{};
+  FASTDL_CUDA_CHECK(cudaGetDeviceProperties(&prop, device));
+  return prop.totalGlobalMem;
+}
+
+int runtime_version() {
+  int version = 0;
+  FASTDL_CUDA_CHECK(cudaRuntimeGetVersion(&version));
+  return version;
+}
+
+int driver_version() {
+  int version = 0;
+  if (cudaDriverGetVersion(&version) != cudaSuccess) {
+    cudaGetLastError();
+    return 0;
+  }
+  return version;
+}
+
+void set_device(int device) { FASTDL_CUDA_CHECK(cudaSetDevice(device)); }
+
+void synchronize() { FASTDL_CUDA_CHECK(cudaDeviceSynchronize()); }
+
+void* allocate(std::size_t bytes) {
+  void* pointer = nullptr;
+  FASTDL_CUDA_CHECK(cudaMalloc(&pointer, bytes));
+  return pointer;
+}
+
+void release(void* pointer) {
+  // From a destructor: never throw. A failure here means an earlier fault the next checked
+  // call reports anyway.
+  if (pointer && cudaFree(pointer) != cudaSuccess) cudaGetLastError();
+}
+
+void copy_to_device(void* device, const void* host, std::size_t bytes) {
+  if (bytes) FASTDL_CUDA_CHECK(cudaMemcpy(device, host, bytes, cudaMemcpyHostToDevice));
+}
+
+void copy_to_host(void* host, const void* device, std::size_t bytes) {
+  if (bytes) FASTDL_CUDA_CHECK(cudaMemcpy(host, device, bytes, cudaMemcpyDeviceToHost));
+}
+
+void copy_on_device(void* destination, const void* source, std::size_t bytes) {
+  if (bytes) FASTDL_CUDA_CHECK(cudaMemcpy(destination, source, bytes, cudaMemcpyDeviceToDevice));
+}
+
+double* reduction_scratch() {
+  static std::once_flag once;
+  static double* scratch = nullptr;
+  std::call_once(once, [] {
+    scratch = static_cast<double*>(allocate(sizeof(double) * (kReduceMaxComponents * kReduceMaxBlocks + kReduceResultSlots)));
+  });
+  return scratch;
+}
+
+void fill_zero(void* device, std::size_t bytes) {
+  if (bytes) FASTDL_CUDA_CHECK(cudaMemset(device, 0, bytes));
+}
+
+namespace {
+
+template <typename T>
+__global__ void fill_kernel(T* x, index_t n, T value) {
+  FASTDL_GRID_LOOP(i, n) x[i] = value;
+}
+
+template <typename T>
+__global__ void add_inplace_kernel(T* y, const T* x, index_t n) {
+  FASTDL_GRID_LOOP(i, n) y[i] = y[i] + x[i];
+}
+
+template <typename T>
+__global__ void scale_sum_kernel(const double* sums, double scale, T* out) {
+  out[0] = static_cast<T>(sums[0] * scale);
+}
+
+}  // namespace
+
+template <typename T>
+void fill(T* x, index_t n, double value) {
+  if (n <= 0) return;
+  fill_kernel<T><<<blocks_for(n), kThreads>>>(x, n, static_cast<T>(value));
+  FASTDL_CUDA_LAUNCHED("fill");
+}
+
+template <typename T>
+void add_inplace(T* y, const T* x, index_t n) {
+  if (n <= 0) return;
+  add_inplace_kernel<T><<<blocks_for(n), kThreads>>>(y, x, n);
+  FASTDL_CUDA_LAUNCHED("add_inplace");
+}
+
+template <typename T>
+void scale_sum(const double* sums, double scale, T* out) {
+  scale_sum_kernel<T><<<1, 1>>>(sums, scale, out);
+  FASTDL_CUDA_LAUNCHED("scale_sum");
+}
+
+#define FASTDL_INSTANTIATE(T)                               \
+  template void fill<T>(T*, index_t, double);               \
+  template void add_inplace<T>(T*, const T*, index_t);      \
+  template void scale_sum<T>(const double*, double, T*);
+FASTDL_INSTANTIATE(float)
+FASTDL_INSTANTIATE(double)
+FASTDL_INSTANTIATE(std::int64_t)
+#undef FASTDL_INSTANTIATE
+
+}  // namespace fastdl::cuda
