@@ -126,11 +126,29 @@ void add_inplace(Buffer& y, Buffer& x, index_t n) {
 }
 
 template <typename T>
-void scale_sum(Buffer& sums, double scale, Buffer& out) {
-  const double* s = as<double>(sums, 1, "sums");
+void sum_array(Buffer& x, index_t n, Buffer& sums, int slot) {
+  check(slot >= 0 && slot < 2, "sum_array: slot must be 0 or 1");
+  const T* px = as<T>(x, n, "x");
+  double* ps = as<double>(sums, slot + 1, "sums");
+  py::gil_scoped_release release;
+  cu::sum_array<T>(px, n, ps + slot);
+}
+
+template <typename T>
+void scale_sums(Buffer& sums, int count, double scale0, double scale1, Buffer& out) {
+  check(count == 1 || count == 2, "scale_sums: count must be 1 or 2");
+  const double* s = as<double>(sums, count, "sums");
   T* o = as<T>(out, 1, "out");
   py::gil_scoped_release release;
-  cu::scale_sum<T>(s, scale, o);
+  cu::scale_sums<T>(s, count, scale0, scale1, o);
+}
+
+template <typename T>
+void scale_broadcast(Buffer& g, double scale, Buffer& out, index_t n) {
+  const T* pg = as<T>(g, 1, "g");
+  T* po = as<T>(out, n, "out");
+  py::gil_scoped_release release;
+  cu::scale_broadcast<T>(pg, scale, po, n);
 }
 
 // y = f(x) and gx = f'(y or x, gy), all of n elements.
@@ -608,7 +626,9 @@ void define_typed(py::module_& m, const std::string& suffix) {
   auto def = [&](const char* name, auto function) { m.def((std::string(name) + suffix).c_str(), function); };
   def("fill", &fill<T>);
   def("add_inplace", &add_inplace<T>);
-  def("scale_sum", &scale_sum<T>);
+  def("sum_array", &sum_array<T>);
+  def("scale_sums", &scale_sums<T>);
+  def("scale_broadcast", &scale_broadcast<T>);
   def("relu_forward", &unary_forward<T, cu::relu_forward<T>>);
   def("relu_backward", &unary_backward<T, cu::relu_backward<T>>);
   def("sigmoid_forward", &unary_forward<T, cu::sigmoid_forward<T>>);

@@ -57,13 +57,19 @@ void copy_on_device(void* destination, const void* source, std::size_t bytes);
 void fill_zero(void* device, std::size_t bytes);
 
 // x[i] = value; y[i] += x[i] (autograd's gradient accumulation);
-// out[0] = T(sums[0] * scale) (a device-side reduction, scaled and rounded once).
+// sums[0] = sum of x (double, fixed order); out[0] = T(sums[0] * scale0 + sums[1] * scale1)
+// (sums[1] read only when count == 2): a device-side loss value, scaled and rounded once;
+// out[i] = T(g[0] * scale) for i < n: a scalar upstream gradient spread over a loss' terms.
 template <typename T>
 void fill(T* x, index_t n, double value);
 template <typename T>
 void add_inplace(T* y, const T* x, index_t n);
 template <typename T>
-void scale_sum(const double* sums, double scale, T* out);
+void sum_array(const T* x, index_t n, double* sums);
+template <typename T>
+void scale_sums(const double* sums, int count, double scale0, double scale1, T* out);
+template <typename T>
+void scale_broadcast(const T* g, double scale, T* out, index_t n);
 
 // ---------------------------------------------------------------- gemm.cu
 // C = alpha * op(A) @ op(B) + beta * C on row-major matrices (op = transpose when asked);

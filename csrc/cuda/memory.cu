@@ -104,9 +104,21 @@ __global__ void add_inplace_kernel(T* y, const T* x, index_t n) {
 }
 
 template <typename T>
-__global__ void scale_sum_kernel(const double* sums, double scale, T* out) {
-  out[0] = static_cast<T>(sums[0] * scale);
+__global__ void scale_sums_kernel(const double* sums, int count, double scale0, double scale1, T* out) {
+  out[0] = static_cast<T>(count == 2 ? sums[0] * scale0 + sums[1] * scale1 : sums[0] * scale0);
 }
+
+template <typename T>
+__global__ void scale_broadcast_kernel(const T* g, double scale, T* out, index_t n) {
+  const double value = static_cast<double>(g[0]) * scale;
+  FASTDL_GRID_LOOP(i, n) out[i] = static_cast<T>(value);
+}
+
+template <typename T>
+struct Values {
+  const T* x;
+  __device__ void operator()(index_t i, double* acc) const { acc[0] += static_cast<double>(x[i]); }
+};
 
 }  // namespace
 
@@ -125,18 +137,33 @@ void add_inplace(T* y, const T* x, index_t n) {
 }
 
 template <typename T>
-void scale_sum(const double* sums, double scale, T* out) {
-  scale_sum_kernel<T><<<1, 1>>>(sums, scale, out);
-  FASTDL_CUDA_LAUNCHED("scale_sum");
+void sum_array(const T* x, index_t n, double* sums) {
+  reduce<1>(Values<T>{x}, n, sums, "kernel sum_array");
 }
 
-#define FASTDL_INSTANTIATE(T)                               \
-  template void fill<T>(T*, index_t, double);               \
-  template void add_inplace<T>(T*, const T*, index_t);      \
-  template void scale_sum<T>(const double*, double, T*);
+template <typename T>
+void scale_sums(const double* sums, int count, double scale0, double scale1, T* out) {
+  scale_sums_kernel<T><<<1, 1>>>(sums, count, scale0, scale1, out);
+  FASTDL_CUDA_LAUNCHED("scale_sums");
+}
+
+template <typename T>
+void scale_broadcast(const T* g, double scale, T* out, index_t n) {
+  if (n <= 0) return;
+  scale_broadcast_kernel<T><<<blocks_for(n), kThreads>>>(g, scale, out, n);
+  FASTDL_CUDA_LAUNCHED("scale_broadcast");
+}
+
+#define FASTDL_INSTANTIATE(T)                                                  \
+  template void add_inplace<T>(T*, const T*, index_t);                         \
+  template void sum_array<T>(const T*, index_t, double*);                      \
+  template void scale_sums<T>(const double*, int, double, double, T*);         \
+  template void scale_broadcast<T>(const T*, double, T*, index_t);
 FASTDL_INSTANTIATE(float)
 FASTDL_INSTANTIATE(double)
-FASTDL_INSTANTIATE(std::int64_t)
+template void fill<float>(float*, index_t, double);
+template void fill<double>(double*, index_t, double);
+template void fill<std::int64_t>(std::int64_t*, index_t, double);
 #undef FASTDL_INSTANTIATE
 
 }  // namespace fastdl::cuda
