@@ -124,7 +124,9 @@ class DeviceArray:
 
     @classmethod
     def from_numpy(cls, array: np.ndarray) -> "DeviceArray":
-        array = np.ascontiguousarray(array)
+        array = np.asarray(array)
+        if not array.flags.c_contiguous:  # (np.ascontiguousarray would make 0-d arrays 1-d)
+            array = array.copy(order="C")
         out = cls.empty(array.shape, array.dtype)
         out.buffer.copy_from_host(array)
         return out
@@ -217,7 +219,7 @@ class DeviceArray:
                                  f"{self.dtype} array of shape {self.shape}")
             self.buffer.copy_from_buffer(value.buffer)
         else:
-            host = np.ascontiguousarray(np.broadcast_to(np.asarray(value, dtype=self.dtype), self.shape))
+            host = np.broadcast_to(np.asarray(value, dtype=self.dtype), self.shape).copy(order="C")
             self.buffer.copy_from_host(host)
 
     # ------------------------------------------------------------------ arithmetic (gradients)
@@ -284,6 +286,17 @@ class DeviceArray:
                 return DeviceArray.empty(shape, dtype)
             value = 1 if name == "ones_like" else (args[1] if len(args) > 1 else kwargs["fill_value"])
             return DeviceArray.full(shape, value, dtype)
+        if name == "copyto":  # load_state_dict into a model on the GPU, or out of one
+            destination, source = args[0], args[1]
+            if isinstance(source, DeviceArray):
+                source = source if isinstance(destination, DeviceArray) and \
+                    source.dtype == destination.dtype else source.to_numpy()
+            if isinstance(destination, DeviceArray):
+                destination[...] = source if isinstance(source, DeviceArray) else \
+                    np.asarray(source).astype(destination.dtype)
+            else:
+                np.copyto(destination, source, **kwargs)
+            return None
         raise _not_on_gpu(f"numpy.{name}")
 
     def __bool__(self):
