@@ -675,6 +675,7 @@ void bind_cuda(py::module_& m) {
     d["cuda_version"] = FASTDL_CUDA_VERSION;
     d["architectures"] = FASTDL_CUDA_ARCHS;
     d["gemm"] = "fastdl tiled kernel (no cuBLAS)";
+    d["option"] = FASTDL_CUDA_OPTION;
     return d;
   });
   cuda.def("device_count", &cu::device_count);
@@ -701,7 +702,11 @@ void bind_cuda(py::module_& m) {
   cuda.def("fill_int64", &fill<std::int64_t>);
 #else
   cuda.def("built", [] { return false; });
-  cuda.def("build_info", [] { return py::dict(); });
+  cuda.def("build_info", [] {
+    py::dict d;
+    d["option"] = FASTDL_CUDA_OPTION;  // AUTO (no compiler found) or OFF
+    return d;
+  });
   cuda.def("device_count", [] { return 0; });
 #endif
 }

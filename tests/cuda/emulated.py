@@ -60,7 +60,8 @@ def _view(buffer, dtype, shape):
     dtype = np.dtype(dtype)
     count = int(np.prod(shape, dtype=np.int64))
     if count * dtype.itemsize > buffer.nbytes:
-        raise ValueError(f"buffer of {buffer.nbytes} bytes too small for {count} x {dtype}")
+        raise ValueError(f"the device buffer holds {buffer.nbytes} bytes, {count} elements of "
+                         f"{dtype.itemsize} bytes are needed")  # the bindings' message
     return buffer._bytes[:count * dtype.itemsize].view(dtype).reshape(shape)
 
 
