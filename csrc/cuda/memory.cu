@@ -1,5 +1,6 @@
 // Device memory, device queries and the small element-wise helpers of the autograd engine
 // (fill, y += x) and of the device-side reductions (scale_sum).
+#include <cstdint>
 #include <cstring>
 #include <mutex>
 
@@ -54,16 +55,38 @@ void set_device(int device) { FASTDL_CUDA_CHECK(cudaSetDevice(device)); }
 
 void synchronize() { FASTDL_CUDA_CHECK(cudaDeviceSynchronize()); }
 
+// Device memory comes from the runtime's stream-ordered pool on the default stream
+// (cudaMallocAsync / cudaFreeAsync), never plain cudaMalloc / cudaFree: cudaFree waits for
+// the whole device, and a training step frees dozens of temporaries. Every kernel runs on
+// the default stream, so memory freed "in stream order" is reused only after the kernels
+// queued before the free. The pool keeps what it has (release threshold: unlimited), as
+// PyTorch's caching allocator does, instead of returning it at every synchronization.
+namespace {
+void keep_pool_memory() {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    int device = 0;
+    cudaMemPool_t pool;
+    if (cudaGetDevice(&device) == cudaSuccess && cudaDeviceGetDefaultMemPool(&pool, device) == cudaSuccess) {
+      std::uint64_t threshold = UINT64_MAX;
+      cudaMemPoolSetAttribute(pool, cudaMemPoolAttrReleaseThreshold, &threshold);
+    }
+    cudaGetLastError();  // best effort: without it the pool still works
+  });
+}
+}  // namespace
+
 void* allocate(std::size_t bytes) {
+  keep_pool_memory();
   void* pointer = nullptr;
-  FASTDL_CUDA_CHECK(cudaMalloc(&pointer, bytes));
+  FASTDL_CUDA_CHECK(cudaMallocAsync(&pointer, bytes, 0));
   return pointer;
 }
 
 void release(void* pointer) {
   // From a destructor: never throw. A failure here means an earlier fault the next checked
-  // call reports anyway.
-  if (pointer && cudaFree(pointer) != cudaSuccess) cudaGetLastError();
+  // call reports anyway (or the runtime is already shut down at interpreter exit).
+  if (pointer && cudaFreeAsync(pointer, 0) != cudaSuccess) cudaGetLastError();
 }
 
 void copy_to_device(void* device, const void* host, std::size_t bytes) {
