@@ -84,8 +84,13 @@ def _kernel(name: str, dtype: np.dtype):
     return getattr(_C.cuda, f"{name}_{np.dtype(dtype).name}")
 
 
-def _not_on_gpu(what: str) -> NotImplementedError:
-    return NotImplementedError(
+class _MissingOnGpu(NotImplementedError, AttributeError):
+    """An ndarray attribute a DeviceArray lacks: NotImplementedError for the reader, and an
+    AttributeError too, so that hasattr() and getattr(..., default) keep working."""
+
+
+def _not_on_gpu(what: str, error=NotImplementedError) -> NotImplementedError:
+    return error(
         f"{what} is not implemented for CUDA tensors (fastdl has no CUDA kernel for it); "
         f"move the tensor to the host with .cpu() first")
 
@@ -260,7 +265,7 @@ class DeviceArray:
         # Reached only for attributes DeviceArray lacks (ndarray methods such as sum, argmax).
         if name.startswith("__"):
             raise AttributeError(name)
-        raise _not_on_gpu(f"'{name}'")
+        raise _not_on_gpu(f"'{name}'", _MissingOnGpu)
 
     def __array__(self, dtype=None, copy=None):
         raise TypeError("can't convert cuda:0 device type tensor to numpy. Use Tensor.cpu() to "
