@@ -144,6 +144,7 @@ def test_tensor_round_trip_and_synchronize():
 
 def test_training_reaches_cpu_accuracy():
     # The demo's network on the digits, a few epochs on each device: same accuracy.
+    pytest.importorskip("sklearn", reason="the demo trains on scikit-learn's digits")
     from fastdl.__main__ import demo
     gpu = demo(epochs=3, bench=False, device="cuda", progress=False)
     cpu = demo(epochs=3, bench=False, device="cpu", progress=False)

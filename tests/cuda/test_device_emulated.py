@@ -181,6 +181,7 @@ def test_module_state_dict_loads_into_device_model(gpu):
 
 
 def test_demo_on_device(gpu, capsys):
+    pytest.importorskip("sklearn", reason="the demo trains on scikit-learn's digits")
     from fastdl.__main__ import demo
     result = demo(epochs=1, bench=False, device="cuda")
     assert result["test_accuracy"] > 0.5
