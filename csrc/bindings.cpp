@@ -496,4 +496,5 @@ PYBIND11_MODULE(_C, m) {
   fastdl::bindings::bind_pool(m);
   fastdl::bindings::bind_norm(m);
   fastdl::bindings::bind_loss(m);
+  fastdl::bindings::bind_cuda(m);
 }

@@ -72,5 +72,6 @@ void bind_linear_model(py::module_& m);  // bindings_linear_model.cpp: fastdl.li
 void bind_pool(py::module_& m);          // bindings_pool.cpp: avg / adaptive pooling, conv1d helpers
 void bind_norm(py::module_& m);          // bindings_norm.cpp: batch norm, activations, dropout
 void bind_loss(py::module_& m);          // bindings_loss.cpp: the loss family
+void bind_cuda(py::module_& m);          // bindings_cuda.cpp: the submodule _C.cuda (CUDA kernels)
 
 }  // namespace fastdl::bindings

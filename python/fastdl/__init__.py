@@ -13,12 +13,13 @@ from . import _C  # noqa: E402
 # data-loader workers) starts with one thread.
 _os.register_at_fork(after_in_child=lambda: _C.set_num_threads(1))
 
-from . import autograd, data, distributed, image, linear_model, metrics, nn, optim, random, reference, train  # noqa: E402,I001
+from . import autograd, cuda, data, distributed, image, linear_model, metrics, nn, optim, random, reference, train  # noqa: E402,I001
 from .io import load, save  # noqa: E402
 from ._config import config, get_num_threads, set_num_threads, show_config  # noqa: E402
 from .autograd import enable_grad, is_grad_enabled, no_grad, set_grad_enabled  # noqa: E402
 from .random import (Generator, initial_seed, manual_seed, rand, randint, randn,  # noqa: E402
                      randperm, seed)
+from ._device import device  # noqa: E402
 from .tensor import (Tensor, arange, as_tensor, bool_, double, empty, float32,  # noqa: E402
                      float64, from_numpy, full, get_default_dtype, int32, int64, long, ones,
                      ones_like, tensor, uint8, zeros, zeros_like)
@@ -34,5 +35,5 @@ __all__ = [
     "manual_seed", "seed", "initial_seed", "Generator",
     "set_num_threads", "get_num_threads", "show_config", "config",
     "nn", "optim", "data", "train", "reference", "autograd", "random", "image", "linear_model",
-    "metrics", "distributed", "save", "load",
+    "metrics", "distributed", "save", "load", "cuda", "device",
 ]

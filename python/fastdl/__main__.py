@@ -30,11 +30,30 @@ def digits_cnn():
         nn.Flatten(), nn.Linear(64 * 2 * 2, 10))
 
 
+class _OnDevice:
+    """A data loader whose batches are moved to a device (the demo's --device cuda)."""
+
+    def __init__(self, loader, device):
+        self.loader, self.device = loader, device
+
+    def __iter__(self):
+        for inputs, targets in self.loader:
+            yield inputs.to(self.device), targets.to(self.device)
+
+    def __len__(self):
+        return len(self.loader)
+
+    def __getattr__(self, name):  # sampler, generator, ...: the wrapped loader's
+        return getattr(self.loader, name)
+
+
 def demo(epochs: int = 20, batch_size: int = 32, lr: float = 3e-3, seed: int = 0,
-         bench: bool = True, progress: Optional[bool] = None, distributed: bool = False) -> dict:
+         bench: bool = True, progress: Optional[bool] = None, distributed: bool = False,
+         device: str = "cpu") -> dict:
     """Train the small CNN on the real digits and report held-out accuracy.
     distributed: data-parallel over the ranks of ``mpiexec -n N``; each rank takes
-    batch_size / N samples of every global batch, rank 0 prints."""
+    batch_size / N samples of every global batch, rank 0 prints.
+    device: 'cpu' or 'cuda' (the model, the batches and the optimizer on the GPU)."""
     import fastdl
     from . import nn, optim
     from .data import DataLoader, TensorDataset
@@ -50,6 +69,14 @@ def demo(epochs: int = 20, batch_size: int = 32, lr: float = 3e-3, seed: int = 0
         if dist.get_rank() != 0:
             say = _quiet  # every line of the demo prints on rank 0 only
 
+    try:
+        target = fastdl.device(device)
+        if target.type == "cuda":
+            fastdl.cuda._require(target)
+    except (RuntimeError, TypeError) as error:
+        sys.exit(f"--device {device}: {error}")
+    if target.type == "cuda" and distributed:
+        sys.exit("--device cuda does not combine with --distributed")
     fastdl.manual_seed(seed)
     x_train, x_test, y_train, y_test = _load_digits_split(seed)
     say(f"digits: {len(x_train)} training and {len(x_test)} test images of 8x8 "
@@ -66,6 +93,10 @@ def demo(epochs: int = 20, batch_size: int = 32, lr: float = 3e-3, seed: int = 0
     test_loader = DataLoader(TensorDataset(fastdl.tensor(x_test), fastdl.tensor(y_test)),
                              batch_size=256)
     model = digits_cnn()
+    if target.type == "cuda":
+        model.to(target)
+        train_loader, test_loader = _OnDevice(train_loader, target), _OnDevice(test_loader, target)
+        say(f"device: {fastdl.cuda.get_device_name()} ({target})")
     if distributed:
         model = dist.DistributedDataParallel(model)
     say(model)
@@ -129,6 +160,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     p_demo.add_argument("--seed", type=int, default=0)
     p_demo.add_argument("--threads", type=int, default=None)
     p_demo.add_argument("--no-bench", action="store_true", help="skip the conv2d timing table")
+    p_demo.add_argument("--device", default="cpu",
+                        help="cpu (default) or cuda: train on the GPU (a CUDA build and a GPU)")
     p_demo.add_argument("--distributed", action="store_true",
                         help="data-parallel over MPI ranks: mpiexec -n 2 python -m fastdl demo "
                              "--distributed (global batch split across ranks; rank 0 prints)")
@@ -165,7 +198,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     if args.threads is not None:
         fastdl.set_num_threads(args.threads)
     result = demo(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
-                  bench=not args.no_bench, distributed=args.distributed)
+                  bench=not args.no_bench, distributed=args.distributed, device=args.device)
     return 0 if result["test_accuracy"] >= 0.97 else 1
 
 

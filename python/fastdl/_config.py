@@ -28,6 +28,8 @@ def config() -> dict:
     info["python"] = platform.python_version()
     info["machine"] = platform.machine()
     info["cpu_count"] = os.cpu_count()
+    from . import cuda
+    info["cuda"] = cuda.info()
     return info
 
 
@@ -41,11 +43,23 @@ def show_config() -> str:
         f"  SIMD            {c['simd']}",
         f"  OpenMP          {c['openmp']} ({c['omp_threads']} threads, OMP_WAIT_POLICY={c['omp_wait_policy']})",
         f"  BLAS            {c['blas']} ({c['blas_threads']} threads)",
-        f"  CUDA            {'built' if c['cuda'] else 'not built'}",
+        f"  CUDA            {_cuda_line(c['cuda'])}",
         f"  sanitizers      {'ASan+UBSan' if c['sanitizers'] else 'off'}",
         f"  malloc tuning   {'on (FASTDL_MALLOC_TUNING=0 turns it off)' if c.get('malloc_tuning') else 'off'}",
         f"  Python          {c['python']} on {c['machine']}, {c['cpu_count']} CPUs",
     ]
+    lines[7:7] = [f"    device {i}      {name}" for i, name in enumerate(c["cuda"]["devices"])]
     text = "\n".join(lines)
     print(text)
     return text
+
+
+def _cuda_line(cuda: dict) -> str:
+    if not cuda["built"]:
+        return "not built (no CUDA compiler at build time, or FASTDL_CUDA=OFF)"
+    driver = cuda["driver_version"]
+    found = (f"{cuda['device_count']} device(s), driver {driver // 1000}.{driver % 1000 // 10}"
+             if cuda["device_count"] else
+             "no GPU found" + ("" if driver else " (no NVIDIA driver)"))
+    return (f"built (CUDA {cuda['cuda_version']}, sm {cuda['architectures']}, "
+            f"GEMM: {cuda['gemm']}); {found}; available: {bool(cuda['device_count'])}")

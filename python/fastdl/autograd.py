@@ -124,7 +124,8 @@ def run_backward(root, gradient: np.ndarray, retain_graph: bool = False) -> None
 
     grads = {id(root): gradient}
     # Arrays a leaf's .grad now owns (never handed out twice); the seed is the caller's.
-    owned = {id(gradient)}
+    # (GPU arrays are tracked by their memory: views share it.)
+    owned = {id(getattr(gradient, "buffer", gradient))}
     for tensor in _topological_order(root):
         grad = grads.pop(id(tensor), None)
         if grad is None:
@@ -158,6 +159,9 @@ def _accumulate(tensor, grad: np.ndarray, tensor_class, owned=None) -> None:
     """Add grad into tensor.grad. A leaf's first gradient adopts the array when the backward
     pass produced it fresh (owns its C-contiguous memory, right dtype, not adopted by another
     leaf): no full-size copy per leaf. Anything else is copied."""
+    if not isinstance(grad, np.ndarray) and hasattr(grad, "buffer"):
+        _accumulate_device(tensor, grad, tensor_class, owned)
+        return
     grad = np.asarray(grad)
     if tensor.grad is None:
         adopt = (owned is not None and id(grad) not in owned and grad.flags.owndata
@@ -170,3 +174,22 @@ def _accumulate(tensor, grad: np.ndarray, tensor_class, owned=None) -> None:
             tensor.grad = tensor_class(np.array(grad, dtype=tensor.data.dtype, order="C", copy=True))
     else:
         tensor.grad.data += grad.astype(tensor.data.dtype, copy=False)
+
+
+def _accumulate_device(tensor, grad, tensor_class, owned=None) -> None:
+    """_accumulate for a gradient in GPU memory (a DeviceArray): adopted when the backward
+    pass made it and no other leaf holds its memory, else copied; later gradients are added
+    by a CUDA kernel."""
+    if not hasattr(tensor.data, "buffer"):
+        raise RuntimeError(f"a gradient on cuda:0 reached a tensor on cpu of shape {tensor.shape}: "
+                           f"an operation mixed devices")
+    if grad.dtype != tensor.data.dtype:
+        grad = grad.astype(tensor.data.dtype)
+    if tensor.grad is None:
+        if owned is not None and id(grad.buffer) not in owned:
+            owned.add(id(grad.buffer))
+            tensor.grad = tensor_class(grad)
+        else:
+            tensor.grad = tensor_class(grad.copy())
+    else:
+        tensor.grad.data += grad

@@ -11,10 +11,11 @@ from typing import Any, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
+from ._device import CPU, DeviceArray, device, device_of, parse_device, to_device
 from .autograd import Node, is_grad_enabled, run_backward
 
 __all__ = [
-    "Tensor", "tensor", "as_tensor", "from_numpy", "zeros", "ones", "empty", "full", "arange",
+    "Tensor", "device", "tensor", "as_tensor", "from_numpy", "zeros", "ones", "empty", "full", "arange",
     "zeros_like", "ones_like", "float32", "float64", "int64", "int32", "uint8", "bool_",
     "float", "double", "long", "get_default_dtype",
 ]
@@ -105,7 +106,8 @@ class Tensor:
     __slots__ = ("data", "grad", "requires_grad", "_node", "_retains_grad", "__weakref__")
 
     def __init__(self, data, requires_grad: bool = False, *, _node: Optional[Node] = None):
-        self.data: np.ndarray = data if isinstance(data, np.ndarray) else _to_array(data)
+        # data: a NumPy array (CPU) or a DeviceArray (CUDA, see fastdl._device).
+        self.data: np.ndarray = data if isinstance(data, (np.ndarray, DeviceArray)) else _to_array(data)
         if requires_grad and self.data.dtype.kind != "f":
             raise RuntimeError(f"Only Tensors of floating point dtype can require gradients, "
                                f"got {self.data.dtype}")
@@ -128,8 +130,12 @@ class Tensor:
         return self.data.ndim
 
     @property
-    def device(self) -> str:
-        return "cpu"
+    def device(self) -> device:
+        return device_of(self.data)
+
+    @property
+    def is_cuda(self) -> bool:
+        return isinstance(self.data, DeviceArray)
 
     @property
     def grad_fn(self) -> Optional[Node]:
@@ -160,8 +166,8 @@ class Tensor:
         return self.shape[0]
 
     def __repr__(self) -> str:
-        body = np.array2string(self.data, separator=", ", prefix="tensor(")
-        extras = []
+        body = np.array2string(self._host(), separator=", ", prefix="tensor(")
+        extras = ["device='cuda:0'"] if self.is_cuda else []
         if self.dtype not in (float32, int64, bool_):
             extras.append(f"dtype=fastdl.{self.dtype}")
         if self._node is not None:
@@ -170,7 +176,14 @@ class Tensor:
             extras.append("requires_grad=True")
         return "tensor(" + body + "".join(", " + e for e in extras) + ")"
 
+    def _host(self) -> np.ndarray:
+        """The values as a NumPy array: the data itself on the CPU, a copy from a GPU."""
+        return self.data.to_numpy() if isinstance(self.data, DeviceArray) else self.data
+
     def numpy(self) -> np.ndarray:
+        if isinstance(self.data, DeviceArray):
+            raise TypeError("can't convert cuda:0 device type tensor to numpy. Use Tensor.cpu() "
+                            "to copy the tensor to host memory first.")
         if self.requires_grad:
             raise RuntimeError("Can't call numpy() on Tensor that requires grad. "
                                "Use tensor.detach().numpy() instead.")
@@ -180,10 +193,10 @@ class Tensor:
         if self.data.size != 1:
             raise ValueError(f"item(): a Tensor with {self.data.size} elements cannot be "
                              f"converted to a Python scalar")
-        return self.data.reshape(()).item()
+        return self._host().reshape(()).item()
 
     def tolist(self):
-        return self.data.tolist()
+        return self._host().tolist()
 
     def __float__(self):
         return builtins_float(self.item())
@@ -194,7 +207,7 @@ class Tensor:
     def __bool__(self):
         if self.data.size != 1:
             raise RuntimeError("Boolean value of Tensor with more than one value is ambiguous")
-        return bool(self.data.reshape(()))
+        return bool(self._host().reshape(()))
 
     def __index__(self):
         if self.dtype.kind not in "iub" or self.data.size != 1:
@@ -227,9 +240,12 @@ class Tensor:
             if self.data.size != 1:
                 raise RuntimeError(f"grad can be implicitly created only for scalar outputs; "
                                    f"this tensor has shape {self.shape}: pass gradient=")
-            gradient = np.ones_like(self.data)
+            gradient = np.ones_like(self.data)  # a DeviceArray for a CUDA tensor
         else:
             gradient = gradient.data if isinstance(gradient, Tensor) else np.asarray(gradient)
+            if device_of(gradient) != self.device:
+                raise RuntimeError(f"backward: gradient on {device_of(gradient)}, the tensor on "
+                                   f"{self.device}; put them on one device")
             if gradient.shape != self.shape:
                 raise RuntimeError(f"gradient: shape {gradient.shape} does not match the "
                                    f"tensor's shape {self.shape}")
@@ -258,6 +274,13 @@ class Tensor:
 
     def copy_(self, source) -> "Tensor":
         self._check_inplace("copy_")
+        if isinstance(self.data, DeviceArray) or (isinstance(source, Tensor) and source.is_cuda):
+            source = source.data if isinstance(source, Tensor) else source
+            if isinstance(source, DeviceArray) and not isinstance(self.data, DeviceArray):
+                source = source.to_numpy()
+            else:
+                self.data[...] = source  # same shape and dtype on the GPU, or host values
+                return self
         source = source.data if isinstance(source, Tensor) else np.asarray(source)
         try:
             np.copyto(self.data, np.broadcast_to(source, self.shape), casting="unsafe")
@@ -287,19 +310,28 @@ class Tensor:
         self.data[_index(index)] = value.data if isinstance(value, Tensor) else value
 
     # ------------------------------------------------------------------ conversions
-    def to(self, dtype=None, *args, **kwargs) -> "Tensor":
-        if isinstance(dtype, str) and dtype in ("cpu",):
-            return self
-        dtype = _as_dtype(kwargs.get("dtype", dtype))
-        if dtype is None or dtype == self.dtype:
-            return self
-        source = self
+    def to(self, *args, **kwargs) -> "Tensor":
+        """As torch.Tensor.to: to(dtype), to(device), to(device, dtype), to(other), with
+        device= and dtype= keywords. Returns self when nothing changes; moving between
+        devices copies and is differentiable."""
+        target, dtype = _to_arguments(args, kwargs)
+        result = self
+        dtype = _as_dtype(dtype)
+        if dtype is not None and dtype != self.dtype:
+            source = self
 
-        def backward(grad):
-            return (grad.astype(source.dtype),)
+            def backward(grad):
+                return (grad.astype(source.dtype),)
 
-        return _result(self.data.astype(dtype), (self,), backward, "To") if dtype.kind == "f" \
-            else Tensor(self.data.astype(dtype))
+            result = _result(self.data.astype(dtype), (self,), backward, "To") if dtype.kind == "f" \
+                else Tensor(self.data.astype(dtype))
+        if target is not None and target != result.device:
+            moved, origin = to_device(result.data, target), result.device
+            result = _result(moved, (result,), lambda g: (to_device(g, origin),), "ToCopy")
+        return result
+
+    def cuda(self, device=None) -> "Tensor":
+        return self.to(parse_device("cuda" if device is None else device))
 
     def float(self) -> "Tensor":
         return self.to(float32)
@@ -320,7 +352,7 @@ class Tensor:
         return self.to(other.dtype)
 
     def cpu(self) -> "Tensor":
-        return self
+        return self.to(CPU)
 
     def clone(self) -> "Tensor":
         return _result(self.data.copy(), (self,), lambda g: (g,), "Clone")
@@ -550,6 +582,30 @@ class Tensor:
 builtins_float = builtins.float
 
 
+def _to_arguments(args, kwargs):
+    """(device or None, dtype or None) from Tensor.to's positional and keyword forms."""
+    unknown = set(kwargs) - {"device", "dtype", "non_blocking", "copy", "memory_format"}
+    if unknown:
+        raise TypeError(f"to() got an unexpected keyword argument {sorted(unknown)[0]!r}")
+    target, dtype = kwargs.get("device"), kwargs.get("dtype")
+    for arg in args:
+        if isinstance(arg, Tensor):
+            target, dtype = arg.device, arg.dtype
+        elif isinstance(arg, device) or (isinstance(arg, str) and arg.split(":")[0] in ("cpu", "cuda")):
+            target = arg
+        elif isinstance(arg, str):  # a dtype name ('float64'), else a bad device string
+            try:
+                dtype = np.dtype(arg)
+            except TypeError:
+                parse_device(arg)  # raises: "Expected one of cpu, cuda device type ..."
+                raise
+        elif isinstance(arg, bool):  # non_blocking / copy: no effect here
+            continue
+        elif arg is not None:
+            dtype = arg
+    return (None if target is None else parse_device(target)), dtype
+
+
 def _shape_arg(shape) -> Tuple[int, ...]:
     if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
         shape = tuple(shape[0])
@@ -574,10 +630,21 @@ def _result(data: np.ndarray, inputs: Sequence[Tensor], backward, name: str) -> 
 def _operands(a, b) -> Tuple[Tensor, Tensor]:
     """Wrap a Python number or array beside a tensor, keeping the tensor's dtype for scalars."""
     if isinstance(a, Tensor) and isinstance(b, Tensor):
+        if type(a.data) is not type(b.data):
+            _check_same_device(a, b)
         return a, b
     if isinstance(a, Tensor):
         return a, _wrap_like(b, a)
     return _wrap_like(a, b), b
+
+
+def _check_same_device(*tensors) -> None:
+    """Raise as torch when the tensors are not all on one device."""
+    devices = {str(t.device) for t in tensors if t is not None}
+    if len(devices) > 1:
+        first, second = sorted(devices, reverse=True)[:2]
+        raise RuntimeError(f"Expected all tensors to be on the same device, but found at least "
+                           f"two devices, {first} and {second}!")
 
 
 def _wrap_like(value, like: Tensor) -> Tensor:
@@ -670,15 +737,18 @@ def matmul(a, b) -> Tensor:
 
 
 # ---------------------------------------------------------------------- factories
-def tensor(data, dtype=None, requires_grad: bool = False) -> Tensor:
-    """Copy data into a new tensor, as torch.tensor (Python floats become float32)."""
-    return Tensor(_to_array(data, dtype), requires_grad=requires_grad)
+def tensor(data, dtype=None, requires_grad: bool = False, *, device=None) -> Tensor:
+    """Copy data into a new tensor, as torch.tensor (Python floats become float32);
+    device='cuda' puts it on the GPU."""
+    if isinstance(data, Tensor) and data.is_cuda:
+        data = data.data.to_numpy()
+    return Tensor(to_device(_to_array(data, dtype), parse_device(device)), requires_grad=requires_grad)
 
 
-def as_tensor(data, dtype=None) -> Tensor:
+def as_tensor(data, dtype=None, device=None) -> Tensor:
     if isinstance(data, Tensor) and (dtype is None or _as_dtype(dtype) == data.dtype):
-        return data
-    return tensor(data, dtype)
+        return data if device is None else data.to(device)
+    return tensor(data, dtype, device=device)
 
 
 def from_numpy(array: np.ndarray) -> Tensor:
@@ -696,30 +766,34 @@ def _size(size) -> Tuple[int, ...]:
     return shape
 
 
-def zeros(*size, dtype=None, requires_grad: bool = False) -> Tensor:
-    return Tensor(np.zeros(_size(size), dtype=_as_dtype(dtype) or float32), requires_grad)
+def zeros(*size, dtype=None, requires_grad: bool = False, device=None) -> Tensor:
+    return Tensor(to_device(np.zeros(_size(size), dtype=_as_dtype(dtype) or float32), parse_device(device)), requires_grad)
 
 
-def ones(*size, dtype=None, requires_grad: bool = False) -> Tensor:
-    return Tensor(np.ones(_size(size), dtype=_as_dtype(dtype) or float32), requires_grad)
+def ones(*size, dtype=None, requires_grad: bool = False, device=None) -> Tensor:
+    return Tensor(to_device(np.ones(_size(size), dtype=_as_dtype(dtype) or float32), parse_device(device)), requires_grad)
 
 
-def empty(*size, dtype=None, requires_grad: bool = False) -> Tensor:
-    return Tensor(np.empty(_size(size), dtype=_as_dtype(dtype) or float32), requires_grad)
+def empty(*size, dtype=None, requires_grad: bool = False, device=None) -> Tensor:
+    return Tensor(to_device(np.empty(_size(size), dtype=_as_dtype(dtype) or float32), parse_device(device)), requires_grad)
 
 
-def full(size, fill_value, dtype=None, requires_grad: bool = False) -> Tensor:
+def full(size, fill_value, dtype=None, requires_grad: bool = False, device=None) -> Tensor:
     if dtype is None:
         dtype = int64 if isinstance(fill_value, numbers.Integral) else float32
-    return Tensor(np.full(_size((size,)), fill_value, dtype=_as_dtype(dtype)), requires_grad)
+    return Tensor(to_device(np.full(_size((size,)), fill_value, dtype=_as_dtype(dtype)),
+                            parse_device(device)), requires_grad)
 
 
-def zeros_like(t: Tensor, dtype=None, requires_grad: bool = False) -> Tensor:
-    return Tensor(np.zeros(t.shape, dtype=_as_dtype(dtype) or t.dtype), requires_grad)
+def zeros_like(t: Tensor, dtype=None, requires_grad: bool = False, device=None) -> Tensor:
+    """Zeros shaped like t, on t's device unless device= says otherwise (as torch)."""
+    return Tensor(to_device(np.zeros(t.shape, dtype=_as_dtype(dtype) or t.dtype),
+                            t.device if device is None else parse_device(device)), requires_grad)
 
 
-def ones_like(t: Tensor, dtype=None, requires_grad: bool = False) -> Tensor:
-    return Tensor(np.ones(t.shape, dtype=_as_dtype(dtype) or t.dtype), requires_grad)
+def ones_like(t: Tensor, dtype=None, requires_grad: bool = False, device=None) -> Tensor:
+    return Tensor(to_device(np.ones(t.shape, dtype=_as_dtype(dtype) or t.dtype),
+                            t.device if device is None else parse_device(device)), requires_grad)
 
 
 def arange(start, end=None, step=1, dtype=None) -> Tensor:

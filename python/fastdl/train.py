@@ -58,6 +58,8 @@ def _correct(output: Tensor, target: Tensor) -> int:
     """Correct predictions of class logits against integer labels (0 for other targets)."""
     if output.ndim < 2 or target.dtype.kind not in "iu":
         return 0
+    if output.is_cuda or target.is_cuda:  # compared on the host (a batch of logits)
+        output, target = output.detach().cpu(), target.cpu()
     return int((output.data.argmax(axis=1) == target.data).sum())
 
 

@@ -13,7 +13,8 @@ from typing import Optional, Tuple, Union
 import numpy as np
 
 from .. import _C
-from ..tensor import Tensor, _result
+from ..tensor import Tensor, _check_same_device, _result
+from . import _functional_cuda
 
 __all__ = ["linear", "conv2d", "max_pool2d", "relu", "cross_entropy", "log_softmax", "softmax",
            "pad", "flatten", "one_hot"]
@@ -43,6 +44,23 @@ def _check_operands(input, weight, bias) -> None:
         _check_tensor(bias, "bias")
     _check_same_dtype(input, weight, "weight")
     _check_same_dtype(input, bias, "bias")
+
+
+def _on_cuda(*tensors) -> bool:
+    """Whether the op runs on the GPU: True when its tensors are CUDA tensors (the op's
+    twin in _functional_cuda then runs); RuntimeError, as torch, when they mix devices.
+    For CPU tensors the cost is one type check per tensor."""
+    for t in tensors:
+        if t is not None and not isinstance(t.data, np.ndarray):
+            _check_same_device(*tensors)
+            return True
+    return False
+
+
+def _cpu_only(op: str, *tensors) -> None:
+    """Ops with no CUDA kernel refuse CUDA tensors with an error naming the op."""
+    if _on_cuda(*tensors):
+        raise _functional_cuda.unsupported(op)
 
 
 def _pair(value, name: str, *, minimum: int) -> Tuple[int, int]:
@@ -100,6 +118,8 @@ def linear(input: Tensor, weight: Tensor, bias: Optional[Tensor] = None) -> Tens
                          f"in_features, weight has shape {weight.shape}")
     if bias is not None and bias.shape != (weight.shape[0],):
         raise ValueError(f"bias: expected shape ({weight.shape[0]},), got {bias.shape}")
+    if _on_cuda(input, weight, bias):
+        return _functional_cuda.linear(input, weight, bias)
     lead = input.shape[:-1]
     x = input.data.reshape(-1, weight.shape[1])
     w, b = weight.data, None if bias is None else bias.data
@@ -161,6 +181,9 @@ def conv2d(input: Tensor, weight: Tensor, bias: Optional[Tensor] = None, stride=
                      for i, k in enumerate((kh, kw)))
     _check_output((input.shape[0], out_channels) + out_size, input.dtype, "conv2d",
                   input=input.shape, weight=weight.shape, stride=stride, padding=padding)
+    if _on_cuda(input, weight, bias):
+        result = _functional_cuda.conv2d(input, weight, bias, stride, padding, dilation, groups, out_size)
+        return result.squeeze(0) if unbatched else result
     x, w, b = input.data, weight.data, None if bias is None else bias.data
     out = _C.conv2d_forward(x, w, b, stride, padding, dilation, groups)
 
@@ -176,6 +199,7 @@ def pad(input: Tensor, pad: Tuple[int, ...], mode: str = "constant", value: floa
     """Constant padding of the last dimensions, as torch.nn.functional.pad: pad is
     (left, right, top, bottom, ...) starting from the last dimension."""
     _check_tensor(input, "input", floating=False)
+    _cpu_only("pad", input)
     if mode != "constant":
         raise ValueError(f"mode: only 'constant' is supported, got {mode!r}")
     if len(pad) % 2 or len(pad) // 2 > input.ndim:
@@ -210,6 +234,12 @@ def max_pool2d(input: Tensor, kernel_size, stride=None, padding=0, dilation=1,
         if size + 2 * padding[axis] < dilation[axis] * (kernel[axis] - 1) + 1:
             raise ValueError(f"kernel_size {kernel} with dilation {dilation} is larger than the "
                              f"padded input: input shape {input.shape}, padding {padding}")
+    if _on_cuda(input):
+        result, index_tensor = _functional_cuda.max_pool2d(input, kernel, stride, padding, dilation,
+                                                           bool(ceil_mode))
+        if unbatched:
+            result, index_tensor = result.squeeze(0), index_tensor.squeeze(0)
+        return (result, index_tensor) if return_indices else result
     x = input.data
     out, indices = _C.max_pool2d_forward(x, kernel, stride, padding, dilation, bool(ceil_mode))
     shape = x.shape
@@ -228,6 +258,8 @@ def max_pool2d(input: Tensor, kernel_size, stride=None, padding=0, dilation=1,
 def relu(input: Tensor, inplace: bool = False) -> Tensor:
     """max(input, 0) element-wise; the gradient is passed where the output is positive."""
     _check_tensor(input, "input")
+    if _on_cuda(input):
+        return _functional_cuda.relu(input, inplace)
     out = _C.relu_forward(input.data)
     result = _result(out, (input,), lambda g: (_C.relu_backward(out, g),), "Relu")
     if inplace and not input.requires_grad:
@@ -266,9 +298,19 @@ def cross_entropy(input: Tensor, target: Tensor, weight: Optional[Tensor] = None
         if target.shape != input.shape:
             raise ValueError(f"target: class probabilities must have the input's shape "
                              f"{input.shape}, got {target.shape}")
+        _cpu_only("cross_entropy with class probabilities", input, target, weight)
         return _cross_entropy_probabilities(input, target, weight, reduction, label_smoothing)
     if target.dtype.kind not in "iu":
         raise TypeError(f"target: expected integer class indices or float probabilities, got {target.dtype}")
+    if _on_cuda(input, target, weight):
+        if input.ndim > 1 and target.shape != (input.shape[0],) + input.shape[2:]:
+            raise ValueError(f"target: expected shape {(input.shape[0],) + input.shape[2:]} for input "
+                             f"of shape {input.shape}, got {target.shape}")
+        if input.ndim == 1 and target.ndim != 0:
+            raise ValueError(f"target: expected a scalar label for unbatched input {input.shape}, "
+                             f"got shape {target.shape}")
+        return _functional_cuda.cross_entropy(input, target, weight, int(ignore_index), reduction,
+                                              float(label_smoothing))
     # Move the class axis last and flatten: logits (M, C), labels (M,).
     if input.ndim == 1:
         if target.ndim != 0:
@@ -399,6 +441,9 @@ def avg_pool2d(input: Tensor, kernel_size, stride=None, padding=0, ceil_mode: bo
     _check_output(input.shape[:2] + out_size, input.dtype, "avg_pool2d", input=tuple(input.shape),
                   kernel_size=kernel, stride=stride, padding=padding)
     options = (kernel, stride, padding, ceil_mode, count_include_pad, divisor_override)
+    if _on_cuda(input):
+        result = _functional_cuda.avg_pool2d(input, out_size, *options)
+        return result.squeeze(0) if unbatched else result
     shape = input.shape
     out = _C.avg_pool2d_forward(input.data, *options)
 
@@ -435,6 +480,9 @@ def adaptive_avg_pool2d(input: Tensor, output_size) -> Tensor:
     size = _adaptive_size(output_size, input.shape[2:])
     _check_output(input.shape[:2] + size, input.dtype, "adaptive_avg_pool2d",
                   input=tuple(input.shape), output_size=output_size)
+    if _on_cuda(input):
+        result = _functional_cuda.adaptive_avg_pool2d(input, size)
+        return result.squeeze(0) if unbatched else result
     shape = input.shape
     out = _C.adaptive_avg_pool2d_forward(input.data, size)
 
@@ -540,6 +588,9 @@ def batch_norm(input: Tensor, running_mean: Optional[Tensor], running_var: Optio
     if training and input.shape[0] * int(np.prod(input.shape[2:], dtype=np.int64)) == 1:
         raise ValueError(f"Expected more than 1 value per channel when training, got input "
                          f"size {input.shape}")
+    if _on_cuda(input, running_mean, running_var, weight, bias):
+        return _functional_cuda.batch_norm(input, running_mean, running_var, weight, bias,
+                                           bool(training), float(momentum), float(eps))
     x = input.data.reshape(input.shape[0], channels, -1) if input.data.size else \
         np.zeros((input.shape[0], channels, 0), input.dtype)
     w = None if weight is None else weight.data
@@ -580,6 +631,8 @@ def _inplace_target(input: Tensor, inplace: bool):
 def sigmoid(input: Tensor) -> Tensor:
     """1 / (1 + exp(-input)) element-wise, computed without overflow."""
     _check_tensor(input, "input")
+    if _on_cuda(input):
+        return _functional_cuda.sigmoid(input)
     out = _C.sigmoid_forward(input.data)
     return _result(out, (input,), lambda g: (_C.sigmoid_backward(out, g),), "Sigmoid")
 
@@ -587,6 +640,8 @@ def sigmoid(input: Tensor) -> Tensor:
 def tanh(input: Tensor) -> Tensor:
     """Hyperbolic tangent element-wise."""
     _check_tensor(input, "input")
+    if _on_cuda(input):
+        return _functional_cuda.tanh(input)
     out = _C.tanh_forward(input.data)
     return _result(out, (input,), lambda g: (_C.tanh_backward(out, g),), "Tanh")
 
@@ -598,6 +653,8 @@ def leaky_relu(input: Tensor, negative_slope: float = 0.01, inplace: bool = Fals
         raise TypeError(f"negative_slope: must be a number, got {type(negative_slope).__name__} "
                         f"{negative_slope!r}")
     slope = float(negative_slope)
+    if _on_cuda(input):
+        return _functional_cuda.leaky_relu(input, slope, inplace)
     target = _inplace_target(input, inplace)
     if target is not None:
         _C.leaky_relu_forward(target, slope, target)
@@ -629,6 +686,7 @@ def dropout(input: Tensor, p: float = 0.5, training: bool = True, inplace: bool 
     p = _check_dropout_probability(p)
     if not training or p == 0.0 or input.data.size == 0:
         return input
+    _cpu_only("dropout", input)
     from ..random import _numpy
     seed = int(_numpy(generator).integers(0, 2 ** 63))
     if p == 1.0:  # everything dropped: input * 0, as torch (NaN stays NaN)
@@ -681,6 +739,10 @@ def _softmax_dim(input: Tensor, dim: Optional[int]) -> int:
 def _softmax_op(input: Tensor, dim, dtype, log: bool, name: str) -> Tensor:
     _check_tensor(input, "input")
     axis = _softmax_dim(input, dim)
+    if _on_cuda(input):
+        if dtype is not None and np.dtype(dtype) not in _FLOATS:
+            raise TypeError(f"dtype: expected float32 or float64, got {np.dtype(dtype)}")
+        return _functional_cuda.softmax(input, axis, dtype, log, name)
     x = input.data
     if dtype is not None:
         dtype = np.dtype(dtype)
@@ -741,12 +803,19 @@ def nll_loss(input: Tensor, target: Tensor, weight: Optional[Tensor] = None, siz
         if target.ndim != 0:
             raise ValueError(f"target: expected a scalar label for unbatched input of shape "
                              f"{input.shape}, got shape {target.shape}")
+        if _on_cuda(input, target, weight):
+            return _functional_cuda.nll_loss(input, target, weight, int(ignore_index), reduction)
         x, out_shape = input.data.reshape(1, -1), ()
     else:
         expected = (input.shape[0],) + input.shape[2:]
         if target.shape != expected:
             raise ValueError(f"target: expected shape {expected} for input of shape {input.shape}, "
                              f"got {target.shape}")
+        if _on_cuda(input, target, weight):
+            if weight is not None and weight.shape != (input.shape[1],):
+                raise ValueError(f"weight: expected shape ({input.shape[1]},) for input of shape "
+                                 f"{input.shape}, got {weight.shape}")
+            return _functional_cuda.nll_loss(input, target, weight, int(ignore_index), reduction)
         x, out_shape = input.data, expected
     classes = x.shape[1]
     if weight is not None and weight.shape != (classes,):
@@ -855,6 +924,10 @@ def _elementwise_loss(kind: str, name: str, input: Tensor, target: Tensor, reduc
                       divisor: Optional[float] = None) -> Tensor:
     """Runs the C++ element-wise loss; input and target already of one shape and dtype.
     'mean' divides the sum by `divisor` (default: the element count)."""
+    if _on_cuda(input, target):
+        if weight is not None or pos_weight is not None:
+            raise _functional_cuda.unsupported(f"{name} with a weight")
+        return _functional_cuda.elementwise_loss(kind, name, input, target, reduction, divisor)
     x, y = input.data, target.data
     n = x.size
     loss, loss_sum, out_of_range = _C.elementwise_loss_forward(
@@ -1000,6 +1073,7 @@ def one_hot(tensor: Tensor, num_classes: int = -1) -> Tensor:
                         f"got {tensor.dtype}")
     if not isinstance(num_classes, numbers.Integral) or isinstance(num_classes, bool) or num_classes < -1:
         raise ValueError(f"num_classes: expected -1 or a non-negative int, got {num_classes!r}")
+    _cpu_only("one_hot", tensor)
     labels = tensor.data.astype(np.int64, copy=False)
     if labels.size and labels.min() < 0:
         raise ValueError(f"tensor: class values must be non-negative, got {int(labels.min())}")

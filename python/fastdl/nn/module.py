@@ -163,12 +163,31 @@ class Module:
                 param.grad.data[...] = 0
 
     def to(self, *args, **kwargs) -> "Module":
-        dtype = kwargs.get("dtype", args[0] if args else None)
-        if dtype is None or isinstance(dtype, str):
-            if isinstance(dtype, str) and dtype != "cpu":
-                raise ValueError(f"device: only 'cpu' is available in this build, got {dtype!r}")
-            return self
-        return self._cast(np.dtype(dtype))
+        """As torch.nn.Module.to: to(dtype), to(device), to(device, dtype), with device= and
+        dtype= keywords. Casts the floating-point parameters and buffers and moves every
+        parameter, gradient and buffer in place: the Parameter objects stay the same (an
+        optimizer built before keeps working)."""
+        from ..tensor import _to_arguments
+        target, dtype = _to_arguments(args, kwargs)
+        if dtype is not None:
+            self._cast(np.dtype(dtype))
+        if target is not None:
+            self._move(target)
+        return self
+
+    def cuda(self, device=None) -> "Module":
+        return self.to("cuda" if device is None else device)
+
+    def cpu(self) -> "Module":
+        return self.to("cpu")
+
+    def _move(self, target) -> "Module":
+        from .._device import to_device
+        for tensor in list(self.parameters()) + list(self.buffers()):
+            tensor.data = to_device(tensor.data, target)
+            if tensor.grad is not None:
+                tensor.grad.data = to_device(tensor.grad.data, target)
+        return self
 
     def float(self) -> "Module":
         return self._cast(np.dtype(np.float32))

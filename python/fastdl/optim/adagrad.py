@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import _C
-from .optimizer import Optimizer, _check_range
+from .optimizer import Optimizer, _check_range, _fused
 
 __all__ = ["Adagrad"]
 
@@ -39,6 +38,6 @@ class Adagrad(Optimizer):
             state["step"] = float(state.get("step", 0.0)) + 1.0
             clr.append(group["lr"] / (1.0 + (state["step"] - 1.0) * group["lr_decay"]))
             sums.append(state["sum"])
-        getattr(_C, f"adagrad_step_{dtype.name}")(
+        _fused("adagrad_step", dtype, params)(
             [p.data for p in params], grads, sums, clr, group["weight_decay"], group["eps"],
             group["maximize"])

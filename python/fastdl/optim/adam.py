@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import math
 
-from .. import _C
-from .optimizer import Optimizer, _check_range
+from .optimizer import Optimizer, _check_range, _fused
 
 __all__ = ["Adam", "AdamW"]
 
@@ -51,7 +50,7 @@ class Adam(Optimizer):
             exp_avg_sqs.append(self._buffer(p, "exp_avg_sq"))
             if amsgrad:
                 max_sqs.append(self._buffer(p, "max_exp_avg_sq"))
-        getattr(_C, f"adam_step_{dtype.name}")(
+        _fused("adam_step", dtype, params)(
             [p.data for p in params], grads, exp_avgs, exp_avg_sqs, max_sqs, step_size,
             bias_correction2_sqrt, group["lr"], beta1, beta2, group["eps"], group["weight_decay"],
             amsgrad, group["maximize"], self._decoupled)

@@ -9,10 +9,11 @@ from __future__ import annotations
 import copy
 import math
 import numbers
-from typing import Dict, Iterable, List
+from typing import Callable, Dict, Iterable, List
 
 import numpy as np
 
+from .. import _C
 from ..autograd import no_grad
 from ..tensor import Tensor
 
@@ -81,18 +82,25 @@ class Optimizer:
             with enable_grad():
                 loss = closure()
         for group in self.param_groups:
-            by_dtype: Dict[np.dtype, list] = {}
+            # One fused step per (dtype, device): CPU parameters hold NumPy arrays, CUDA
+            # parameters DeviceArrays (always contiguous; their step is the CUDA twin).
+            by_dtype: Dict[tuple, list] = {}
             for p in group["params"]:
                 if p.grad is not None:
-                    by_dtype.setdefault(p.dtype, []).append(p)
-            for dtype, params in by_dtype.items():
+                    by_dtype.setdefault((p.dtype, isinstance(p.data, np.ndarray)), []).append(p)
+            for (dtype, on_host), params in by_dtype.items():
                 for p in params:
                     if p.grad.shape != p.shape:
                         raise RuntimeError(f"grad of shape {p.grad.shape} does not match its "
                                            f"parameter of shape {p.shape}")
-                    if not p.data.flags.c_contiguous or not p.data.flags.writeable:
+                    if not on_host:
+                        _check_device_grad(p, dtype)
+                    elif not p.data.flags.c_contiguous or not p.data.flags.writeable:
                         p.data = np.ascontiguousarray(p.data).copy()
-                grads = [np.ascontiguousarray(p.grad.data, dtype=dtype) for p in params]
+                if on_host:
+                    grads = [np.ascontiguousarray(p.grad.data, dtype=dtype) for p in params]
+                else:
+                    grads = [p.grad.data for p in params]
                 self._step_group(group, params, grads, dtype)
         return loss
 
@@ -122,7 +130,7 @@ class Optimizer:
         for group in self.param_groups:
             for p in group["params"]:
                 if p in self.state:
-                    state[index[id(p)]] = {k: (Tensor(v) if isinstance(v, np.ndarray) else v)
+                    state[index[id(p)]] = {k: (Tensor(v) if isinstance(v, np.ndarray) or hasattr(v, "buffer") else v)
                                            for k, v in self.state[p].items()}
         return {"state": state, "param_groups": groups}
 
@@ -154,6 +162,9 @@ class Optimizer:
                             raise ValueError(f"state {key!r} of parameter {index} has shape "
                                              f"{array.shape}, the parameter has {p.shape}")
                         array = np.array(array, dtype=p.dtype, order="C", copy=True)
+                        if not isinstance(p.data, np.ndarray):  # a parameter on the GPU
+                            from .._device import to_device
+                            array = to_device(array, p.device)
                     elif isinstance(array, np.ndarray):
                         array = array.item()
                     restored[key] = array
@@ -167,6 +178,29 @@ class Optimizer:
             for key in sorted(k for k in group if k != "params"):
                 lines.append(f"    {key}: {group[key]}")
         return "\n".join(lines) + "\n)"
+
+
+def _check_device_grad(p: Tensor, dtype) -> None:
+    if isinstance(p.grad.data, np.ndarray):
+        raise RuntimeError(f"a parameter on cuda:0 of shape {p.shape} has its gradient on cpu: "
+                           f"move both with Module.to() (or Tensor.to())")
+    if p.grad.dtype != dtype:
+        raise RuntimeError(f"grad of dtype {p.grad.dtype} does not match its parameter's {dtype}")
+
+
+def _fused(name: str, dtype, params) -> Callable:
+    """The fused step kernel for these parameters: _C.<name>_<dtype> on the CPU, its CUDA
+    twin (same arguments, lists of device arrays) for parameters on the GPU."""
+    if isinstance(params[0].data, np.ndarray):
+        return getattr(_C, f"{name}_{np.dtype(dtype).name}")
+    kernel = getattr(_C.cuda, f"{name}_{np.dtype(dtype).name}")
+
+    def step(*args):
+        # Arrays (and lists of arrays) become the device Buffers the binding takes.
+        return kernel(*[[a.buffer for a in arg] if isinstance(arg, list) and arg and
+                        hasattr(arg[0], "buffer") else arg for arg in args])
+
+    return step
 
 
 def _check_range(name: str, value, low: float, high: float = math.inf, high_open: bool = False) -> None:

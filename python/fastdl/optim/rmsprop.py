@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import _C
-from .optimizer import Optimizer, _check_range
+from .optimizer import Optimizer, _check_range, _fused
 
 __all__ = ["RMSprop"]
 
@@ -48,7 +47,7 @@ class RMSprop(Optimizer):
                 buffers.append(self._state(p, "momentum_buffer"))
             if centered:
                 grad_avgs.append(self._state(p, "grad_avg"))
-        getattr(_C, f"rmsprop_step_{dtype.name}")(
+        _fused("rmsprop_step", dtype, params)(
             [p.data for p in params], grads, square_avgs, grad_avgs, buffers, group["lr"],
             group["alpha"], group["eps"], group["weight_decay"], momentum, centered,
             group["maximize"])

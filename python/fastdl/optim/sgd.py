@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import _C
-from .optimizer import Optimizer, _check_range
+from .optimizer import Optimizer, _check_range, _fused
 
 __all__ = ["SGD"]
 
@@ -31,7 +30,7 @@ class SGD(Optimizer):
             raise ValueError("Nesterov momentum requires a momentum and zero dampening")
 
     def _step_group(self, group, params, grads, dtype) -> None:
-        step = getattr(_C, f"sgd_step_{dtype.name}")
+        step = _fused("sgd_step", dtype, params)
         args = (group["lr"], group["momentum"], group["dampening"], group["weight_decay"],
                 group["nesterov"], group["maximize"])
         if group["momentum"] == 0:
