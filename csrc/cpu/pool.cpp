@@ -209,7 +209,7 @@ bool max_pool2d_forward_small_kernel(const T* input, T* output, std::int64_t* in
           // Padded column c is input column c - pw; split straight from the input row,
           // the few columns that need an edge copy done one by one.
           const index_t c_lo = std::min(half, (pw + 1) / 2);
-          const index_t c_hi = std::clamp<index_t>((W - 2 + pw) / 2 + 1, c_lo, half);
+          const index_t c_hi = std::clamp<index_t>(floor_div(W - 2 + pw, 2) + 1, c_lo, half);
           for (index_t c = 0; c < c_lo; ++c) dst[c] = at(2 * c), dst[half + c] = at(2 * c + 1);
           const T* shifted = src - pw;
 #pragma omp simd
