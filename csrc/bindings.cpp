@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "bindings.h"
+#include "bindings_alloc.h"
 #include "cpu/kernels.h"
 
 namespace py = pybind11;
@@ -299,10 +300,14 @@ void check_cross_entropy(const In<T>& logits, const In<std::int64_t>& target,
   check(target.shape(0) == N, "target " + shape_of(target) + " must have one label per row of input " + shape_of(logits));
   check(C > 0, "input must have at least one class");
   if (weight) check(weight->ndim() == 1 && weight->shape(0) == C, "weight " + shape_of(*weight) + " must have " + std::to_string(C) + " elements");
+  // The message is built only for the first bad label (building it per label cost ~10%
+  // of the whole cross-entropy).
   const std::int64_t* t = target.data();
-  for (index_t n = 0; n < N; ++n)
-    check(t[n] == ignore_index || (t[n] >= 0 && t[n] < C),
-          "target label " + std::to_string(t[n]) + " out of range [0, " + std::to_string(C) + ")");
+  index_t n = 0;
+  while (n < N && (t[n] == ignore_index || (t[n] >= 0 && t[n] < C))) ++n;
+  check(n == N, n < N ? "target label " + std::to_string(t[n]) + " out of range [0, " +
+                            std::to_string(C) + ")"
+                      : std::string());
 }
 
 template <typename T>
@@ -454,18 +459,18 @@ void define_typed(py::module_& m) {
   m.def("conv2d_backward", &conv2d_backward<T>, py::arg("input"), py::arg("weight"),
         py::arg("grad_output"), py::arg("stride"), py::arg("padding"), py::arg("dilation"),
         py::arg("groups"), py::arg("needs"));
-  m.def("max_pool2d_forward", &max_pool2d_forward<T>, py::arg("input"), py::arg("kernel_size"),
+  m.def("max_pool2d_forward", fastdl::bindings::with_output_cache<&max_pool2d_forward<T>>, py::arg("input"), py::arg("kernel_size"),
         py::arg("stride"), py::arg("padding"), py::arg("dilation"), py::arg("ceil_mode"));
-  m.def("max_pool2d_backward", &max_pool2d_backward<T>, py::arg("grad_output"),
+  m.def("max_pool2d_backward", fastdl::bindings::with_output_cache<&max_pool2d_backward<T>>, py::arg("grad_output"),
         py::arg("indices"), py::arg("input_shape"));
   m.def("linear_forward", &linear_forward<T>, py::arg("input"), py::arg("weight"), py::arg("bias"));
   m.def("linear_backward", &linear_backward<T>, py::arg("input"), py::arg("weight"),
         py::arg("grad_output"), py::arg("needs"));
-  m.def("relu_forward", &relu_forward<T>, py::arg("input"));
-  m.def("relu_backward", &relu_backward<T>, py::arg("output"), py::arg("grad_output"));
-  m.def("cross_entropy_forward", &cross_entropy_forward<T>, py::arg("input"), py::arg("target"),
+  m.def("relu_forward", fastdl::bindings::with_output_cache<&relu_forward<T>>, py::arg("input"));
+  m.def("relu_backward", fastdl::bindings::with_output_cache<&relu_backward<T>>, py::arg("output"), py::arg("grad_output"));
+  m.def("cross_entropy_forward", fastdl::bindings::with_output_cache<&cross_entropy_forward<T>>, py::arg("input"), py::arg("target"),
         py::arg("weight"), py::arg("ignore_index"), py::arg("with_smooth"));
-  m.def("cross_entropy_backward", &cross_entropy_backward<T>, py::arg("input"), py::arg("target"),
+  m.def("cross_entropy_backward", fastdl::bindings::with_output_cache<&cross_entropy_backward<T>>, py::arg("input"), py::arg("target"),
         py::arg("weight"), py::arg("logsumexp"), py::arg("grad_nll"), py::arg("grad_smooth"),
         py::arg("ignore_index"));
 }

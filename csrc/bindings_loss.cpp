@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "bindings.h"
+#include "bindings_alloc.h"
 #include "cpu/loss.h"
 
 namespace fastdl::bindings {
@@ -81,10 +82,15 @@ Split check_nll(const In<T>& input, const In<std::int64_t>& target,
   if (weight)
     check(weight->ndim() == 1 && weight->shape(0) == s.dim,
           "weight " + shape_of(*weight) + " must have " + std::to_string(s.dim) + " elements");
+  // Find the first bad label with plain comparisons; the message is built only for it
+  // (building check()'s message for every label cost as much as the whole loss).
   const std::int64_t* t = target.data();
-  for (index_t p = 0; p < target.size(); ++p)
-    check(t[p] == ignore_index || (t[p] >= 0 && t[p] < s.dim),
-          "target label " + std::to_string(t[p]) + " out of range [0, " + std::to_string(s.dim) + ")");
+  index_t p = 0;
+  while (p < target.size() && (t[p] == ignore_index || (t[p] >= 0 && t[p] < s.dim))) ++p;
+  check(p == target.size(),
+        p < target.size() ? "target label " + std::to_string(t[p]) + " out of range [0, " +
+                                std::to_string(s.dim) + ")"
+                          : std::string());
   return s;
 }
 
@@ -251,22 +257,22 @@ py::tuple elementwise_loss_backward(int kind, const In<T>& input, const In<T>& t
 
 template <typename T>
 void define_typed(py::module_& m) {
-  m.def("softmax_forward", &softmax_forward<T>, py::arg("input"), py::arg("dim"), py::arg("log"));
-  m.def("softmax_backward", &softmax_backward<T>, py::arg("output"), py::arg("grad_output"),
+  m.def("softmax_forward", with_output_cache<&softmax_forward<T>>, py::arg("input"), py::arg("dim"), py::arg("log"));
+  m.def("softmax_backward", with_output_cache<&softmax_backward<T>>, py::arg("output"), py::arg("grad_output"),
         py::arg("dim"), py::arg("log"));
-  m.def("nll_loss_forward", &nll_loss_forward<T>, py::arg("input"), py::arg("target"),
+  m.def("nll_loss_forward", with_output_cache<&nll_loss_forward<T>>, py::arg("input"), py::arg("target"),
         py::arg("weight"), py::arg("ignore_index"), py::arg("reduction_none"));
-  m.def("nll_loss_backward", &nll_loss_backward<T>, py::arg("input"), py::arg("target"),
+  m.def("nll_loss_backward", with_output_cache<&nll_loss_backward<T>>, py::arg("input"), py::arg("target"),
         py::arg("weight"), py::arg("grad"), py::arg("ignore_index"));
-  m.def("cross_entropy_probabilities_forward", &cross_entropy_probabilities_forward<T>,
+  m.def("cross_entropy_probabilities_forward", with_output_cache<&cross_entropy_probabilities_forward<T>>,
         py::arg("input"), py::arg("target"), py::arg("weight"), py::arg("label_smoothing"),
         py::arg("reduction_none"));
-  m.def("cross_entropy_probabilities_backward", &cross_entropy_probabilities_backward<T>,
+  m.def("cross_entropy_probabilities_backward", with_output_cache<&cross_entropy_probabilities_backward<T>>,
         py::arg("input"), py::arg("target"), py::arg("weight"), py::arg("logsumexp"),
         py::arg("grad"), py::arg("label_smoothing"));
-  m.def("elementwise_loss_forward", &elementwise_loss_forward<T>, py::arg("kind"), py::arg("input"),
+  m.def("elementwise_loss_forward", with_output_cache<&elementwise_loss_forward<T>>, py::arg("kind"), py::arg("input"),
         py::arg("target"), py::arg("weight"), py::arg("pos_weight"), py::arg("reduction_none"));
-  m.def("elementwise_loss_backward", &elementwise_loss_backward<T>, py::arg("kind"),
+  m.def("elementwise_loss_backward", with_output_cache<&elementwise_loss_backward<T>>, py::arg("kind"),
         py::arg("input"), py::arg("target"), py::arg("weight"), py::arg("pos_weight"),
         py::arg("grad"), py::arg("needs_input"), py::arg("needs_target"));
 }

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "bindings.h"
+#include "bindings_alloc.h"
 #include "cpu/norm.h"
 
 namespace fastdl::bindings {
@@ -205,27 +206,27 @@ py::array_t<T> dropout_apply(const In<T>& input, std::uint64_t seed, double p, c
 template <typename T>
 void define_typed(py::module_& m) {
   namespace cpu = fastdl::cpu;
-  m.def("batch_norm_forward", &batch_norm_forward<T>, py::arg("input"), py::arg("weight"),
+  m.def("batch_norm_forward", with_output_cache<&batch_norm_forward<T>>, py::arg("input"), py::arg("weight"),
         py::arg("bias"), py::arg("running_mean"), py::arg("running_var"), py::arg("training"),
         py::arg("momentum"), py::arg("eps"));
-  m.def("batch_norm_backward", &batch_norm_backward<T>, py::arg("input"), py::arg("grad_output"),
+  m.def("batch_norm_backward", with_output_cache<&batch_norm_backward<T>>, py::arg("input"), py::arg("grad_output"),
         py::arg("save_mean"), py::arg("save_invstd"), py::arg("weight"), py::arg("training"),
         py::arg("needs"));
-  m.def("sigmoid_forward", &unary_forward<T, cpu::sigmoid_forward<T>>, py::arg("input"),
+  m.def("sigmoid_forward", with_output_cache<&unary_forward<T, cpu::sigmoid_forward<T>>>, py::arg("input"),
         py::arg("out") = py::none());
-  m.def("sigmoid_backward", &unary_backward<T, cpu::sigmoid_backward<T>>, py::arg("output"),
+  m.def("sigmoid_backward", with_output_cache<&unary_backward<T, cpu::sigmoid_backward<T>>>, py::arg("output"),
         py::arg("grad_output"));
-  m.def("tanh_forward", &unary_forward<T, cpu::tanh_forward<T>>, py::arg("input"),
+  m.def("tanh_forward", with_output_cache<&unary_forward<T, cpu::tanh_forward<T>>>, py::arg("input"),
         py::arg("out") = py::none());
-  m.def("tanh_backward", &unary_backward<T, cpu::tanh_backward<T>>, py::arg("output"),
+  m.def("tanh_backward", with_output_cache<&unary_backward<T, cpu::tanh_backward<T>>>, py::arg("output"),
         py::arg("grad_output"));
-  m.def("leaky_relu_forward", &leaky_relu_forward<T>, py::arg("input"), py::arg("negative_slope"),
+  m.def("leaky_relu_forward", with_output_cache<&leaky_relu_forward<T>>, py::arg("input"), py::arg("negative_slope"),
         py::arg("out") = py::none());
-  m.def("leaky_relu_backward", &leaky_relu_backward<T>, py::arg("input"), py::arg("grad_output"),
+  m.def("leaky_relu_backward", with_output_cache<&leaky_relu_backward<T>>, py::arg("input"), py::arg("grad_output"),
         py::arg("negative_slope"));
-  m.def("dropout_forward", &dropout_apply<T, cpu::dropout_forward<T>>, py::arg("input"),
+  m.def("dropout_forward", with_output_cache<&dropout_apply<T, cpu::dropout_forward<T>>>, py::arg("input"),
         py::arg("seed"), py::arg("p"), py::arg("out") = py::none());
-  m.def("dropout_backward", &dropout_apply<T, cpu::dropout_backward<T>>, py::arg("grad_output"),
+  m.def("dropout_backward", with_output_cache<&dropout_apply<T, cpu::dropout_backward<T>>>, py::arg("grad_output"),
         py::arg("seed"), py::arg("p"), py::arg("out") = py::none());
 }
 
@@ -235,6 +236,11 @@ void bind_norm(py::module_& m) {
   // float32 first: in pybind11's first (no-conversion) pass a float64 array skips it.
   define_typed<float>(m);
   define_typed<double>(m);
+  // The output cache (bindings_alloc.h) of every memory-bound kernel's outputs.
+  m.def("output_cache_held_bytes", &output_cache_held_bytes,
+        "bytes of freed outputs the kernels keep for reuse");
+  m.def("output_cache_release", &output_cache_release,
+        "unmap the freed outputs kept for reuse; returns the bytes released");
 }
 
 }  // namespace fastdl::bindings

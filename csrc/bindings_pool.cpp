@@ -8,6 +8,7 @@
 #include <pybind11/stl.h>
 
 #include "bindings.h"
+#include "bindings_alloc.h"
 #include "cpu/pool.h"
 
 namespace fastdl::bindings {
@@ -154,15 +155,15 @@ py::array_t<T> adaptive_avg_pool2d_backward(const In<T>& grad_output,
 
 template <typename T>
 void define_typed(py::module_& m) {
-  m.def("avg_pool2d_forward", &avg_pool2d_forward<T>, py::arg("input"), py::arg("kernel_size"),
+  m.def("avg_pool2d_forward", with_output_cache<&avg_pool2d_forward<T>>, py::arg("input"), py::arg("kernel_size"),
         py::arg("stride"), py::arg("padding"), py::arg("ceil_mode"), py::arg("count_include_pad"),
         py::arg("divisor_override"));
-  m.def("avg_pool2d_backward", &avg_pool2d_backward<T>, py::arg("grad_output"),
+  m.def("avg_pool2d_backward", with_output_cache<&avg_pool2d_backward<T>>, py::arg("grad_output"),
         py::arg("input_shape"), py::arg("kernel_size"), py::arg("stride"), py::arg("padding"),
         py::arg("ceil_mode"), py::arg("count_include_pad"), py::arg("divisor_override"));
-  m.def("adaptive_avg_pool2d_forward", &adaptive_avg_pool2d_forward<T>, py::arg("input"),
+  m.def("adaptive_avg_pool2d_forward", with_output_cache<&adaptive_avg_pool2d_forward<T>>, py::arg("input"),
         py::arg("output_size"));
-  m.def("adaptive_avg_pool2d_backward", &adaptive_avg_pool2d_backward<T>, py::arg("grad_output"),
+  m.def("adaptive_avg_pool2d_backward", with_output_cache<&adaptive_avg_pool2d_backward<T>>, py::arg("grad_output"),
         py::arg("input_shape"));
 }
 

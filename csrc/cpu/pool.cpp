@@ -105,10 +105,149 @@ void max_update_any(const T* src, index_t stride, index_t first, index_t n, T* b
   else max_update<0, init>(src, stride, first, n, best, index);
 }
 
+// One output row of max pooling for a kernel of K columns, stride S, dilation 1, over R
+// valid input rows (R <= kernel_h; padding rows dropped). All R*K offsets are unrolled in
+// PyTorch's row-major order inside ONE loop over the output columns (a loop per offset
+// per row cost a loop set-up each, which dominated on small planes: 16 outputs a row).
+// Row i is given from input column -pad on, with columns outside [0, W) holding copies of
+// the nearest edge column: an edge copy scanned before or after its original, with the
+// original's index, never changes which element wins (first maximum, or last NaN), so
+// padding needs no special case. With S = 2 each row comes split into its even and odd
+// columns (even[i], odd[i]), so every load is unit-stride: a stride-2 load makes GCC keep
+// a scalar final iteration ("peeling for gaps"), which for a 16-output row meant the whole
+// row ran scalar. The winner's flat index is tracked in 32 bits (the caller checks
+// H*W < 2^31) and widened on the store.
+template <int R, int K, int S, typename T>
+void max_row(const T* const* even, const T* const* odd, const std::int32_t* row_start,
+             index_t pad, index_t width, index_t n, T* __restrict out,
+             std::int64_t* __restrict index) {
+  // Plain locals, not arrays: with pointer arrays GCC emitted gathers.
+  const T* __restrict e0 = even[0];
+  const T* __restrict e1 = even[R > 1 ? 1 : 0];
+  const T* __restrict e2 = even[R > 2 ? 2 : 0];
+  const T* __restrict o0 = odd[0];
+  const T* __restrict o1 = odd[R > 1 ? 1 : 0];
+  const T* __restrict o2 = odd[R > 2 ? 2 : 0];
+  const std::int32_t b0 = row_start[0], b1 = row_start[R > 1 ? 1 : 0], b2 = row_start[R > 2 ? 2 : 0];
+  const std::int32_t p = static_cast<std::int32_t>(pad), last = static_cast<std::int32_t>(width - 1);
+#pragma omp simd
+  for (index_t x = 0; x < n; ++x) {
+    const std::int32_t c = static_cast<std::int32_t>(x * S) - p;  // first column of the window
+    T best = e0[x];
+    std::int32_t at = b0 + std::min(std::max(c, 0), last);
+    const auto visit = [&](const T* e, const T* o, std::int32_t b, int j) {
+      const T v = S == 1 ? e[x + j] : (j % 2 == 0 ? e[x + j / 2] : o[x + j / 2]);
+      const bool take = (v > best) | (v != v);
+      best = take ? v : best;
+      at = take ? b + std::min(std::max(c + j, 0), last) : at;
+    };
+    // Offsets (row i, column j) in row-major order; (0, 0) initialised best.
+    for (int j = 1; j < K; ++j) visit(e0, o0, b0, j);
+    if constexpr (R > 1)
+      for (int j = 0; j < K; ++j) visit(e1, o1, b1, j);
+    if constexpr (R > 2)
+      for (int j = 0; j < K; ++j) visit(e2, o2, b2, j);
+    out[x] = best;
+    index[x] = at;
+  }
+}
+
+template <int K, int S, typename T>
+void max_row_rows(int valid_rows, const T* const* even, const T* const* odd,
+                  const std::int32_t* row_start, index_t pad, index_t width, index_t n, T* out,
+                  std::int64_t* index) {
+  switch (valid_rows) {  // 1 to 3 rows: kernel_h <= 3 is checked by the caller
+    case 1: return max_row<1, K, S>(even, odd, row_start, pad, width, n, out, index);
+    case 2: return max_row<2, K, S>(even, odd, row_start, pad, width, n, out, index);
+    default: return max_row<3, K, S>(even, odd, row_start, pad, width, n, out, index);
+  }
+}
+
+// The common shapes: kernels of at most 3x3 with 2 or 3 columns, column stride 1 or 2,
+// dilation 1, padding at most half the kernel, planes under 2^31 elements. Returns false
+// (nothing done) otherwise. Each thread first lays its plane out in a buffer (edge
+// columns copied into the padding; split into even and odd columns for stride 2): one
+// more pass over the plane, but in cache, and every row kernel then runs vectorized.
+template <typename T>
+bool max_pool2d_forward_small_kernel(const T* input, T* output, std::int64_t* indices,
+                                     const Pool2dShape& s) {
+  const index_t kw = s.kernel_w, sw = s.stride_w, pw = s.pad_w;
+  if (s.dilation_h != 1 || s.dilation_w != 1 || kw < 2 || kw > 3 || s.kernel_h > 3 || sw > 2 ||
+      2 * pw > kw || 2 * s.pad_h > s.kernel_h || s.height * s.width >= (index_t(1) << 31))
+    return false;
+  const index_t H = s.height, W = s.width, OH = s.out_h, OW = s.out_w;
+  const index_t HW = H * W, OHW = OH * OW;
+  // Columns a row of windows reads, from -pad: the input's W plus edge copies either side,
+  // rounded up to even; for stride 2 a row is stored as its `half` even columns, then its
+  // `half` odd ones.
+  const index_t span = (std::max((OW - 1) * sw + kw, pw + W) + 1) / 2 * 2, half = span / 2;
+  const bool copy_rows = sw == 2 || pw > 0 || span > W;
+  const auto row = kw == 2 ? (sw == 1 ? &max_row_rows<2, 1, T> : &max_row_rows<2, 2, T>)
+                           : (sw == 1 ? &max_row_rows<3, 1, T> : &max_row_rows<3, 2, T>);
+  const int threads = threads_for(s.planes * (HW + OHW * s.kernel_h * kw));
+  const index_t per_thread = copy_rows ? H * span : 0;
+  std::vector<T> buffers(static_cast<std::size_t>(threads * per_thread));
+#pragma omp parallel num_threads(threads)
+  {
+    T* plane = buffers.data() + omp_get_thread_num() * per_thread;
+#pragma omp for schedule(static)
+    for (index_t p = 0; p < s.planes; ++p) {
+      const T* in = input + p * HW;
+      T* out = output + p * OHW;
+      std::int64_t* idx = indices + p * OHW;
+      if (copy_rows) {
+        for (index_t iy = 0; iy < H; ++iy) {
+          const T* src = in + iy * W;
+          T* dst = plane + iy * span;
+          const auto at = [&](index_t c) { return src[std::clamp<index_t>(c - pw, 0, W - 1)]; };
+          if (sw == 1) {
+            std::fill(dst, dst + pw, src[0]);
+            std::copy(src, src + W, dst + pw);
+            std::fill(dst + pw + W, dst + span, src[W - 1]);
+            continue;
+          }
+          // Padded column c is input column c - pw; split straight from the input row,
+          // the few columns that need an edge copy done one by one.
+          const index_t c_lo = std::min(half, (pw + 1) / 2);
+          const index_t c_hi = std::clamp<index_t>(floor_div(W - 2 + pw, 2) + 1, c_lo, half);
+          for (index_t c = 0; c < c_lo; ++c) dst[c] = at(2 * c), dst[half + c] = at(2 * c + 1);
+          const T* shifted = src - pw;
+#pragma omp simd
+          for (index_t c = c_lo; c < c_hi; ++c) dst[c] = shifted[2 * c], dst[half + c] = shifted[2 * c + 1];
+          for (index_t c = c_hi; c < half; ++c) dst[c] = at(2 * c), dst[half + c] = at(2 * c + 1);
+        }
+      }
+      for (index_t y = 0; y < OH; ++y) {
+        T* out_row = out + y * OW;
+        std::int64_t* idx_row = idx + y * OW;
+        const T* even[3];
+        const T* odd[3];
+        std::int32_t starts[3];
+        int valid = 0;
+        for (index_t i = 0; i < s.kernel_h; ++i) {
+          const index_t iy = y * s.stride_h - s.pad_h + i;
+          if (iy < 0 || iy >= H) continue;
+          even[valid] = copy_rows ? plane + iy * span : in + iy * W;
+          odd[valid] = even[valid] + half;
+          starts[valid++] = static_cast<std::int32_t>(iy * W);
+        }
+        if (valid == 0) {  // every row of these windows is padding
+          std::fill(out_row, out_row + OW, -std::numeric_limits<T>::infinity());
+          std::fill(idx_row, idx_row + OW, std::int64_t(-1));
+          continue;
+        }
+        row(valid, even, odd, starts, pw, W, OW, out_row, idx_row);
+      }
+    }
+  }
+  return true;
+}
+
 }  // namespace
 
 template <typename T>
 void max_pool2d_forward(const T* input, T* output, std::int64_t* indices, const Pool2dShape& s) {
+  if (max_pool2d_forward_small_kernel(input, output, indices, s)) return;
   const index_t H = s.height, W = s.width, OH = s.out_h, OW = s.out_w;
   const index_t HW = H * W, OHW = OH * OW;
   index_t lo, hi;

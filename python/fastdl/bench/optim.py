@@ -1,5 +1,14 @@
 """Optimizer steps over 10M parameters (one tensor, and 100 tensors of 100k): fastdl's fused
-C++ step vs NumPy with in-place ufuncs vs torch.optim (fused=True where PyTorch has it)."""
+C++ step vs NumPy with in-place ufuncs vs torch.optim (fused=True where PyTorch has it).
+
+Bandwidth bound on the ratio to NumPy: the fused step moves each array once (Adam 7
+streams of 4 bytes per parameter: p, g, m, v read, p, m, v written; SGD-momentum,
+Adagrad, RMSprop 5), while the best NumPy makes one pass per ufunc, each reading its
+operands and writing its result: Adam 30 streams, RMSprop 22, Adagrad 18, SGD-momentum 10.
+At equal bandwidth per stream the fused step can be at most 4.3x, 4.4x, 3.6x and 2x faster
+(more only where NumPy's single thread gets less bandwidth than two). With 100 tensors of
+100k (400 KB each) NumPy's passes over one tensor hit the cache, so the bound is lower still.
+"""
 from __future__ import annotations
 
 from typing import Dict, List
@@ -21,7 +30,8 @@ def _numpy_step(name: str, params, grads, state, step: int) -> None:
         if name == "adam":
             m, v, tmp = state[i]
             m *= 0.9
-            m += 0.1 * g
+            np.multiply(g, 0.1, out=tmp)  # no temporary array: a fresh one costs page faults
+            m += tmp
             np.multiply(g, g, out=tmp)
             v *= 0.999
             tmp *= 0.001
@@ -33,10 +43,11 @@ def _numpy_step(name: str, params, grads, state, step: int) -> None:
             tmp *= -1e-3 / (1 - 0.9 ** step)
             p += tmp
         elif name == "sgd-momentum":
-            (buf,) = state[i]
+            buf, tmp = state[i]
             buf *= 0.9
             buf += g
-            p -= 1e-2 * buf
+            np.multiply(buf, 1e-2, out=tmp)
+            p -= tmp
         elif name == "adagrad":
             acc, tmp = state[i]
             np.multiply(g, g, out=tmp)
@@ -74,7 +85,7 @@ def _case(name: str, layout: str) -> Dict:
         p.grad = fastdl.tensor(g)
     opt = cls(params, **kwargs)
     np_params = [v.copy() for v in values]
-    slots = {"adam": 3, "sgd-momentum": 1, "adagrad": 2, "rmsprop": 2}[name]
+    slots = {"adam": 3, "sgd-momentum": 2, "adagrad": 2, "rmsprop": 2}[name]
     np_state = [[np.zeros(n, np.float32) for _ in range(slots)] for n in sizes]
     np_step = [0]
 

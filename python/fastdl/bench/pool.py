@@ -176,6 +176,10 @@ def cases(threads: int):
                 "kernels": lambda kernels=kernels, x=x, g=g: kernels(x, g),
                 "numpy": lambda numpy_op=numpy_op, x=x, g=g: numpy_op(x, g),
                 "torch": _torch_case(torch_op, x, g) if torch is not None else None,
+                # Compulsory: x read and the output written (forward), grad_output read and
+                # grad_input written (backward). max_pool's int64 indices (written, then read:
+                # 2 x 8 bytes per output, half the input's bytes again for 2x2) are
+                # bookkeeping a 1-byte window offset could replace, so they are not counted.
                 "bytes": 2 * (x.nbytes + g.nbytes),
                 "flops": None,
                 "check": check,

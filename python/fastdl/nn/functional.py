@@ -128,7 +128,9 @@ def linear(input: Tensor, weight: Tensor, bias: Optional[Tensor] = None) -> Tens
     def backward(grad):
         needs = [input.requires_grad, weight.requires_grad, bias is not None and bias.requires_grad]
         gx, gw, gb = _C.linear_backward(x, w, grad.reshape(-1, weight.shape[0]), needs)
-        return (None if gx is None else gx.reshape(input.shape)), gw, gb
+        if gx is not None:
+            gx.shape = input.shape  # in place: a reshaped view would be copied into .grad
+        return gx, gw, gb
 
     return _result(out, (input, weight, bias), backward, "Linear")
 
@@ -616,7 +618,9 @@ def batch_norm(input: Tensor, running_mean: Optional[Tensor], running_var: Optio
                  bias is not None and bias.requires_grad]
         gx, gw, gb = _C.batch_norm_backward(x, grad.reshape(x.shape), save_mean, save_invstd, w,
                                             bool(training), needs)
-        return (None if gx is None else gx.reshape(input.shape)), gw, gb
+        if gx is not None:
+            gx.shape = input.shape  # in place: a reshaped view would be copied into .grad
+        return gx, gw, gb
 
     return _result(out.reshape(input.shape), (input, weight, bias), backward, "NativeBatchNorm")
 
@@ -838,7 +842,9 @@ def nll_loss(input: Tensor, target: Tensor, weight: Optional[Tensor] = None, siz
     def backward(grad):
         g = np.asarray(grad, dtype=x.dtype)
         g = g.reshape(labels.shape) if scale is None else np.asarray(g * x.dtype.type(scale), dtype=x.dtype)
-        return (_C.nll_loss_backward(x, labels, w, g, int(ignore_index)).reshape(input.shape),)
+        gx = _C.nll_loss_backward(x, labels, w, g, int(ignore_index))
+        # A reshaped view would not own its data and autograd would copy it into .grad.
+        return (gx if gx.shape == input.shape else gx.reshape(input.shape),)
 
     return _result(value, (input,), backward, "NllLoss")
 

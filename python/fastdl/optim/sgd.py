@@ -38,7 +38,8 @@ class SGD(Optimizer):
             return
         # A parameter's first step initializes its buffer to the gradient (PyTorch's clone).
         fresh = [i for i, p in enumerate(params) if self.state.get(p, {}).get("momentum_buffer") is None]
-        seen = [i for i in range(len(params)) if i not in set(fresh)]
+        fresh_set = set(fresh)
+        seen = [i for i in range(len(params)) if i not in fresh_set]
         for indices, init in ((fresh, True), (seen, False)):
             if not indices:
                 continue
