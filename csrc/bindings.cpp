@@ -454,17 +454,17 @@ void stream_copy(py::array_t<float, py::array::c_style> destination, const In<fl
 
 template <typename T>
 void define_typed(py::module_& m) {
-  m.def("conv2d_forward", &conv2d_forward<T>, py::arg("input"), py::arg("weight"), py::arg("bias"),
+  m.def("conv2d_forward", fastdl::bindings::with_output_cache<&conv2d_forward<T>>, py::arg("input"), py::arg("weight"), py::arg("bias"),
         py::arg("stride"), py::arg("padding"), py::arg("dilation"), py::arg("groups"));
-  m.def("conv2d_backward", &conv2d_backward<T>, py::arg("input"), py::arg("weight"),
+  m.def("conv2d_backward", fastdl::bindings::with_output_cache<&conv2d_backward<T>>, py::arg("input"), py::arg("weight"),
         py::arg("grad_output"), py::arg("stride"), py::arg("padding"), py::arg("dilation"),
         py::arg("groups"), py::arg("needs"));
   m.def("max_pool2d_forward", fastdl::bindings::with_output_cache<&max_pool2d_forward<T>>, py::arg("input"), py::arg("kernel_size"),
         py::arg("stride"), py::arg("padding"), py::arg("dilation"), py::arg("ceil_mode"));
   m.def("max_pool2d_backward", fastdl::bindings::with_output_cache<&max_pool2d_backward<T>>, py::arg("grad_output"),
         py::arg("indices"), py::arg("input_shape"));
-  m.def("linear_forward", &linear_forward<T>, py::arg("input"), py::arg("weight"), py::arg("bias"));
-  m.def("linear_backward", &linear_backward<T>, py::arg("input"), py::arg("weight"),
+  m.def("linear_forward", fastdl::bindings::with_output_cache<&linear_forward<T>>, py::arg("input"), py::arg("weight"), py::arg("bias"));
+  m.def("linear_backward", fastdl::bindings::with_output_cache<&linear_backward<T>>, py::arg("input"), py::arg("weight"),
         py::arg("grad_output"), py::arg("needs"));
   m.def("relu_forward", fastdl::bindings::with_output_cache<&relu_forward<T>>, py::arg("input"));
   m.def("relu_backward", fastdl::bindings::with_output_cache<&relu_backward<T>>, py::arg("output"), py::arg("grad_output"));
