@@ -25,6 +25,9 @@ import numpy as np
 
 __all__ = ["median_ms", "sgemm_peak_gflops", "copy_bandwidth_gbs", "run", "format_table", "FAMILIES"]
 
+# Seconds to wait after NumPy ran, for its BLAS threads to stop spinning (see run()).
+SETTLE_S = 1.0
+
 # Family modules, in the order the table lists them; missing ones are skipped.
 FAMILIES = ["conv", "pool", "norm", "loss", "optim", "train"]
 
@@ -46,14 +49,16 @@ def sgemm_peak_gflops(threads: int, size: int = 1024, repeats: int = 5) -> float
     rng = np.random.default_rng(0)
     a = rng.standard_normal((size, size), dtype=np.float32)
     b = rng.standard_normal((size, size), dtype=np.float32)
-    with numpy_threads(threads):
-        candidates = [median_ms(lambda: a @ b, repeats)]
+    candidates = []
     try:
         import torch
         ta, tb = torch.from_numpy(a), torch.from_numpy(b)
         candidates.append(median_ms(lambda: torch.mm(ta, tb), repeats))
     except ImportError:
         pass
+    with numpy_threads(threads):  # last: its BLAS threads spin ~1 s afterwards
+        candidates.append(median_ms(lambda: a @ b, repeats))
+    time.sleep(SETTLE_S)
     return 2.0 * size ** 3 / min(candidates) / 1e6
 
 
@@ -159,15 +164,20 @@ def run(only: Optional[Sequence[str]] = None, threads: Optional[int] = None, rep
             if only and not any(case["name"].startswith(o) or family == o for o in only):
                 continue
             case["check"]()
+            time.sleep(SETTLE_S)
             row = {"family": family, "name": case["name"], "bytes": case.get("bytes"),
                    "flops": case.get("flops")}
-            for library in ("fastdl", "numpy", "torch"):
+            # NumPy last, then a pause: NumPy's OpenBLAS threads keep spinning ~1 s after each
+            # call, and on 2 cores a spinning thread halves whatever 2-thread work follows
+            # (measured: fastdl's conv2d 6.5 -> 12.3 ms right after NumPy's im2col GEMM).
+            for library in ("fastdl", "torch", "numpy"):
                 fn = case.get(library)
                 if fn is None:
                     row[f"{library}_ms"] = None
                     continue
                 with numpy_threads(threads) if library == "numpy" else _no_limit():
                     row[f"{library}_ms"] = median_ms(fn, case.get("repeats", repeats))
+            time.sleep(SETTLE_S)
             rows.append(row)
             if log:
                 log(format_row(row, machine))
