@@ -180,6 +180,23 @@ bool sample_parallel(const Conv2dShape& s) {
   return s.batch >= kSampleParallelBatch && R <= kInt && OHW <= kInt && s.out_channels <= kInt;
 }
 
+// output[n0 + n, o] = block[o, n*OHW : (n+1)*OHW] + bias[o]: a GEMM's O x (nb*OHW) result
+// for nb samples, back in NCHW.
+template <typename T>
+void unblock(const T* block, T* output, const T* bias, index_t n0, index_t nb, index_t O,
+             index_t OHW, int threads) {
+  const index_t L = nb * OHW;
+#pragma omp parallel for collapse(2) schedule(static) num_threads(threads)
+  for (index_t n = 0; n < nb; ++n) {
+    for (index_t o = 0; o < O; ++o) {
+      const T* src = block + o * L + n * OHW;
+      T* dst = output + ((n0 + n) * O + o) * OHW;
+      const T b = bias ? bias[o] : T(0);
+      for (index_t p = 0; p < OHW; ++p) dst[p] = src[p] + b;
+    }
+  }
+}
+
 // Samples per GEMM in the sample-parallel path: enough columns (>= 256) to amortize the
 // BLAS's packing of W, while one col stays near the L2 cache (<= 2^19 elements).
 index_t block_samples(const Conv2dShape& s) {
@@ -227,14 +244,7 @@ void conv2d_forward(const T* input, const T* weight, const T* bias, T* output,
         }
         continue;
       }
-      for (index_t n = 0; n < nb; ++n) {
-        for (index_t o = 0; o < O; ++o) {
-          const T* src = out + o * L + n * OHW;
-          T* dst = output + ((n0 + n) * O + o) * OHW;
-          const T b = bias ? bias[o] : T(0);
-          for (index_t p = 0; p < OHW; ++p) dst[p] = src[p] + b;
-        }
-      }
+      unblock(out, output, bias, n0, nb, O, OHW, 1);
     }
     return;
   }
@@ -248,15 +258,7 @@ void conv2d_forward(const T* input, const T* weight, const T* bias, T* output,
       gemm<T>(false, false, Og, L, Rg, T(1), weight + g * Og * Rg, Rg, col + g * Rg * L, L,
               T(0), out_t + g * Og * L, L);
     }
-#pragma omp parallel for collapse(2) schedule(static) num_threads(threads_for(O * L))
-    for (index_t n = 0; n < nb; ++n) {
-      for (index_t o = 0; o < O; ++o) {
-        const T* src = out_t + o * L + n * OHW;
-        T* dst = output + ((n0 + n) * O + o) * OHW;
-        const T b = bias ? bias[o] : T(0);
-        for (index_t p = 0; p < OHW; ++p) dst[p] = src[p] + b;
-      }
-    }
+    unblock(out_t, output, bias, n0, nb, O, OHW, threads_for(O * L));
   }
 }
 

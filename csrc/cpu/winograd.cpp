@@ -174,6 +174,12 @@ inline void input_transform_adjoint(const T* z, T* d) {
 
 // ---------------------------------------------------------------- chunk passes
 
+// The 16 transformed values of tile i: plane ξ starts stride elements after plane ξ-1.
+template <typename T>
+inline void gather_tile(const T* src, index_t stride, index_t i, T* q) {
+  for (int xi = 0; xi < 16; ++xi) q[xi] = src[xi * stride + i];
+}
+
 // U[ξ][o][c] for the whole weight (O x C x 3 x 3).
 template <typename T>
 void transform_weights(const T* weight, T* u, const Conv2dShape& s) {
@@ -296,8 +302,7 @@ void winograd_forward(const T* input, const T* weight, const T* bias, T* output,
         for (index_t ty = 0; ty < t.th; ++ty) {
           for (index_t tx = 0; tx < t.tw; ++tx) {
             T q[16], y[4];
-            const index_t i = ty * t.tw + tx;
-            for (int xi = 0; xi < 16; ++xi) q[xi] = src[xi * sm + i];
+            gather_tile(src, sm, ty * t.tw + tx, q);
             output_transform(q, y);
             const index_t y0 = 2 * ty, x0 = 2 * tx;
             dst[y0 * OW + x0] = y[0] + b;
@@ -360,8 +365,7 @@ void winograd_backward(const T* input, const T* weight, const T* grad_output, T*
             for (index_t ty = 0; ty < t.th; ++ty) {
               for (index_t tx = 0; tx < t.tw; ++tx) {
                 T q[16], d[16];
-                const index_t i = ty * t.tw + tx;
-                for (int xi = 0; xi < 16; ++xi) q[xi] = src[xi * sv + i];
+                gather_tile(src, sv, ty * t.tw + tx, q);
                 input_transform_adjoint(q, d);
                 T* p = plane + 2 * ty * t.pw + 2 * tx;
                 for (int a = 0; a < 4; ++a)
