@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "bindings.h"
+#include "bindings_optim.h"
 #include "bindings_alloc.h"
 #include "cpu/kernels.h"
 
@@ -357,46 +358,6 @@ py::array_t<T> cross_entropy_backward(const In<T>& logits, const In<std::int64_t
 
 // -------------------------------------------------------------------- optimizers
 
-template <typename T>
-void sgd_step(const py::list& params, const py::list& grads, const py::list& momentum_buffers,
-              double lr, double momentum, double dampening, double weight_decay, bool nesterov,
-              bool maximize, bool init_buffers) {
-  std::vector<index_t> sizes;
-  auto p = pointers<T>(params, "params", sizes);
-  auto g = pointers<T>(grads, "grads", sizes);
-  std::vector<T*> b;
-  if (momentum != 0.0) b = pointers<T>(momentum_buffers, "momentum_buffers", sizes);
-  const fastdl::cpu::TensorList list{static_cast<index_t>(sizes.size()), sizes.data()};
-  std::vector<const T*> gc(g.begin(), g.end());
-  py::gil_scoped_release release;
-  fastdl::cpu::sgd_step<T>(p.data(), gc.data(), b.empty() ? nullptr : b.data(), list, lr,
-                           momentum, dampening, weight_decay, nesterov, maximize, init_buffers);
-}
-
-template <typename T>
-void adam_step(const py::list& params, const py::list& grads, const py::list& exp_avgs,
-               const py::list& exp_avg_sqs, const py::list& max_exp_avg_sqs,
-               const std::vector<double>& step_size, const std::vector<double>& bias_correction2_sqrt,
-               double lr, double beta1, double beta2, double eps, double weight_decay,
-               bool amsgrad, bool maximize, bool decoupled_weight_decay) {
-  std::vector<index_t> sizes;
-  auto p = pointers<T>(params, "params", sizes);
-  auto g = pointers<T>(grads, "grads", sizes);
-  auto m = pointers<T>(exp_avgs, "exp_avgs", sizes);
-  auto v = pointers<T>(exp_avg_sqs, "exp_avg_sqs", sizes);
-  std::vector<T*> vmax;
-  if (amsgrad) vmax = pointers<T>(max_exp_avg_sqs, "max_exp_avg_sqs", sizes);
-  check(step_size.size() == sizes.size() && bias_correction2_sqrt.size() == sizes.size(),
-        "step_size and bias_correction2_sqrt need one entry per parameter");
-  const fastdl::cpu::TensorList list{static_cast<index_t>(sizes.size()), sizes.data()};
-  std::vector<const T*> gc(g.begin(), g.end());
-  py::gil_scoped_release release;
-  fastdl::cpu::adam_step<T>(p.data(), gc.data(), m.data(), v.data(),
-                            vmax.empty() ? nullptr : vmax.data(), list, step_size.data(),
-                            bias_correction2_sqrt.data(), lr, beta1, beta2, eps, weight_decay,
-                            amsgrad, maximize, decoupled_weight_decay);
-}
-
 // -------------------------------------------------------------------- build info
 std::string simd_level() {
 #if defined(__AVX512F__)
@@ -429,7 +390,6 @@ py::dict build_info() {
   d["openmp"] = _OPENMP;
   d["blas"] = fastdl::cpu::blas_config();
   d["malloc_tuning"] = fastdl::cpu::malloc_tuning_active();
-  d["cuda"] = false;
 #if defined(__SANITIZE_ADDRESS__)
   d["sanitizers"] = true;
 #else
@@ -482,10 +442,10 @@ PYBIND11_MODULE(_C, m) {
   // float32 first: in pybind11's first (no-conversion) pass a float64 array skips it.
   define_typed<float>(m);
   define_typed<double>(m);
-  m.def("sgd_step_float32", &sgd_step<float>);
-  m.def("sgd_step_float64", &sgd_step<double>);
-  m.def("adam_step_float32", &adam_step<float>);
-  m.def("adam_step_float64", &adam_step<double>);
+  m.def("sgd_step_float32", &fastdl::bindings::sgd_step<fastdl::bindings::HostOptim, float>);
+  m.def("sgd_step_float64", &fastdl::bindings::sgd_step<fastdl::bindings::HostOptim, double>);
+  m.def("adam_step_float32", &fastdl::bindings::adam_step<fastdl::bindings::HostOptim, float>);
+  m.def("adam_step_float64", &fastdl::bindings::adam_step<fastdl::bindings::HostOptim, double>);
   m.def("set_num_threads", &fastdl::cpu::set_num_threads, py::arg("n"));
   m.def("_set_winograd", &fastdl::cpu::set_winograd_enabled, py::arg("enabled"),
         "Use Winograd F(2x2,3x3) for 3x3 stride-1 convolutions where it applies (default on).");

@@ -16,9 +16,11 @@
 #include <array>
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "bindings.h"
+#include "bindings_optim.h"
 
 #if defined(FASTDL_WITH_CUDA)
 #include "cuda/kernels.cuh"
@@ -548,78 +550,21 @@ std::vector<T*> device_pointers(const py::list& buffers, const char* name, std::
   return out;
 }
 
-template <typename T>
-void sgd_step(const py::list& params, const py::list& grads, const py::list& momentum_buffers,
-              double lr, double momentum, double dampening, double weight_decay, bool nesterov,
-              bool maximize, bool init_buffers) {
-  std::vector<index_t> sizes;
-  auto p = device_pointers<T>(params, "params", sizes);
-  auto g = device_pointers<T>(grads, "grads", sizes);
-  std::vector<T*> b;
-  if (momentum != 0.0) b = device_pointers<T>(momentum_buffers, "momentum_buffers", sizes);
-  const cu::TensorList list{static_cast<index_t>(sizes.size()), sizes.data()};
-  std::vector<const T*> gc(g.begin(), g.end());
-  py::gil_scoped_release release;
-  cu::sgd_step<T>(p.data(), gc.data(), b.empty() ? nullptr : b.data(), list, lr, momentum,
-                  dampening, weight_decay, nesterov, maximize, init_buffers);
-}
-
-template <typename T>
-void adam_step(const py::list& params, const py::list& grads, const py::list& exp_avgs,
-               const py::list& exp_avg_sqs, const py::list& max_exp_avg_sqs,
-               const std::vector<double>& step_size, const std::vector<double>& bias_correction2_sqrt,
-               double lr, double beta1, double beta2, double eps, double weight_decay,
-               bool amsgrad, bool maximize, bool decoupled_weight_decay) {
-  std::vector<index_t> sizes;
-  auto p = device_pointers<T>(params, "params", sizes);
-  auto g = device_pointers<T>(grads, "grads", sizes);
-  auto m = device_pointers<T>(exp_avgs, "exp_avgs", sizes);
-  auto v = device_pointers<T>(exp_avg_sqs, "exp_avg_sqs", sizes);
-  std::vector<T*> vmax;
-  if (amsgrad) vmax = device_pointers<T>(max_exp_avg_sqs, "max_exp_avg_sqs", sizes);
-  check(step_size.size() == sizes.size() && bias_correction2_sqrt.size() == sizes.size(),
-        "step_size and bias_correction2_sqrt need one entry per parameter");
-  const cu::TensorList list{static_cast<index_t>(sizes.size()), sizes.data()};
-  std::vector<const T*> gc(g.begin(), g.end());
-  py::gil_scoped_release release;
-  cu::adam_step<T>(p.data(), gc.data(), m.data(), v.data(), vmax.empty() ? nullptr : vmax.data(),
-                   list, step_size.data(), bias_correction2_sqrt.data(), lr, beta1, beta2, eps,
-                   weight_decay, amsgrad, maximize, decoupled_weight_decay);
-}
-
-template <typename T>
-void adagrad_step(const py::list& params, const py::list& grads, const py::list& state_sums,
-                  const std::vector<double>& clr, double weight_decay, double eps, bool maximize) {
-  std::vector<index_t> sizes;
-  auto p = device_pointers<T>(params, "params", sizes);
-  auto g = device_pointers<T>(grads, "grads", sizes);
-  auto s = device_pointers<T>(state_sums, "state_sums", sizes);
-  check(clr.size() == sizes.size(), "clr needs one entry per parameter");
-  const cu::TensorList list{static_cast<index_t>(sizes.size()), sizes.data()};
-  std::vector<const T*> gc(g.begin(), g.end());
-  py::gil_scoped_release release;
-  cu::adagrad_step<T>(p.data(), gc.data(), s.data(), list, clr.data(), weight_decay, eps, maximize);
-}
-
-template <typename T>
-void rmsprop_step(const py::list& params, const py::list& grads, const py::list& square_avgs,
-                  const py::list& grad_avgs, const py::list& momentum_buffers, double lr,
-                  double alpha, double eps, double weight_decay, double momentum, bool centered,
-                  bool maximize) {
-  std::vector<index_t> sizes;
-  auto p = device_pointers<T>(params, "params", sizes);
-  auto g = device_pointers<T>(grads, "grads", sizes);
-  auto v = device_pointers<T>(square_avgs, "square_avgs", sizes);
-  std::vector<T*> m, b;
-  if (centered) m = device_pointers<T>(grad_avgs, "grad_avgs", sizes);
-  if (momentum > 0.0) b = device_pointers<T>(momentum_buffers, "momentum_buffers", sizes);
-  const cu::TensorList list{static_cast<index_t>(sizes.size()), sizes.data()};
-  std::vector<const T*> gc(g.begin(), g.end());
-  py::gil_scoped_release release;
-  cu::rmsprop_step<T>(p.data(), gc.data(), v.data(), m.empty() ? nullptr : m.data(),
-                      b.empty() ? nullptr : b.data(), list, lr, alpha, eps, weight_decay, momentum,
-                      centered, maximize);
-}
+// Device Buffers and the CUDA twins, for the shared optimizer bindings (bindings_optim.h).
+struct DeviceOptim {
+  template <typename T>
+  static std::vector<T*> pointers(const py::list& buffers, const char* name, std::vector<index_t>& sizes) {
+    return device_pointers<T>(buffers, name, sizes);
+  }
+  template <typename T, typename... Args>
+  static void sgd(Args&&... args) { cu::sgd_step<T>(std::forward<Args>(args)...); }
+  template <typename T, typename... Args>
+  static void adam(Args&&... args) { cu::adam_step<T>(std::forward<Args>(args)...); }
+  template <typename T, typename... Args>
+  static void adagrad(Args&&... args) { cu::adagrad_step<T>(std::forward<Args>(args)...); }
+  template <typename T, typename... Args>
+  static void rmsprop(Args&&... args) { cu::rmsprop_step<T>(std::forward<Args>(args)...); }
+};
 
 template <typename T>
 void define_typed(py::module_& m, const std::string& suffix) {
@@ -657,10 +602,10 @@ void define_typed(py::module_& m, const std::string& suffix) {
   def("nll_loss_backward", &nll_loss_backward<T>);
   def("elementwise_loss_forward", &elementwise_loss_forward<T>);
   def("elementwise_loss_backward", &elementwise_loss_backward<T>);
-  def("sgd_step", &sgd_step<T>);
-  def("adam_step", &adam_step<T>);
-  def("adagrad_step", &adagrad_step<T>);
-  def("rmsprop_step", &rmsprop_step<T>);
+  def("sgd_step", &sgd_step<DeviceOptim, T>);
+  def("adam_step", &adam_step<DeviceOptim, T>);
+  def("adagrad_step", &adagrad_step<DeviceOptim, T>);
+  def("rmsprop_step", &rmsprop_step<DeviceOptim, T>);
 }
 
 }  // namespace

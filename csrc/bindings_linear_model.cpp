@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "bindings.h"
+#include "bindings_optim.h"
 #include "cpu/linear_model.h"
 #include "cpu/optim_adaptive.h"
 
@@ -109,41 +110,6 @@ double squared_spectral_norm(const In<T>& x_t) {
 // --------------------------------------------------------------------------- optimizers
 
 template <typename T>
-void adagrad_step(const py::list& params, const py::list& grads, const py::list& state_sums,
-                  const std::vector<double>& clr, double weight_decay, double eps, bool maximize) {
-  std::vector<index_t> sizes;
-  auto p = pointers<T>(params, "params", sizes);
-  auto g = pointers<T>(grads, "grads", sizes);
-  auto s = pointers<T>(state_sums, "state_sums", sizes);
-  check(clr.size() == sizes.size(), "clr needs one entry per parameter");
-  const fastdl::cpu::TensorList list{static_cast<index_t>(sizes.size()), sizes.data()};
-  std::vector<const T*> gc(g.begin(), g.end());
-  py::gil_scoped_release release;
-  fastdl::cpu::adagrad_step<T>(p.data(), gc.data(), s.data(), list, clr.data(), weight_decay,
-                               eps, maximize);
-}
-
-template <typename T>
-void rmsprop_step(const py::list& params, const py::list& grads, const py::list& square_avgs,
-                  const py::list& grad_avgs, const py::list& momentum_buffers, double lr,
-                  double alpha, double eps, double weight_decay, double momentum, bool centered,
-                  bool maximize) {
-  std::vector<index_t> sizes;
-  auto p = pointers<T>(params, "params", sizes);
-  auto g = pointers<T>(grads, "grads", sizes);
-  auto v = pointers<T>(square_avgs, "square_avgs", sizes);
-  std::vector<T*> m, b;
-  if (centered) m = pointers<T>(grad_avgs, "grad_avgs", sizes);
-  if (momentum > 0.0) b = pointers<T>(momentum_buffers, "momentum_buffers", sizes);
-  const fastdl::cpu::TensorList list{static_cast<index_t>(sizes.size()), sizes.data()};
-  std::vector<const T*> gc(g.begin(), g.end());
-  py::gil_scoped_release release;
-  fastdl::cpu::rmsprop_step<T>(p.data(), gc.data(), v.data(), m.empty() ? nullptr : m.data(),
-                               b.empty() ? nullptr : b.data(), list, lr, alpha, eps,
-                               weight_decay, momentum, centered, maximize);
-}
-
-template <typename T>
 void define_solvers(py::module_& m) {
   m.def("coordinate_descent", &coordinate_descent<T>, py::arg("x_t"), py::arg("y"),
         py::arg("w_init"), py::arg("l1"), py::arg("l2"), py::arg("max_iter"), py::arg("tol"));
@@ -162,10 +128,10 @@ void bind_linear_model(py::module_& m) {
   // float32 first: in pybind11's first (no-conversion) pass a float64 array skips it.
   define_solvers<float>(m);
   define_solvers<double>(m);
-  m.def("adagrad_step_float32", &adagrad_step<float>);
-  m.def("adagrad_step_float64", &adagrad_step<double>);
-  m.def("rmsprop_step_float32", &rmsprop_step<float>);
-  m.def("rmsprop_step_float64", &rmsprop_step<double>);
+  m.def("adagrad_step_float32", &adagrad_step<HostOptim, float>);
+  m.def("adagrad_step_float64", &adagrad_step<HostOptim, double>);
+  m.def("rmsprop_step_float32", &rmsprop_step<HostOptim, float>);
+  m.def("rmsprop_step_float64", &rmsprop_step<HostOptim, double>);
 }
 
 }  // namespace fastdl::bindings
