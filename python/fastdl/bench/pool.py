@@ -19,7 +19,7 @@ import numpy as np
 import fastdl
 import fastdl.nn.functional as F
 from fastdl import _C
-from fastdl.bench import median_ms
+from fastdl.bench import copy_bandwidth_gbs, median_ms
 
 try:
     import torch
@@ -187,12 +187,6 @@ def cases(threads: int):
     return result
 
 
-def copy_bandwidth_gbs(megabytes: int = 256) -> float:
-    a = np.ones(megabytes * 2 ** 20 // 4, dtype=np.float32)
-    b = np.empty_like(a)
-    return 2 * a.nbytes / median_ms(lambda: np.copyto(b, a)) / 1e6
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
@@ -202,7 +196,8 @@ def main() -> None:
     if args.small:
         SHAPES[:] = SHAPES[:1]
     for threads in args.threads:
-        bandwidth = copy_bandwidth_gbs()
+        fastdl.set_num_threads(threads)
+        bandwidth = copy_bandwidth_gbs(threads)
         print(f"\nthreads={threads}  copy bandwidth {bandwidth:.1f} GB/s  (target: within 2x of bytes / bandwidth)")
         print(f"{'case':<42}{'fastdl ms':>10}{'kernels':>9}{'NumPy ms':>10}{'torch ms':>10}"
               f"{'NumPy/fdl':>10}{'torch/fdl':>10}{'GB/s':>7}{'x bound':>8}")
