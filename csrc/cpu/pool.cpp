@@ -360,18 +360,124 @@ std::vector<AxisWindow> avg_windows(index_t size, index_t out, index_t kernel, i
   return w;
 }
 
+// The windows of both axes and, for every output (y, x), scale = 1 / divisor(y, x): the
+// kernels multiply by it (one reciprocal per output position for the whole batch, not a
+// division per element). A window with no input element gets scale 0, so it outputs 0.
+template <typename T>
+struct AvgPlan {
+  std::vector<AxisWindow> rows, cols;
+  std::vector<T> scale;  // (OH, OW)
+
+  explicit AvgPlan(const AvgPool2dShape& s)
+      : rows(avg_windows(s.height, s.out_h, s.kernel_h, s.stride_h, s.pad_h, s.count_include_pad)),
+        cols(avg_windows(s.width, s.out_w, s.kernel_w, s.stride_w, s.pad_w, s.count_include_pad)),
+        scale(static_cast<std::size_t>(s.out_h * s.out_w)) {
+    for (index_t y = 0; y < s.out_h; ++y)
+      for (index_t x = 0; x < s.out_w; ++x) {
+        const bool empty = rows[y].lo >= rows[y].hi || cols[x].lo >= cols[x].hi;
+        const T divisor = s.divisor_override ? T(s.divisor_override)
+                                             : T(rows[y].factor) * T(cols[x].factor);
+        scale[y * s.out_w + x] = empty ? T(0) : T(1) / divisor;
+      }
+  }
+};
+
+// The fast path's columns: stride 2, 2 or 3 kernel columns, padding at most 1 (the
+// common 2x2/s2 and 3x3/s2/p1 poolings). A padded column c = i + pad_w is split by parity,
+// so every loop below is unit-stride (a stride-2 load makes GCC peel a scalar last
+// iteration, which on a 16-output row is the whole row; see max_row).
+bool avg_split_columns(const AvgPool2dShape& s) {
+  return s.stride_w == 2 && (s.kernel_w == 2 || s.kernel_w == 3) && s.pad_w <= 1;
+}
+
+// even[m] / odd[m] = the sum over the R rows r[0..R) at padded columns 2m / 2m + 1 (input
+// column minus pad_w), zero outside the input; m in [0, half).
+template <int R, typename T>
+void split_row_sums(const T* const* r, index_t W, index_t pw, index_t half, T* __restrict even,
+                    T* __restrict odd) {
+  const T* __restrict r0 = r[0] - pw;
+  const T* __restrict r1 = r[R > 1 ? 1 : 0] - pw;
+  const T* __restrict r2 = r[R > 2 ? 2 : 0] - pw;
+  const auto at = [&](index_t c) {
+    if (c < pw || c >= W + pw) return T(0);
+    T v = r0[c];
+    if constexpr (R > 1) v += r1[c];
+    if constexpr (R > 2) v += r2[c];
+    return v;
+  };
+  // Interior m: both 2m - pw and 2m + 1 - pw are input columns.
+  const index_t m_lo = std::min(half, (pw + 1) / 2);
+  const index_t m_hi = std::clamp<index_t>(floor_div(W - 2 + pw, 2) + 1, m_lo, half);
+  for (index_t m = 0; m < m_lo; ++m) even[m] = at(2 * m), odd[m] = at(2 * m + 1);
+#pragma omp simd
+  for (index_t m = m_lo; m < m_hi; ++m) {
+    T e = r0[2 * m], o = r0[2 * m + 1];
+    if constexpr (R > 1) e += r1[2 * m], o += r1[2 * m + 1];
+    if constexpr (R > 2) e += r2[2 * m], o += r2[2 * m + 1];
+    even[m] = e;
+    odd[m] = o;
+  }
+  for (index_t m = m_hi; m < half; ++m) even[m] = at(2 * m), odd[m] = at(2 * m + 1);
+}
+
+// out[x] = (sum of the K padded columns 2x .. 2x + K - 1) * scale[x].
+template <int K, typename T>
+void avg_row_split(const T* __restrict even, const T* __restrict odd, const T* __restrict scale,
+                   index_t n, T* __restrict out) {
+#pragma omp simd
+  for (index_t x = 0; x < n; ++x) {
+    T v = even[x] + odd[x];
+    if constexpr (K > 2) v += even[x + 1];
+    out[x] = v * scale[x];
+  }
+}
+
+// Input row (+)= the spread of one output row: padded column c = 2m gets sc[m] (offset 0)
+// and, for K = 3, sc[m - 1] (offset 2); c = 2m + 1 gets sc[m] (offset 1). sc[-1] and
+// sc[n..] are zero, so no column needs a bounds test.
+template <int K, bool add, typename T>
+void avg_spread_split(const T* __restrict sc, index_t W, index_t pw, T* __restrict row) {
+  const auto even = [&](index_t m) { return K > 2 ? sc[m] + sc[m - 1] : sc[m]; };
+  const index_t pairs = W / 2;
+  if (pw == 0) {
+#pragma omp simd
+    for (index_t m = 0; m < pairs; ++m) {
+      const T e = even(m), o = sc[m];
+      row[2 * m] = add ? row[2 * m] + e : e;
+      row[2 * m + 1] = add ? row[2 * m + 1] + o : o;
+    }
+    if (W % 2) row[W - 1] = add ? row[W - 1] + even(pairs) : even(pairs);
+  } else {  // input column i = c - 1: i = 2m is odd c = 2m + 1, i = 2m + 1 is even c = 2m + 2
+#pragma omp simd
+    for (index_t m = 0; m < pairs; ++m) {
+      const T o = sc[m], e = even(m + 1);
+      row[2 * m] = add ? row[2 * m] + o : o;
+      row[2 * m + 1] = add ? row[2 * m + 1] + e : e;
+    }
+    if (W % 2) row[W - 1] = add ? row[W - 1] + sc[pairs] : sc[pairs];
+  }
+}
+
+template <typename T>
+void avg_row_sums_split(int valid, const T* const* r, index_t W, index_t pw, index_t half, T* even, T* odd) {
+  switch (valid) {  // 1 to 3 rows (kernel_h <= 3 on this path)
+    case 1: return split_row_sums<1>(r, W, pw, half, even, odd);
+    case 2: return split_row_sums<2>(r, W, pw, half, even, odd);
+    default: return split_row_sums<3>(r, W, pw, half, even, odd);
+  }
+}
+
 }  // namespace
 
 template <typename T>
 void avg_pool2d_forward(const T* input, T* output, const AvgPool2dShape& s) {
   const index_t H = s.height, W = s.width, OH = s.out_h, OW = s.out_w;
   const index_t HW = H * W, OHW = OH * OW, kw = s.kernel_w, sw = s.stride_w, pw = s.pad_w;
-  // Row buffer: entry c holds input column c - pad_w (zero outside [0, W)).
-  const index_t span = std::max((OW - 1) * sw + kw, pw + W);
-  const auto rows = avg_windows(H, OH, s.kernel_h, s.stride_h, s.pad_h, s.count_include_pad);
-  const auto cols = avg_windows(W, OW, kw, sw, pw, s.count_include_pad);
-  std::vector<T> col_factor(static_cast<std::size_t>(OW));
-  for (index_t x = 0; x < OW; ++x) col_factor[x] = s.divisor_override ? T(1) : T(cols[x].factor);
+  const AvgPlan<T> plan(s);
+  const bool split = avg_split_columns(s) && s.kernel_h <= 3;
+  // Row buffer: entry c holds padded column c (input column c - pw; zero outside [0, W)),
+  // or, split, its even columns then its odd ones.
+  const index_t span = (std::max((OW - 1) * sw + kw, pw + W) + 1) / 2 * 2, half = span / 2;
   const int threads = threads_for(s.planes * (HW + OHW * kw));
   std::vector<T> buffers(static_cast<std::size_t>(threads * span), T(0));
 #pragma omp parallel num_threads(threads)
@@ -384,22 +490,26 @@ void avg_pool2d_forward(const T* input, T* output, const AvgPool2dShape& s) {
       T* out = output + p * OHW;
       for (index_t y = 0; y < OH; ++y) {
         T* o = out + y * OW;
-        const AxisWindow r = rows[y];
+        const AxisWindow r = plan.rows[y];
+        const T* scale = plan.scale.data() + y * OW;
         if (r.lo >= r.hi) {
           std::fill(o, o + OW, T(0));
+          continue;
+        }
+        if (split) {
+          const T* window_rows[3];
+          for (index_t i = 0; i < 3; ++i) window_rows[i] = in + std::min(r.lo + i, r.hi - 1) * W;
+          avg_row_sums_split(static_cast<int>(r.hi - r.lo), window_rows, W, pw, half, sums, sums + half);
+          if (kw == 2) avg_row_split<2>(sums, sums + half, scale, OW, o);
+          else avg_row_split<3>(sums, sums + half, scale, OW, o);
           continue;
         }
         std::copy(in + r.lo * W, in + r.lo * W + W, sums_in);
         for (index_t iy = r.lo + 1; iy < r.hi; ++iy) add_rows(in + iy * W, W, sums_in);
         strided_gather_any<false>(sums, sw, OW, o);
         for (index_t j = 1; j < kw; ++j) strided_gather_any<true>(sums + j, sw, OW, o);
-        const T row_factor = s.divisor_override ? T(s.divisor_override) : T(r.factor);
-        const T* cf = col_factor.data();
 #pragma omp simd
-        for (index_t x = 0; x < OW; ++x) o[x] = o[x] / (row_factor * cf[x]);
-        // Windows with no input column (unreachable with PyTorch's padding rule) give 0.
-        for (index_t x = 0; x < OW; ++x)
-          if (cols[x].lo >= cols[x].hi) o[x] = T(0);
+        for (index_t x = 0; x < OW; ++x) o[x] *= scale[x];
       }
     }
   }
@@ -409,39 +519,47 @@ template <typename T>
 void avg_pool2d_backward(const T* grad_output, T* grad_input, const AvgPool2dShape& s) {
   const index_t H = s.height, W = s.width, OH = s.out_h, OW = s.out_w;
   const index_t HW = H * W, OHW = OH * OW, kw = s.kernel_w, sw = s.stride_w, pw = s.pad_w;
+  const AvgPlan<T> plan(s);
+  const bool split = avg_split_columns(s);
   const index_t span = std::max((OW - 1) * sw + kw, pw + W);
-  const auto rows = avg_windows(H, OH, s.kernel_h, s.stride_h, s.pad_h, s.count_include_pad);
-  const auto cols = avg_windows(W, OW, kw, sw, pw, s.count_include_pad);
-  std::vector<T> col_factor(static_cast<std::size_t>(OW));
-  for (index_t x = 0; x < OW; ++x)
-    col_factor[x] = (s.divisor_override || cols[x].lo >= cols[x].hi) ? T(1) : T(cols[x].factor);
+  // scaled: one zero before it and zeros after its OW entries, up to W / 2 + 2 (the split
+  // spread reads sc[-1] and sc[m + 1] for m < W / 2).
+  const index_t scaled_len = std::max(OW, W / 2 + 2) + 2;
   const int threads = threads_for(s.planes * (HW + OHW * kw));
-  std::vector<T> buffers(static_cast<std::size_t>(threads * (span + OW)), T(0));
+  std::vector<T> buffers(static_cast<std::size_t>(threads * (span + scaled_len)), T(0));
 #pragma omp parallel num_threads(threads)
   {
-    T* spread = buffers.data() + omp_get_thread_num() * (span + OW);
-    T* scaled = spread + span;
+    T* spread = buffers.data() + omp_get_thread_num() * (span + scaled_len);
+    T* scaled = spread + span + 1;
 #pragma omp for schedule(static)
     for (index_t p = 0; p < s.planes; ++p) {
       const T* gout = grad_output + p * OHW;
       T* gin = grad_input + p * HW;
       index_t written = 0;  // rows [0, written) of gin hold their value so far
       for (index_t y = 0; y < OH; ++y) {
-        const AxisWindow r = rows[y];
+        const AxisWindow r = plan.rows[y];
         if (r.lo >= r.hi) continue;
-        const T row_factor = s.divisor_override ? T(s.divisor_override) : T(r.factor);
         const T* g = gout + y * OW;
-        const T* cf = col_factor.data();
+        const T* scale = plan.scale.data() + y * OW;
 #pragma omp simd
-        for (index_t x = 0; x < OW; ++x) scaled[x] = g[x] / (row_factor * cf[x]);
-        for (index_t x = 0; x < OW; ++x)
-          if (cols[x].lo >= cols[x].hi) scaled[x] = T(0);
-        std::fill(spread, spread + span, T(0));
-        for (index_t j = 0; j < kw; ++j) strided_scatter_any(scaled, sw, OW, spread + j);
+        for (index_t x = 0; x < OW; ++x) scaled[x] = g[x] * scale[x];
+        if (!split) {
+          std::fill(spread, spread + span, T(0));
+          for (index_t j = 0; j < kw; ++j) strided_scatter_any(scaled, sw, OW, spread + j);
+        }
         for (index_t iy = r.lo; iy < r.hi; ++iy) {
           T* row = gin + iy * W;
-          if (iy >= written) std::copy(spread + pw, spread + pw + W, row);
-          else add_rows(spread + pw, W, row);
+          const bool first = iy >= written;
+          if (split) {
+            if (kw == 2) first ? avg_spread_split<2, false>(scaled, W, pw, row)
+                               : avg_spread_split<2, true>(scaled, W, pw, row);
+            else first ? avg_spread_split<3, false>(scaled, W, pw, row)
+                       : avg_spread_split<3, true>(scaled, W, pw, row);
+          } else if (first) {
+            std::copy(spread + pw, spread + pw + W, row);
+          } else {
+            add_rows(spread + pw, W, row);
+          }
         }
         // Rows skipped by every window so far (stride > kernel) are zero.
         for (index_t iy = written; iy < r.lo; ++iy) std::fill(gin + iy * W, gin + iy * W + W, T(0));
