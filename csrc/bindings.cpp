@@ -188,7 +188,9 @@ py::tuple max_pool2d_forward(const In<T>& input, Pair kernel, Pair stride, Pair 
 
 template <typename T>
 py::array_t<T> max_pool2d_backward(const In<T>& grad_output, const In<std::int64_t>& indices,
-                                   std::array<index_t, 4> input_shape) {
+                                   std::array<index_t, 4> input_shape,
+                                   const std::optional<Pair>& kernel_size, const std::optional<Pair>& stride,
+                                   const std::optional<Pair>& padding, const std::optional<Pair>& dilation) {
   check_ndim(grad_output, 4, "grad_output");
   check(indices.ndim() == 4 && std::equal(indices.shape(), indices.shape() + 4, grad_output.shape()),
         "indices " + shape_of(indices) + " must have the shape of grad_output " + shape_of(grad_output));
@@ -200,13 +202,29 @@ py::array_t<T> max_pool2d_backward(const In<T>& grad_output, const In<std::int64
   fastdl::cpu::Pool2dShape s{};
   s.planes = input_shape[0] * input_shape[1], s.height = input_shape[2], s.width = input_shape[3];
   s.out_h = grad_output.shape(2), s.out_w = grad_output.shape(3);
+  // The forward's window geometry, when given (all four), lets the kernel gather.
+  check(kernel_size.has_value() == stride.has_value() && stride.has_value() == padding.has_value() &&
+            padding.has_value() == dilation.has_value(),
+        "max_pool2d_backward: give all of kernel_size, stride, padding and dilation, or none");
+  if (kernel_size) {
+    check_pair(*kernel_size, "kernel_size", 1);
+    check_pair(*stride, "stride", 1);
+    check_pair(*dilation, "dilation", 1);
+    check_pair(*padding, "padding", 0);
+    s.kernel_h = (*kernel_size)[0], s.kernel_w = (*kernel_size)[1];
+    s.stride_h = (*stride)[0], s.stride_w = (*stride)[1];
+    s.pad_h = (*padding)[0], s.pad_w = (*padding)[1];
+    s.dilation_h = (*dilation)[0], s.dilation_w = (*dilation)[1];
+  }
   const std::int64_t* idx = indices.data();
   const index_t plane = s.height * s.width;
-  // One comparison per index, one check at the end (building check()'s message per
-  // index cost more than the whole backward pass).
-  std::int64_t largest = -1;
-  for (index_t k = 0; k < indices.size(); ++k) largest = std::max(largest, idx[k]);
-  check(largest < plane, "max_pool2d_backward: index out of range of the input plane");
+  if (!fastdl::cpu::max_pool2d_backward_gathers(s)) {
+    // The scatter writes at each index. One comparison per index, one check at the end
+    // (building check()'s message per index cost more than the whole backward pass).
+    std::int64_t largest = -1;
+    for (index_t k = 0; k < indices.size(); ++k) largest = std::max(largest, idx[k]);
+    check(largest < plane, "max_pool2d_backward: index out of range of the input plane");
+  }
   auto grad_input = empty<T>({input_shape[0], input_shape[1], input_shape[2], input_shape[3]});
   const T* gy = grad_output.data();
   T* gx = grad_input.mutable_data();
@@ -422,7 +440,8 @@ void define_typed(py::module_& m) {
   m.def("max_pool2d_forward", fastdl::bindings::with_output_cache<&max_pool2d_forward<T>>, py::arg("input"), py::arg("kernel_size"),
         py::arg("stride"), py::arg("padding"), py::arg("dilation"), py::arg("ceil_mode"));
   m.def("max_pool2d_backward", fastdl::bindings::with_output_cache<&max_pool2d_backward<T>>, py::arg("grad_output"),
-        py::arg("indices"), py::arg("input_shape"));
+        py::arg("indices"), py::arg("input_shape"), py::arg("kernel_size") = py::none(),
+        py::arg("stride") = py::none(), py::arg("padding") = py::none(), py::arg("dilation") = py::none());
   m.def("linear_forward", fastdl::bindings::with_output_cache<&linear_forward<T>>, py::arg("input"), py::arg("weight"), py::arg("bias"));
   m.def("linear_backward", fastdl::bindings::with_output_cache<&linear_backward<T>>, py::arg("input"), py::arg("weight"),
         py::arg("grad_output"), py::arg("needs"));

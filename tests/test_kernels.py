@@ -508,7 +508,9 @@ def test_max_pool2d_sweep_matches_torch(torch):
     rng = np.random.default_rng(7)
     checked = 0
     for (h, w), kernel, stride, padding, dilation, ceil_mode in itertools.product(
-            [(7, 9), (8, 8), (5, 6)], [2, 3, (2, 3)], [None, 1, 2, (2, 1), 3], [0, 1], [1, 2], [False, True]):
+            # (5, 67) and (5, 130): rows of 32+ outputs take the backward's gather path.
+            [(7, 9), (8, 8), (5, 6), (5, 67), (5, 130)], [2, 3, (2, 3)], [None, 1, 2, (2, 1), 3], [0, 1], [1, 2],
+            [False, True]):
         kwargs = dict(kernel_size=kernel, stride=stride, padding=padding, dilation=dilation, ceil_mode=ceil_mode)
         x = _distinct_values(rng, (1, 2, h, w))
         try:
@@ -527,7 +529,7 @@ def test_max_pool2d_sweep_matches_torch(torch):
         torch.nn.functional.max_pool2d(torch_leaf, **kwargs).backward(torch.tensor(upstream))
         _assert_close(leaf.grad.numpy(), torch_leaf.grad.numpy(), np.float64, f"grad of input, {kwargs}")
         checked += 1
-    assert checked > 300
+    assert checked > 500
 
 
 @pytest.mark.parametrize("dtype", FLOAT_DTYPES, ids=["float32", "float64"])
@@ -609,12 +611,13 @@ def test_max_pool2d_finite_differences(input_shape, kwargs):
     _check_finite_differences(lambda x: F.max_pool2d(x, **kwargs), [x], rng, ["input"])
 
 
+@pytest.mark.parametrize("width", [32, 72], ids=["scatter", "gather"])  # the backward's two forms
 @pytest.mark.parametrize("dtype", FLOAT_DTYPES, ids=["float32", "float64"])
-def test_max_pool2d_one_thread_equals_two_threads(restore_threads, dtype):
+def test_max_pool2d_one_thread_equals_two_threads(restore_threads, dtype, width):
     rng = np.random.default_rng(11)
-    x = rng.standard_normal((16, 16, 32, 32)).astype(dtype)  # 256 planes: well above the grain
+    x = np.round(rng.standard_normal((16, 16, 32, width)) * 2).astype(dtype)  # 256 planes; ties
     kwargs = dict(kernel_size=3, stride=2, padding=1)
-    upstream = _upstream(rng, (16, 16, 16, 16), dtype)
+    upstream = _upstream(rng, (16, 16, 16, width // 2), dtype)
 
     def run():
         leaf = fastdl.tensor(x, requires_grad=True)

@@ -63,7 +63,12 @@ struct Pool2dShape {
 template <typename T>
 void max_pool2d_forward(const T* input, T* output, std::int64_t* indices, const Pool2dShape& s);
 
-// grad_input (written) = scatter-add of grad_output at the saved indices.
+// grad_input (written) = scatter-add of grad_output at the saved indices. With the window
+// geometry known (kernel_h > 0: the forward's s) and each index inside its window (as the
+// forward makes them), a gather form builds each input row once; kernel_h = 0 (geometry
+// unknown) scatters any in-plane index.
+bool max_pool2d_backward_gathers(const Pool2dShape& s);  // any index is then safe
+
 template <typename T>
 void max_pool2d_backward(const T* grad_output, const std::int64_t* indices, T* grad_input,
                          const Pool2dShape& s);

@@ -145,7 +145,8 @@ def cases(threads: int):
                           lambda t, k=kernel, s=stride, p=pad: torch.nn.functional.max_pool2d(t, k, s, p),
                           lambda x, g, k=kernel, s=stride, p=pad: numpy_max_pool(x, g, k, s, p),
                           lambda x, g, k=kernel, s=stride, p=pad: _C.max_pool2d_backward(
-                              g, _C.max_pool2d_forward(x, (k, k), (s, s), (p, p), (1, 1), False)[1], x.shape)))
+                              g, _C.max_pool2d_forward(x, (k, k), (s, s), (p, p), (1, 1), False)[1], x.shape,
+                              (k, k), (s, s), (p, p), (1, 1))))
             specs.append((f"avg_pool {kernel}x{kernel} s{stride} p{pad}", (oh, ow),
                           lambda t, k=kernel, s=stride, p=pad: F.avg_pool2d(t, k, s, p),
                           lambda t, k=kernel, s=stride, p=pad: torch.nn.functional.avg_pool2d(t, k, s, p),

@@ -247,7 +247,7 @@ def max_pool2d(input: Tensor, kernel_size, stride=None, padding=0, dilation=1,
     shape = x.shape
 
     def backward(grad):
-        return (_C.max_pool2d_backward(grad, indices, shape),)
+        return (_C.max_pool2d_backward(grad, indices, shape, kernel, stride, padding, dilation),)
 
     result = _result(out, (input,), backward, "MaxPool2d")
     index_tensor = Tensor(indices)
