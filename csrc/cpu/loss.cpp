@@ -85,7 +85,28 @@ __attribute__((always_inline)) inline float fast_log(float x) {
   return invalid ? std::numeric_limits<float>::quiet_NaN() : result;
 }
 
+// exp(x) for x <= 0 (give or take a rounding) or NaN: x minus a row's maximum or its
+// log-sum-exp, -|x|, a log-probability. fast_exp without the overflow and NaN selects,
+// which such arguments do not need (NaN passes through the clamp and the polynomial).
+__attribute__((always_inline)) inline float fast_exp_nonpositive(float x) {
+  const float clamped = std::max(x, -87.3365447505f);
+  const float n = (clamped * 1.44269504089f + 12582912.0f) - 12582912.0f;
+  float r = clamped - n * 0.693359375f;
+  r = r - n * -2.12194440e-4f;
+  float p = 1.9875691500e-4f;
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  p = p * r * r + r + 1.0f;
+  const float result = p * bits_to_float((static_cast<std::int32_t>(n) + 127) << 23);
+  return x < -87.3365447505f ? 0.0f : result;
+}
+
 inline float exp_t(float x) { return fast_exp(x); }
+inline float exp_nonpositive(float x) { return fast_exp_nonpositive(x); }
+inline double exp_nonpositive(double x) { return std::exp(x); }
 inline double exp_t(double x) { return std::exp(x); }
 inline float log_t(float x) { return fast_log(x); }
 inline double log_t(double x) { return std::log(x); }
@@ -101,12 +122,12 @@ inline T log1p_t(T z) {
 // log(sigmoid(x)) = min(x, 0) - log1p(exp(-|x|)), finite for every finite x.
 template <typename T>
 inline T log_sigmoid(T x) {
-  return std::min(x, T(0)) - log1p_t(exp_t(-std::abs(x)));
+  return std::min(x, T(0)) - log1p_t(exp_nonpositive(-std::abs(x)));
 }
 
 template <typename T>
 inline T sigmoid(T x) {
-  const T e = exp_t(-std::abs(x));
+  const T e = exp_nonpositive(-std::abs(x));
   const T r = T(1) / (T(1) + e);
   return x >= T(0) ? r : e * r;
 }
@@ -117,8 +138,10 @@ inline T max_of(const T* x, index_t n) {
   T lanes[kLanes];
   for (int k = 0; k < kLanes; ++k) lanes[k] = -std::numeric_limits<T>::infinity();
   index_t i = 0;
-  for (; i + kLanes <= n; i += kLanes)
+  for (; i + kLanes <= n; i += kLanes) {
+#pragma omp simd
     for (int k = 0; k < kLanes; ++k) lanes[k] = x[i + k] > lanes[k] ? x[i + k] : lanes[k];
+  }
   for (int k = 0; i < n; ++i, ++k) lanes[k] = x[i] > lanes[k] ? x[i] : lanes[k];
   T m = lanes[0];
   for (int k = 1; k < kLanes; ++k) m = lanes[k] > m ? lanes[k] : m;
@@ -137,8 +160,10 @@ constexpr index_t kChunk = 512;
 template <typename T>
 inline void accumulate(double* lanes, const T* values, index_t n) {
   index_t i = 0;
-  for (; i + kLanes <= n; i += kLanes)
+  for (; i + kLanes <= n; i += kLanes) {
+#pragma omp simd
     for (int k = 0; k < kLanes; ++k) lanes[k] += static_cast<double>(values[i + k]);
+  }
   for (int k = 0; i < n; ++i, ++k) lanes[k] += static_cast<double>(values[i]);
 }
 
@@ -152,7 +177,7 @@ inline double sum_exp(const T* x, index_t n, T m, T* store) {
     const index_t len = std::min(kChunk, n - i0);
     T* e = store ? store + i0 : buffer;
     const T* xs = x + i0;
-    for (index_t k = 0; k < len; ++k) e[k] = exp_t(xs[k] - m);
+    for (index_t k = 0; k < len; ++k) e[k] = exp_nonpositive(xs[k] - m);
     accumulate(lanes, e, len);
   }
   return combine(lanes);
@@ -240,9 +265,9 @@ void cross_entropy_backward(const T* logits, const std::int64_t* target, const T
     const T scale = static_cast<T>(g_nll + g_smooth_d * weight_sum);
     const T g_smooth = static_cast<T>(g_smooth_d);
     if (weight) {
-      for (index_t c = 0; c < C; ++c) out[c] = exp_t(shift.from(row[c])) * scale - g_smooth * weight[c];
+      for (index_t c = 0; c < C; ++c) out[c] = exp_nonpositive(shift.from(row[c])) * scale - g_smooth * weight[c];
     } else {
-      for (index_t c = 0; c < C; ++c) out[c] = exp_t(shift.from(row[c])) * scale - g_smooth;
+      for (index_t c = 0; c < C; ++c) out[c] = exp_nonpositive(shift.from(row[c])) * scale - g_smooth;
     }
     out[t] = static_cast<T>(static_cast<double>(out[t]) - g_nll);
   }
@@ -316,7 +341,7 @@ void cross_entropy_probabilities_backward(const T* logits, const T* target, cons
     const Shift<T> shift(logsumexp[n]);
     for (index_t c = 0; c < C; ++c) {
       const T wq = (weight ? weight[c] : T(1)) * (keep * t[c] + spread);
-      out[c] = exp_t(shift.from(x[c])) * scale - g * wq;
+      out[c] = exp_nonpositive(shift.from(x[c])) * scale - g * wq;
     }
   }
 }
@@ -361,7 +386,7 @@ void softmax_forward(const T* input, T* output, index_t outer, index_t dim, inde
       for (index_t k = 0; k < width; ++k) m[k] = x[c * inner + k] > m[k] ? x[c * inner + k] : m[k];
     for (index_t c = 0; c < dim; ++c)
       for (index_t k = 0; k < width; ++k) {
-        const T e = exp_t(x[c * inner + k] - m[k]);
+        const T e = exp_nonpositive(x[c * inner + k] - m[k]);
         if (!log) y[c * inner + k] = e;
         sum[k] += static_cast<double>(e);
       }
@@ -397,7 +422,7 @@ void softmax_backward(const T* output, const T* grad_output, T* grad_input, inde
       for (int k = 0; c < dim; ++c, ++k) lanes[k] += static_cast<double>(log ? g[c] : g[c] * y[c]);
       const T s = static_cast<T>(combine(lanes));
       if (log)
-        for (index_t j = 0; j < dim; ++j) gx[j] = g[j] - exp_t(y[j]) * s;
+        for (index_t j = 0; j < dim; ++j) gx[j] = g[j] - exp_nonpositive(y[j]) * s;
       else
         for (index_t j = 0; j < dim; ++j) gx[j] = y[j] * (g[j] - s);
     }
@@ -422,7 +447,7 @@ void softmax_backward(const T* output, const T* grad_output, T* grad_input, inde
     for (index_t c = 0; c < dim; ++c)
       for (index_t k = 0; k < width; ++k) {
         const index_t i = c * inner + k;
-        gx[i] = log ? g[i] - exp_t(y[i]) * s[k] : y[i] * (g[i] - s[k]);
+        gx[i] = log ? g[i] - exp_nonpositive(y[i]) * s[k] : y[i] * (g[i] - s[k]);
       }
   }
 }
