@@ -30,18 +30,44 @@ inline double combine_lanes(const double* l) {
 
 // sum (x - shift) and sum (x - shift)^2 over one run. Shifting by a sample of the
 // channel keeps the one-pass variance free of cancellation when |mean| >> std.
+// `next` (or null): the run read after this one, prefetched a run ahead. A channel's runs
+// lie C*S elements apart, and each is a page or so: the hardware prefetchers do not cross
+// pages, so without this every run started with cache misses.
+template <int write = 0, typename T>
+inline void prefetch_line(const T* next, index_t i) {
+  if (next) {
+    __builtin_prefetch(next + i, write);
+    if constexpr (sizeof(T) * kLanes > 64) __builtin_prefetch(next + i + 64 / sizeof(T), write);
+  }
+}
+
+// The elementwise passes in blocks of kLanes, prefetching the next run's output lines for
+// writing (`next`, or null) as they go.
+template <typename T, typename F>
+inline void blocks_prefetching(index_t n, T* next, F&& block) {
+  index_t i = 0;
+  for (; i + kLanes <= n; i += kLanes) {
+    prefetch_line<1>(next, i);
+    block(i, i + kLanes);
+  }
+  block(i, n);
+}
+
 template <typename T>
-inline void run_moments(const T* x, index_t n, double shift, double& sum, double& sum_sq) {
+inline void run_moments(const T* x, index_t n, double shift, double& sum, double& sum_sq,
+                        const T* next = nullptr) {
   double s[kLanes] = {}, q[kLanes] = {};
   index_t i = 0;
   // simd on the lane loop: left to itself GCC vectorized this only for double input.
-  for (; i + kLanes <= n; i += kLanes)
+  for (; i + kLanes <= n; i += kLanes) {
+    prefetch_line(next, i);
 #pragma omp simd
     for (int k = 0; k < kLanes; ++k) {
       const double d = static_cast<double>(x[i + k]) - shift;
       s[k] += d;
       q[k] += d * d;
     }
+  }
   for (int k = 0; i < n; ++i, ++k) {
     const double d = static_cast<double>(x[i]) - shift;
     s[k] += d;
@@ -54,16 +80,19 @@ inline void run_moments(const T* x, index_t n, double shift, double& sum, double
 // sum gy and sum gy * (x - mean) over one run.
 template <typename T>
 inline void run_grad_sums(const T* x, const T* gy, index_t n, double mean, double& sum,
-                          double& dot) {
+                          double& dot, const T* next_x = nullptr, const T* next_gy = nullptr) {
   double s[kLanes] = {}, d[kLanes] = {};
   index_t i = 0;
-  for (; i + kLanes <= n; i += kLanes)
+  for (; i + kLanes <= n; i += kLanes) {
+    prefetch_line(next_x, i);
+    prefetch_line(next_gy, i);
 #pragma omp simd
     for (int k = 0; k < kLanes; ++k) {
       const double g = static_cast<double>(gy[i + k]);
       s[k] += g;
       d[k] += g * (static_cast<double>(x[i + k]) - mean);
     }
+  }
   for (int k = 0; i < n; ++i, ++k) {
     const double g = static_cast<double>(gy[i]);
     s[k] += g;
@@ -73,22 +102,30 @@ inline void run_grad_sums(const T* x, const T* gy, index_t n, double mean, doubl
   dot = combine_lanes(d);
 }
 
-// y = (x - mean) * alpha + beta over one run, in double.
+// y = (x - mean) * alpha + beta over one run, in T: the statistics are kept in double,
+// the elementwise passes run at T's vector width (twice the lanes for float). x - mean
+// first, so a large mean cancels exactly before the scaling.
 template <typename T>
-inline void run_normalize(const T* x, T* y, index_t n, double mean, double alpha, double beta) {
+inline void run_normalize(const T* __restrict x, T* __restrict y, index_t n, double mean,
+                          double alpha, double beta, T* next = nullptr) {
+  const T m = static_cast<T>(mean), a = static_cast<T>(alpha), b = static_cast<T>(beta);
+  blocks_prefetching(n, next, [&](index_t i0, index_t i1) {
 #pragma omp simd
-  for (index_t i = 0; i < n; ++i)
-    y[i] = static_cast<T>((static_cast<double>(x[i]) - mean) * alpha + beta);
+    for (index_t i = i0; i < i1; ++i) y[i] = (x[i] - m) * a + b;
+  });
 }
 
 // gx = (gy - grad_mean - (x - mean) * k) * alpha over one run (k = 0, grad_mean = 0 in eval).
 template <typename T>
-inline void run_grad_input(const T* x, const T* gy, T* gx, index_t n, double mean,
-                           double grad_mean, double k, double alpha) {
+inline void run_grad_input(const T* __restrict x, const T* __restrict gy, T* __restrict gx,
+                           index_t n, double mean, double grad_mean, double k, double alpha,
+                           T* next = nullptr) {
+  const T m = static_cast<T>(mean), gm = static_cast<T>(grad_mean), kk = static_cast<T>(k),
+          a = static_cast<T>(alpha);
+  blocks_prefetching(n, next, [&](index_t i0, index_t i1) {
 #pragma omp simd
-  for (index_t i = 0; i < n; ++i)
-    gx[i] = static_cast<T>((static_cast<double>(gy[i]) - grad_mean -
-                            (static_cast<double>(x[i]) - mean) * k) * alpha);
+    for (index_t i = i0; i < i1; ++i) gx[i] = (gy[i] - gm - (x[i] - m) * kk) * a;
+  });
 }
 
 // The batch statistics of one channel from its shifted sums; running stats updated.
@@ -140,7 +177,8 @@ void batch_norm_forward(const T* input, const T* weight, const T* bias, T* outpu
         double sum = 0, sum_sq = 0;
         for (index_t n = 0; n < N; ++n) {
           double run_sum, run_sq;
-          run_moments(input + n * CS + c * S, S, shift, run_sum, run_sq);
+          run_moments(input + n * CS + c * S, S, shift, run_sum, run_sq,
+                      n + 1 < N ? input + (n + 1) * CS + c * S : nullptr);
           sum += run_sum;
           sum_sq += run_sq;
         }
@@ -151,7 +189,8 @@ void batch_norm_forward(const T* input, const T* weight, const T* bias, T* outpu
       }
       const double mean = save_mean[c], alpha = alpha_of(c), beta = beta_of(c);
       for (index_t n = 0; n < N; ++n)
-        run_normalize(input + n * CS + c * S, output + n * CS + c * S, S, mean, alpha, beta);
+        run_normalize(input + n * CS + c * S, output + n * CS + c * S, S, mean, alpha, beta,
+                      n + 1 < N ? output + (n + 1) * CS + c * S : nullptr);
     }
     return;
   }
@@ -215,8 +254,10 @@ void batch_norm_backward(const T* input, const T* grad_output, const double* sav
       if (need_sums)
         for (index_t n = 0; n < N; ++n) {
           double run_sum, run_dot;
+          const bool more = n + 1 < N;
           run_grad_sums(input + n * CS + c * S, grad_output + n * CS + c * S, S, mean, run_sum,
-                        run_dot);
+                        run_dot, more ? input + (n + 1) * CS + c * S : nullptr,
+                        more ? grad_output + (n + 1) * CS + c * S : nullptr);
           sum += run_sum;
           dot += run_dot;
         }
@@ -226,7 +267,7 @@ void batch_norm_backward(const T* input, const T* grad_output, const double* sav
         for (index_t n = 0; n < N; ++n) {
           const index_t at = n * CS + c * S;
           run_grad_input(input + at, grad_output + at, grad_input + at, S, mean, grad_mean, k,
-                         alpha);
+                         alpha, n + 1 < N ? grad_input + at + CS : nullptr);
         }
     }
     return;
