@@ -7,13 +7,17 @@
 // Speed: pooling is memory-bound, so each kernel streams every input row once and works
 // on whole output ROWS, with the output column as the inner loop (the compiler vectorizes
 // it; a stride of 1 or 2 is a template constant so strided loads become shuffles):
-//   max   for each kernel offset (i, j) in row-major order, update best[x] and index[x]
-//         of the interior columns (whose windows lie inside the row) at once;
-//   avg   sum the window's input rows into one padded row buffer, then add kernel_w
-//         strided slices of it;
-//   backward (avg)  spread grad_output over a row buffer, then write it into the input
-//         rows; a row is written (=) the first time a window reaches it and added (+=)
-//         afterwards, so no separate zero-fill pass over grad_input is needed.
+//   max   common kernels (up to 3x3, stride 1-2): separable, the maximum over the
+//         window's rows per input column, then over the window's columns (see
+//         max_pool2d_forward_separable); otherwise, for each kernel offset (i, j) in
+//         row-major order, update best[x] and index[x] of the interior columns at once;
+//   avg   sum the window's input rows into one padded row buffer (for stride 2 split by
+//         column parity), then add the kernel_w columns of each window;
+//   backward (avg)  spread grad_output over the input rows; a row is written (=) the first
+//         time a window reaches it and added (+=) afterwards, so no separate zero-fill
+//         pass over grad_input is needed;
+//   backward (max)  long rows gather each input row once from the windows that reach it;
+//         short rows zero the plane (in cache) and scatter.
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -105,138 +109,157 @@ void max_update_any(const T* src, index_t stride, index_t first, index_t n, T* b
   else max_update<0, init>(src, stride, first, n, best, index);
 }
 
-// One output row of max pooling for a kernel of K columns, stride S, dilation 1, over R
-// valid input rows (R <= kernel_h; padding rows dropped). All R*K offsets are unrolled in
-// PyTorch's row-major order inside ONE loop over the output columns (a loop per offset
-// per row cost a loop set-up each, which dominated on small planes: 16 outputs a row).
-// Row i is given from input column -pad on, with columns outside [0, W) holding copies of
-// the nearest edge column: an edge copy scanned before or after its original, with the
-// original's index, never changes which element wins (first maximum, or last NaN), so
-// padding needs no special case. With S = 2 each row comes split into its even and odd
-// columns (even[i], odd[i]), so every load is unit-stride: a stride-2 load makes GCC keep
-// a scalar final iteration ("peeling for gaps"), which for a 16-output row meant the whole
-// row ran scalar. The winner's flat index is tracked in 32 bits (the caller checks
-// H*W < 2^31) and widened on the store.
-template <int R, int K, int S, typename T>
-void max_row(const T* const* even, const T* const* odd, const std::int32_t* row_start,
-             index_t pad, index_t width, index_t n, T* __restrict out,
-             std::int64_t* __restrict index) {
-  // Plain locals, not arrays: with pointer arrays GCC emitted gathers.
-  const T* __restrict e0 = even[0];
-  const T* __restrict e1 = even[R > 1 ? 1 : 0];
-  const T* __restrict e2 = even[R > 2 ? 2 : 0];
-  const T* __restrict o0 = odd[0];
-  const T* __restrict o1 = odd[R > 1 ? 1 : 0];
-  const T* __restrict o2 = odd[R > 2 ? 2 : 0];
-  const std::int32_t b0 = row_start[0], b1 = row_start[R > 1 ? 1 : 0], b2 = row_start[R > 2 ? 2 : 0];
-  const std::int32_t p = static_cast<std::int32_t>(pad), last = static_cast<std::int32_t>(width - 1);
+// ---- separable max pooling: the window rows first, then the window columns.
+// The first maximum in PyTorch's row-major window order is the one with the smallest flat
+// index (rows ascend, then columns), and the last NaN the one with the largest. So a
+// window's winner can be found in two steps: per input column, the maximum over the
+// window's rows (first maximum, last NaN: a strict > as PyTorch's loop), then across the
+// window's columns, where equal values go to the smaller index and NaNs to the larger.
+// Each step is one unit-stride loop over a row; the column maxima of a row of windows are
+// computed once and shared by the overlapping windows. Padding columns hold (-inf, a
+// largest index): they never win against a real element.
+
+constexpr std::int32_t kPadIndex = std::numeric_limits<std::int32_t>::max();
+
+// Column step: whether the candidate (v, i) replaces (best, at). Arguments by value: a
+// reference to a loop local makes GCC's omp-simd lowering keep it in memory, and the loop
+// then does not vectorize.
+template <typename T>
+__attribute__((always_inline)) inline bool max_takes(T v, std::int32_t i, T best, std::int32_t at) {
+  const bool nan = v != v, best_nan = best != best;
+  return (v > best) | ((v == best) & (i < at)) | (nan & ((!best_nan) | (i > at)));
+}
+
+// Row step over R input rows r[0..R) at columns [from, to): value and flat index of the
+// column maximum, into (val, idx) at position c - shift.
+template <int R, typename T>
+inline void column_max(const T* const* r, const std::int32_t* start, index_t from, index_t to,
+                       index_t shift, T* __restrict val, std::int32_t* __restrict idx) {
+  const T* __restrict r0 = r[0];
+  const T* __restrict r1 = r[R > 1 ? 1 : 0];
+  const T* __restrict r2 = r[R > 2 ? 2 : 0];
+  const std::int32_t b0 = start[0], b1 = start[R > 1 ? 1 : 0], b2 = start[R > 2 ? 2 : 0];
 #pragma omp simd
-  for (index_t x = 0; x < n; ++x) {
-    const std::int32_t c = static_cast<std::int32_t>(x * S) - p;  // first column of the window
-    T best = e0[x];
-    std::int32_t at = b0 + std::min(std::max(c, 0), last);
-    const auto visit = [&](const T* e, const T* o, std::int32_t b, int j) {
-      const T v = S == 1 ? e[x + j] : (j % 2 == 0 ? e[x + j / 2] : o[x + j / 2]);
+  for (index_t c = from; c < to; ++c) {
+    T best = r0[c];
+    std::int32_t at = b0 + static_cast<std::int32_t>(c);
+    if constexpr (R > 1) {
+      const T v = r1[c];
       const bool take = (v > best) | (v != v);
       best = take ? v : best;
-      at = take ? b + std::min(std::max(c + j, 0), last) : at;
-    };
-    // Offsets (row i, column j) in row-major order; (0, 0) initialised best.
-    for (int j = 1; j < K; ++j) visit(e0, o0, b0, j);
-    if constexpr (R > 1)
-      for (int j = 0; j < K; ++j) visit(e1, o1, b1, j);
-    if constexpr (R > 2)
-      for (int j = 0; j < K; ++j) visit(e2, o2, b2, j);
-    out[x] = best;
-    index[x] = at;
+      at = take ? b1 + static_cast<std::int32_t>(c) : at;
+    }
+    if constexpr (R > 2) {
+      const T v = r2[c];
+      const bool take = (v > best) | (v != v);
+      best = take ? v : best;
+      at = take ? b2 + static_cast<std::int32_t>(c) : at;
+    }
+    val[c - shift] = best;
+    idx[c - shift] = at;
   }
 }
 
-template <int K, int S, typename T>
-void max_row_rows(int valid_rows, const T* const* even, const T* const* odd,
-                  const std::int32_t* row_start, index_t pad, index_t width, index_t n, T* out,
-                  std::int64_t* index) {
-  switch (valid_rows) {  // 1 to 3 rows: kernel_h <= 3 is checked by the caller
-    case 1: return max_row<1, K, S>(even, odd, row_start, pad, width, n, out, index);
-    case 2: return max_row<2, K, S>(even, odd, row_start, pad, width, n, out, index);
-    default: return max_row<3, K, S>(even, odd, row_start, pad, width, n, out, index);
-  }
-}
-
-// The common shapes: kernels of at most 3x3 with 2 or 3 columns, column stride 1 or 2,
-// dilation 1, padding at most half the kernel, planes under 2^31 elements. Returns false
-// (nothing done) otherwise. Each thread first lays its plane out in a buffer (edge
-// columns copied into the padding; split into even and odd columns for stride 2): one
-// more pass over the plane, but in cache, and every row kernel then runs vectorized.
+// For stride 2: the column maxima split by the parity of the padded column, even[m] =
+// full[2m], odd[m] = full[2m + 1] (both of each pair used: no gaps, so it vectorizes).
 template <typename T>
-bool max_pool2d_forward_small_kernel(const T* input, T* output, std::int64_t* indices,
-                                     const Pool2dShape& s) {
+void split_pairs(const T* __restrict full, const std::int32_t* __restrict full_idx, index_t half,
+                 T* __restrict ve, T* __restrict vo, std::int32_t* __restrict ie,
+                 std::int32_t* __restrict io) {
+#pragma omp simd
+  for (index_t m = 0; m < half; ++m) {
+    ve[m] = full[2 * m];
+    vo[m] = full[2 * m + 1];
+    ie[m] = full_idx[2 * m];
+    io[m] = full_idx[2 * m + 1];
+  }
+}
+
+// Column step over windows of K columns; window x's columns are (a[x], ai[x]), (b[x],
+// bi[x]) and, for K = 3, (c[x], ci[x]). Two loops of one candidate each for K = 3: with
+// both in one loop GCC 12 does not vectorize it. `at` (n entries) is scratch.
+template <int K, typename T>
+void window_max(const T* __restrict a, const std::int32_t* __restrict ai, const T* __restrict b,
+                const std::int32_t* __restrict bi, const T* __restrict c,
+                const std::int32_t* __restrict ci, index_t n, T* __restrict out,
+                std::int64_t* __restrict index, std::int32_t* __restrict at) {
+  for (index_t x = 0; x < n; ++x) {
+    const bool take = max_takes(b[x], bi[x], a[x], ai[x]);
+    out[x] = take ? b[x] : a[x];
+    if constexpr (K == 2) index[x] = take ? bi[x] : ai[x];
+    else at[x] = take ? bi[x] : ai[x];
+  }
+  if constexpr (K > 2)
+    for (index_t x = 0; x < n; ++x) {
+      const bool take = max_takes(c[x], ci[x], out[x], at[x]);
+      out[x] = take ? c[x] : out[x];
+      index[x] = take ? ci[x] : at[x];
+    }
+}
+
+// Kernels of at most 3 rows and 2 or 3 columns, column stride 1 or 2, dilation 1, column
+// padding at most 1, planes under 2^31 elements. Returns false (nothing done) otherwise.
+template <typename T>
+bool max_pool2d_forward_separable(const T* input, T* output, std::int64_t* indices,
+                                  const Pool2dShape& s) {
   const index_t kw = s.kernel_w, sw = s.stride_w, pw = s.pad_w;
   if (s.dilation_h != 1 || s.dilation_w != 1 || kw < 2 || kw > 3 || s.kernel_h > 3 || sw > 2 ||
-      2 * pw > kw || 2 * s.pad_h > s.kernel_h || s.height * s.width >= (index_t(1) << 31))
+      pw > 1 || 2 * s.pad_h > s.kernel_h || s.height * s.width >= (index_t(1) << 31))
     return false;
   const index_t H = s.height, W = s.width, OH = s.out_h, OW = s.out_w;
   const index_t HW = H * W, OHW = OH * OW;
-  // Columns a row of windows reads, from -pad: the input's W plus edge copies either side,
-  // rounded up to even; for stride 2 a row is stored as its `half` even columns, then its
-  // `half` odd ones.
-  const index_t span = (std::max((OW - 1) * sw + kw, pw + W) + 1) / 2 * 2, half = span / 2;
-  const bool copy_rows = sw == 2 || pw > 0 || span > W;
-  const auto row = kw == 2 ? (sw == 1 ? &max_row_rows<2, 1, T> : &max_row_rows<2, 2, T>)
-                           : (sw == 1 ? &max_row_rows<3, 1, T> : &max_row_rows<3, 2, T>);
+  // Padded columns a row of windows reads (and every input column), rounded up to even.
+  const index_t span = (std::max((OW - 1) * sw + kw, pw + W) + 1) / 2 * 2 + 2, half = span / 2;
   const int threads = threads_for(s.planes * (HW + OHW * s.kernel_h * kw));
-  const index_t per_thread = copy_rows ? H * span : 0;
-  std::vector<T> buffers(static_cast<std::size_t>(threads * per_thread));
+  // Per thread: the column maxima at full resolution (padded columns), then split.
+  std::vector<T> values(static_cast<std::size_t>(threads * 2 * span));
+  std::vector<std::int32_t> flat(static_cast<std::size_t>(threads * 3 * span));
+  constexpr T lowest = -std::numeric_limits<T>::infinity();
 #pragma omp parallel num_threads(threads)
   {
-    T* plane = buffers.data() + omp_get_thread_num() * per_thread;
+    T* v = values.data() + omp_get_thread_num() * 2 * span;
+    std::int32_t* ix = flat.data() + omp_get_thread_num() * 3 * span;
+    std::int32_t* at = ix + 2 * span;  // OW <= span
+    // Padding columns, set once: the rows write only [pw, pw + W).
+    std::fill(v, v + span, lowest);
+    std::fill(ix, ix + span, kPadIndex);
+    T *ve = v + span, *vo = ve + half;
+    std::int32_t *ie = ix + span, *io = ie + half;
 #pragma omp for schedule(static)
     for (index_t p = 0; p < s.planes; ++p) {
       const T* in = input + p * HW;
       T* out = output + p * OHW;
       std::int64_t* idx = indices + p * OHW;
-      if (copy_rows) {
-        for (index_t iy = 0; iy < H; ++iy) {
-          const T* src = in + iy * W;
-          T* dst = plane + iy * span;
-          const auto at = [&](index_t c) { return src[std::clamp<index_t>(c - pw, 0, W - 1)]; };
-          if (sw == 1) {
-            std::fill(dst, dst + pw, src[0]);
-            std::copy(src, src + W, dst + pw);
-            std::fill(dst + pw + W, dst + span, src[W - 1]);
-            continue;
-          }
-          // Padded column c is input column c - pw; split straight from the input row,
-          // the few columns that need an edge copy done one by one.
-          const index_t c_lo = std::min(half, (pw + 1) / 2);
-          const index_t c_hi = std::clamp<index_t>(floor_div(W - 2 + pw, 2) + 1, c_lo, half);
-          for (index_t c = 0; c < c_lo; ++c) dst[c] = at(2 * c), dst[half + c] = at(2 * c + 1);
-          const T* shifted = src - pw;
-#pragma omp simd
-          for (index_t c = c_lo; c < c_hi; ++c) dst[c] = shifted[2 * c], dst[half + c] = shifted[2 * c + 1];
-          for (index_t c = c_hi; c < half; ++c) dst[c] = at(2 * c), dst[half + c] = at(2 * c + 1);
-        }
-      }
       for (index_t y = 0; y < OH; ++y) {
         T* out_row = out + y * OW;
         std::int64_t* idx_row = idx + y * OW;
-        const T* even[3];
-        const T* odd[3];
+        const T* rows[3];
         std::int32_t starts[3];
         int valid = 0;
         for (index_t i = 0; i < s.kernel_h; ++i) {
           const index_t iy = y * s.stride_h - s.pad_h + i;
           if (iy < 0 || iy >= H) continue;
-          even[valid] = copy_rows ? plane + iy * span : in + iy * W;
-          odd[valid] = even[valid] + half;
+          rows[valid] = in + iy * W;
           starts[valid++] = static_cast<std::int32_t>(iy * W);
         }
         if (valid == 0) {  // every row of these windows is padding
-          std::fill(out_row, out_row + OW, -std::numeric_limits<T>::infinity());
+          std::fill(out_row, out_row + OW, lowest);
           std::fill(idx_row, idx_row + OW, std::int64_t(-1));
           continue;
         }
-        row(valid, even, odd, starts, pw, W, OW, out_row, idx_row);
+        switch (valid) {  // padded column c + pw holds input column c
+          case 1: column_max<1>(rows, starts, 0, W, -pw, v, ix); break;
+          case 2: column_max<2>(rows, starts, 0, W, -pw, v, ix); break;
+          default: column_max<3>(rows, starts, 0, W, -pw, v, ix);
+        }
+        if (sw == 2) {
+          split_pairs(v, ix, half, ve, vo, ie, io);
+          if (kw == 2) window_max<2>(ve, ie, vo, io, ve + 1, ie + 1, OW, out_row, idx_row, at);
+          else window_max<3>(ve, ie, vo, io, ve + 1, ie + 1, OW, out_row, idx_row, at);
+        } else {
+          if (kw == 2) window_max<2>(v, ix, v + 1, ix + 1, v + 2, ix + 2, OW, out_row, idx_row, at);
+          else window_max<3>(v, ix, v + 1, ix + 1, v + 2, ix + 2, OW, out_row, idx_row, at);
+        }
       }
     }
   }
@@ -247,7 +270,7 @@ bool max_pool2d_forward_small_kernel(const T* input, T* output, std::int64_t* in
 
 template <typename T>
 void max_pool2d_forward(const T* input, T* output, std::int64_t* indices, const Pool2dShape& s) {
-  if (max_pool2d_forward_small_kernel(input, output, indices, s)) return;
+  if (max_pool2d_forward_separable(input, output, indices, s)) return;
   const index_t H = s.height, W = s.width, OH = s.out_h, OW = s.out_w;
   const index_t HW = H * W, OHW = OH * OW;
   index_t lo, hi;
@@ -291,7 +314,8 @@ namespace {
 // over iy and a kernel column j, output column x looks at input column i = S*x - pw + j
 // and passes g[y][x] when its saved index is iy*W + i. With q = j - pw, i = S*(x + shift)
 // + parity, so for fixed (y, j) the loop over x is unit-stride in the buffer of that
-// parity (stride 2 keeps even and odd columns apart; see max_row on stride-2 loads).
+// parity (stride 2 keeps even and odd columns apart: a stride-2 load that uses one element
+// of each pair makes GCC peel a scalar last iteration, on a 16-output row the whole row).
 // Contributions to one element add in the order (kernel row, kernel column): fixed.
 // An index outside its window (only hand-made indices) passes nothing.
 template <int S, typename T>
@@ -462,7 +486,7 @@ struct AvgPlan {
 // The fast path's columns: stride 2, 2 or 3 kernel columns, padding at most 1 (the
 // common 2x2/s2 and 3x3/s2/p1 poolings). A padded column c = i + pad_w is split by parity,
 // so every loop below is unit-stride (a stride-2 load makes GCC peel a scalar last
-// iteration, which on a 16-output row is the whole row; see max_row).
+// iteration, which on a 16-output row is the whole row).
 bool avg_split_columns(const AvgPool2dShape& s) {
   return s.stride_w == 2 && (s.kernel_w == 2 || s.kernel_w == 3) && s.pad_w <= 1;
 }
