@@ -1,0 +1,98 @@
+// Tensor arithmetic and data movement on the GPU (declared in kernels.cuh, section
+// tensor.cu): the element-wise operators of a CUDA tensor (+ - * / with a same-shaped array
+// or a scalar), one strided copy that serves permute, broadcast, pad and crop, and one_hot.
+// No CPU twin: on the host NumPy does these. One thread per element in a grid-stride loop;
+// each value is one IEEE operation (or a copy), so the results have NumPy's bits.
+#include "cuda/common.cuh"
+
+namespace fastdl::cuda {
+namespace {
+
+template <typename T>
+__device__ __forceinline__ T arithmetic(Arithmetic op, T a, T b) {
+  switch (op) {
+    case Arithmetic::add: return a + b;
+    case Arithmetic::sub: return a - b;
+    case Arithmetic::mul: return a * b;
+    case Arithmetic::div: return a / b;
+  }
+  return a;
+}
+
+template <typename T>
+__global__ void elementwise_binary_kernel(Arithmetic op, const T* a, const T* b, T* out,
+                                          index_t n) {
+  FASTDL_GRID_LOOP(i, n) out[i] = arithmetic(op, a[i], b[i]);
+}
+
+template <typename T>
+__global__ void elementwise_scalar_kernel(Arithmetic op, const T* a, T s, bool reverse, T* out,
+                                          index_t n) {
+  FASTDL_GRID_LOOP(i, n) out[i] = reverse ? arithmetic(op, s, a[i]) : arithmetic(op, a[i], s);
+}
+
+// Element i of the index space, in row-major order over layout.shape, goes from its source
+// position to its destination position.
+template <typename T>
+__global__ void strided_copy_kernel(const T* src, T* dst, StridedLayout layout, index_t total) {
+  FASTDL_GRID_LOOP(i, total) {
+    index_t rest = i, s = layout.src_offset, d = layout.dst_offset;
+    for (int k = layout.ndim - 1; k >= 0; --k) {
+      const index_t index = rest % layout.shape[k];
+      rest /= layout.shape[k];
+      s += index * layout.src_strides[k];
+      d += index * layout.dst_strides[k];
+    }
+    dst[d] = src[s];
+  }
+}
+
+__global__ void one_hot_kernel(const std::int64_t* labels, std::int64_t* out, index_t n,
+                               index_t classes) {
+  FASTDL_GRID_LOOP(i, n * classes) out[i] = labels[i / classes] == i % classes ? 1 : 0;
+}
+
+}  // namespace
+
+template <typename T>
+void elementwise_binary(Arithmetic op, const T* a, const T* b, T* out, index_t n) {
+  if (n <= 0) return;
+  elementwise_binary_kernel<T><<<blocks_for(n), kThreads>>>(op, a, b, out, n);
+  FASTDL_CUDA_LAUNCHED("elementwise_binary");
+}
+
+template <typename T>
+void elementwise_scalar(Arithmetic op, const T* a, double scalar, bool reverse, T* out,
+                        index_t n) {
+  if (n <= 0) return;
+  elementwise_scalar_kernel<T><<<blocks_for(n), kThreads>>>(op, a, static_cast<T>(scalar),
+                                                           reverse, out, n);
+  FASTDL_CUDA_LAUNCHED("elementwise_scalar");
+}
+
+template <typename T>
+void strided_copy(const T* src, T* dst, const StridedLayout& layout) {
+  index_t total = 1;
+  for (int k = 0; k < layout.ndim; ++k) total *= layout.shape[k];
+  if (total <= 0) return;
+  strided_copy_kernel<T><<<blocks_for(total), kThreads>>>(src, dst, layout, total);
+  FASTDL_CUDA_LAUNCHED("strided_copy");
+}
+
+void one_hot(const std::int64_t* labels, std::int64_t* out, index_t n, index_t classes) {
+  if (n <= 0 || classes <= 0) return;
+  one_hot_kernel<<<blocks_for(n * classes), kThreads>>>(labels, out, n, classes);
+  FASTDL_CUDA_LAUNCHED("one_hot");
+}
+
+#define FASTDL_INSTANTIATE(T)                                                             \
+  template void elementwise_binary<T>(Arithmetic, const T*, const T*, T*, index_t);       \
+  template void elementwise_scalar<T>(Arithmetic, const T*, double, bool, T*, index_t);
+FASTDL_INSTANTIATE(float)
+FASTDL_INSTANTIATE(double)
+#undef FASTDL_INSTANTIATE
+template void strided_copy<float>(const float*, float*, const StridedLayout&);
+template void strided_copy<double>(const double*, double*, const StridedLayout&);
+template void strided_copy<std::int64_t>(const std::int64_t*, std::int64_t*, const StridedLayout&);
+
+}  // namespace fastdl::cuda
