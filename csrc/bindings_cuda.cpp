@@ -597,6 +597,17 @@ void elementwise_scalar(int op, Buffer& a, double scalar, bool reverse, Buffer& 
   cu::elementwise_scalar<T>(static_cast<cu::Arithmetic>(op), pa, scalar, reverse, po, n);
 }
 
+template <typename T>
+void sum_rows(Buffer& x, Buffer& out, index_t rows, index_t cols) {
+  check_positive({rows, cols}, "sum_rows shape");
+  index_t count = 0;
+  check(!__builtin_mul_overflow(rows, cols, &count), "sum_rows shape out of range");
+  const T* px = as<T>(x, count, "x");
+  T* po = as<T>(out, rows, "out");
+  py::gil_scoped_release release;
+  cu::sum_rows<T>(px, po, rows, cols);
+}
+
 // The elements one side of a strided copy reaches: 1 + the largest index (0 when the index
 // space is empty). Every stride and offset is non-negative, so the smallest index is the
 // offset; sizes that overflow 63 bits are refused.
@@ -729,6 +740,7 @@ void define_typed(py::module_& m, const std::string& suffix) {
   def("elementwise_binary", &elementwise_binary<T>);
   def("elementwise_scalar", &elementwise_scalar<T>);
   def("strided_copy", &strided_copy<T>);
+  def("sum_rows", &sum_rows<T>);
   def("sgd_step", &sgd_step<DeviceOptim, T>);
   def("adam_step", &adam_step<DeviceOptim, T>);
   def("adagrad_step", &adagrad_step<DeviceOptim, T>);

@@ -212,6 +212,12 @@ template <typename T>
 void elementwise_scalar(Arithmetic op, const T* a, double scalar, bool reverse, T* out,
                         index_t n);
 
+// out[r] = sum_c x[r * cols + c] for r < rows: x viewed as (rows, cols), each row summed in
+// double in a fixed tree order and rounded once to T (a sum over the trailing axes; other
+// axes are moved last by strided_copy first).
+template <typename T>
+void sum_rows(const T* x, T* out, index_t rows, index_t cols);
+
 // A strided copy over an index space of up to kMaxDims dimensions `shape`:
 //   dst[dst_offset + sum_k i_k dst_strides[k]] = src[src_offset + sum_k i_k src_strides[k]]
 // (strides and offsets in elements). One kernel for permute (permuted source strides),

@@ -1,6 +1,7 @@
 // Tensor arithmetic and data movement on the GPU (declared in kernels.cuh, section
 // tensor.cu): the element-wise operators of a CUDA tensor (+ - * / with a same-shaped array
-// or a scalar), one strided copy that serves permute, broadcast, pad and crop, and one_hot.
+// or a scalar), sums over trailing axes, one strided copy that serves permute, broadcast,
+// pad and crop, and one_hot.
 // No CPU twin: on the host NumPy does these. One thread per element in a grid-stride loop;
 // each value is one IEEE operation (or a copy), so the results have NumPy's bits.
 #include "cuda/common.cuh"
@@ -29,6 +30,19 @@ template <typename T>
 __global__ void elementwise_scalar_kernel(Arithmetic op, const T* a, T s, bool reverse, T* out,
                                           index_t n) {
   FASTDL_GRID_LOOP(i, n) out[i] = reverse ? arithmetic(op, s, a[i]) : arithmetic(op, a[i], s);
+}
+
+// One block per row; the row's values strided over the block's threads, then a tree sum.
+template <typename T>
+__global__ void sum_rows_kernel(const T* x, T* out, index_t rows, index_t cols) {
+  __shared__ double shared[kThreads];
+  for (index_t r = blockIdx.x; r < rows; r += gridDim.x) {
+    const T* row = x + r * cols;
+    double acc = 0.0;
+    for (index_t c = threadIdx.x; c < cols; c += blockDim.x) acc += static_cast<double>(row[c]);
+    acc = block_sum(acc, shared);
+    if (threadIdx.x == 0) out[r] = static_cast<T>(acc);
+  }
 }
 
 // Element i of the index space, in row-major order over layout.shape, goes from its source
@@ -71,6 +85,14 @@ void elementwise_scalar(Arithmetic op, const T* a, double scalar, bool reverse, 
 }
 
 template <typename T>
+void sum_rows(const T* x, T* out, index_t rows, index_t cols) {
+  if (rows <= 0) return;
+  const unsigned int blocks = static_cast<unsigned int>(rows > 65535 ? 65535 : rows);
+  sum_rows_kernel<T><<<blocks, kThreads>>>(x, out, rows, cols);
+  FASTDL_CUDA_LAUNCHED("sum_rows");
+}
+
+template <typename T>
 void strided_copy(const T* src, T* dst, const StridedLayout& layout) {
   index_t total = 1;
   for (int k = 0; k < layout.ndim; ++k) total *= layout.shape[k];
@@ -87,7 +109,8 @@ void one_hot(const std::int64_t* labels, std::int64_t* out, index_t n, index_t c
 
 #define FASTDL_INSTANTIATE(T)                                                             \
   template void elementwise_binary<T>(Arithmetic, const T*, const T*, T*, index_t);       \
-  template void elementwise_scalar<T>(Arithmetic, const T*, double, bool, T*, index_t);
+  template void elementwise_scalar<T>(Arithmetic, const T*, double, bool, T*, index_t);      \
+  template void sum_rows<T>(const T*, T*, index_t, index_t);
 FASTDL_INSTANTIATE(float)
 FASTDL_INSTANTIATE(double)
 #undef FASTDL_INSTANTIATE

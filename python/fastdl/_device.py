@@ -5,11 +5,12 @@ C-contiguous block of GPU memory (a ``fastdl._C.cuda.Buffer``, freed when the la
 viewing it dies), a shape and a dtype. DeviceArray offers what fastdl's CUDA kernels,
 autograd, optimizers and a training loop need: reshape, copy, fill, host transfers,
 NumPy's ``*_like`` constructors, ``transpose`` and ``broadcast_to`` (contiguous copies),
-the whole-array ``sum``, and ``+ - * /`` (also in place, and unary ``-``) on float32 /
-float64 with a same-shaped array or a scalar (a Python number or a 0-d host array, rounded
-to the array's dtype first, as NumPy does with a Python scalar). Everything else --
-broadcasting arithmetic, type promotion, indexing, other ufuncs -- raises an error naming
-the operation, so a NumPy-only code path never runs silently on a GPU tensor.
+``sum`` over all or some axes, and ``+ - * /`` (also in place, and unary ``-``, ``** 2``)
+on float32 / float64 with an array of the same dtype (broadcasting: both operands expanded
+first) or a scalar (a Python number or a 0-d host array, rounded to the array's dtype
+first, as NumPy does with a Python scalar).
+Everything else -- type promotion, indexing, comparisons, other ufuncs -- raises an error
+naming the operation, so a NumPy-only code path never runs silently on a GPU tensor.
 
 This module never touches the GPU on import; the first transfer does.
 """
@@ -260,35 +261,52 @@ class DeviceArray:
 
     # ------------------------------------------------------------------ reductions
     def sum(self, axis=None, dtype=None, out=None, keepdims: bool = False) -> "DeviceArray":
-        """The sum of every element (accumulated in double, in a fixed order, rounded once to
-        the array's dtype); a 0-d array, or all-ones dims with keepdims. Sums over some
-        dimensions only are not implemented."""
-        if axis is not None:
-            axes = (axis,) if isinstance(axis, numbers.Integral) else tuple(axis)
-            if sorted(int(a) % max(self.ndim, 1) for a in axes) != list(range(self.ndim)):
-                raise _not_on_gpu(f"sum over dimension(s) {axis} of an array of shape {self.shape} "
-                                  f"(only the whole-array sum has a CUDA kernel)")
+        """ndarray.sum over all or some axes, each sum accumulated in double in a fixed order
+        and rounded once to the array's dtype (float32 / float64 only)."""
         if dtype is not None and np.dtype(dtype) != self.dtype:
             raise _not_on_gpu(f"sum with dtype={np.dtype(dtype)} of a {self.dtype} array")
         if out is not None:
             raise _not_on_gpu("sum(out=...)")
         if self.dtype not in _FLOAT_TYPES:
             raise _not_on_gpu(f"sum of a {self.dtype} array")
+        if axis is not None:
+            axes = (axis,) if isinstance(axis, numbers.Integral) else tuple(axis)
+            ndim = max(self.ndim, 1)
+            axes = tuple(sorted({int(a) % ndim for a in axes}))
+            if any(not -ndim <= int(a) < ndim for a in ((axis,) if isinstance(axis, numbers.Integral) else axis)):
+                raise ValueError(f"axis {axis} is out of bounds for array of dimension {self.ndim}")
+            if len(axes) < self.ndim:
+                return self._sum_axes(axes, keepdims)
         sums = DeviceArray.empty((1,), np.float64)
         _kernel("sum_array", self.dtype)(self.buffer, self.size, sums.buffer, 0)
         result = DeviceArray.empty((), self.dtype)
         _kernel("scale_sums", self.dtype)(sums.buffer, 1, 1.0, 0.0, result.buffer)
         return result.reshape((1,) * self.ndim) if keepdims else result
 
+    def _sum_axes(self, axes, keepdims: bool) -> "DeviceArray":
+        """The sum over some axes: those moved last (a strided copy, unless they are last
+        already), then one fixed-order sum per row of the kept axes."""
+        kept = tuple(a for a in range(self.ndim) if a not in axes)
+        source = self if kept + tuple(axes) == tuple(range(self.ndim)) else self.transpose(kept + tuple(axes))
+        rows = int(np.prod([self.shape[a] for a in kept], dtype=np.int64))
+        cols = int(np.prod([self.shape[a] for a in axes], dtype=np.int64))
+        out = DeviceArray.empty(tuple(self.shape[a] for a in kept), self.dtype)
+        if cols == 0:
+            out.buffer.zero()
+        else:
+            _kernel("sum_rows", self.dtype)(source.buffer, out.buffer, rows, cols)
+        if keepdims:
+            return out.reshape(tuple(1 if a in axes else n for a, n in enumerate(self.shape)))
+        return out
+
     # ------------------------------------------------------------------ arithmetic
     def _check_same(self, other, op: str) -> None:
         if not isinstance(other, DeviceArray):
             raise RuntimeError(f"Expected all tensors to be on the same device, but found at least "
                                f"two devices, cuda:0 and cpu! ({op})")
-        if other.shape != self.shape or other.dtype != self.dtype:
-            raise _not_on_gpu(f"{op} of a {self.dtype} array of shape {self.shape} and a "
-                              f"{other.dtype} array of shape {other.shape} (broadcasting or "
-                              f"type promotion)")
+        if other.dtype != self.dtype:
+            raise _not_on_gpu(f"{op} of a {self.dtype} array and a {other.dtype} array "
+                              f"(type promotion)")
 
     def _arithmetic(self, other, op: str, reverse: bool = False, out=None) -> "DeviceArray":
         """self op other (other op self when reverse) into out (a new array by default)."""
@@ -304,7 +322,20 @@ class DeviceArray:
             return out
         self._check_same(other, symbol)
         a, b = (other, self) if reverse else (self, other)
-        _kernel("elementwise_binary", self.dtype)(_ARITHMETIC[op], a.buffer, b.buffer, out.buffer, self.size)
+        if a.shape != b.shape:  # broadcasting: both operands expanded to the result's shape
+            try:
+                shape = np.broadcast_shapes(a.shape, b.shape)
+            except ValueError:
+                raise ValueError(f"operands could not be broadcast together with shapes {a.shape} "
+                                 f"{b.shape}") from None
+            if out.shape != shape:
+                if out is self:
+                    raise ValueError(f"non-broadcastable output operand with shape {self.shape} "
+                                     f"doesn't match the broadcast shape {shape}")
+                out = DeviceArray.empty(shape, self.dtype)
+            a = a if a.shape == shape else a.broadcast_to(shape)
+            b = b if b.shape == shape else b.broadcast_to(shape)
+        _kernel("elementwise_binary", self.dtype)(_ARITHMETIC[op], a.buffer, b.buffer, out.buffer, out.size)
         return out
 
     def __iadd__(self, other) -> "DeviceArray":
@@ -355,6 +386,16 @@ class DeviceArray:
 
     def __neg__(self) -> "DeviceArray":
         return self._arithmetic(-1.0, "mul")  # exact: x * -1 is -x, zeros' signs included
+
+    def __pow__(self, exponent) -> "DeviceArray":
+        """x ** 1 and x ** 2 (x * x, NumPy's own fast path: the same bits); other exponents
+        have no kernel."""
+        value = _scalar(exponent)
+        if value == 1.0:
+            return self.copy()
+        if value == 2.0:
+            return self._arithmetic(self, "mul")
+        raise _not_on_gpu(f"'pow' with exponent {exponent!r} (only 1 and 2)")
 
     def __getattr__(self, name: str):
         # Reached only for attributes DeviceArray lacks (ndarray methods such as sum, argmax).
@@ -431,7 +472,7 @@ def _make_unsupported(op: str):
     return method
 
 
-for _op in ("__floordiv__", "__mod__", "__pow__", "__rpow__", "__matmul__", "__rmatmul__",
+for _op in ("__floordiv__", "__mod__", "__rpow__", "__matmul__", "__rmatmul__",
             "__abs__", "__lt__", "__le__", "__gt__", "__ge__", "__getitem__", "__iter__",
             "__float__", "__int__"):
     setattr(DeviceArray, _op, _make_unsupported(_op.strip("_")))

@@ -192,6 +192,13 @@ CASES = [
          [Input((300,))]),
     Case("sum_mean", lambda F, lib, x, y: x.sum() * 0.5 + (x * y).mean(), [Input((4, 9)), Input((4, 9))]),
     Case("sum_keepdim", lambda F, lib, x: x.sum(dim=(0, 1), keepdim=True) * 2.0, [Input((3, 5))]),
+    Case("sum_dims", lambda F, lib, x: x.sum(dim=(0, 2)) * 2.0 + x.mean(dim=(0, 2)), [Input((3, 4, 5, 2))]),
+    Case("mean_keepdim_broadcast", lambda F, lib, x: x - x.mean(1, keepdim=True), [Input((3, 4, 5))]),
+    Case("sum_rows_long", lambda F, lib, x: x.sum(0), [Input((700, 3))]),
+    Case("broadcasting", lambda F, lib, x, b, s: (x - b) * s / (s * s + 1.0) + x ** 2,
+         [Input((4, 3, 5)), Input((5,)), Input((3, 1))]),
+    Case("scalar_tensor_operand", lambda F, lib, x, s: x * s - s, [Input((6, 2)), Input(())]),
+    Case("mse_loss_broadcast", lambda F, lib, x, y: F.mse_loss(x, y), [Input((6, 7)), Input((1, 7))]),
     Case("permute", lambda F, lib, x: x.permute(2, 0, 3, 1) * 2.0, [Input((2, 3, 4, 5))]),
     Case("transpose_t", lambda F, lib, x: x.t() - 1.0, [Input((6, 4))]),
 ]

@@ -375,6 +375,8 @@ class Emulated:
             operators[op](*operands, out=v(out, (n,)))
         define("elementwise_scalar", elementwise_scalar)
         define("strided_copy", lambda *args: _strided_copy(dt, *args))
+        define("sum_rows", lambda x, out, rows, cols: v(out, (rows,)).__setitem__(
+            slice(None), v(x, (rows, cols)).sum(axis=1, dtype=np.float64)))
 
         def lists(*groups):
             return [[_view(b, dt, (b.nbytes // dt.itemsize,)) for b in group] for group in groups]

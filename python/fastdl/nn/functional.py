@@ -967,9 +967,6 @@ def _broadcast_pair(input: Tensor, target: Tensor, name: str):
     summed back to each operand's shape."""
     if input.shape == target.shape:
         return input, target
-    if _on_cuda(input, target):
-        raise _functional_cuda.unsupported(f"{name} with input {tuple(input.shape)} and target "
-                                           f"{tuple(target.shape)} of different shapes (broadcasting)")
     try:
         shape = np.broadcast_shapes(input.shape, target.shape)
     except ValueError:
@@ -981,6 +978,8 @@ def _broadcast_pair(input: Tensor, target: Tensor, name: str):
 def _expand(t: Tensor, shape) -> Tensor:
     if t.shape == tuple(shape):
         return t
+    if _on_cuda(t):  # a contiguous broadcast copy, and sums over axes back, on the device
+        return _result(t.data.broadcast_to(shape), (t,), lambda g: (_sum_to(g, t.shape),), "Expand")
     data = np.ascontiguousarray(np.broadcast_to(t.data, shape))
     return _result(data, (t,), lambda g: (_sum_to(np.asarray(g), t.shape),), "Expand")
 
