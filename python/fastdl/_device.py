@@ -272,9 +272,9 @@ class DeviceArray:
         if axis is not None:
             axes = (axis,) if isinstance(axis, numbers.Integral) else tuple(axis)
             ndim = max(self.ndim, 1)
-            axes = tuple(sorted({int(a) % ndim for a in axes}))
-            if any(not -ndim <= int(a) < ndim for a in ((axis,) if isinstance(axis, numbers.Integral) else axis)):
+            if any(not -ndim <= int(a) < ndim for a in axes):
                 raise ValueError(f"axis {axis} is out of bounds for array of dimension {self.ndim}")
+            axes = tuple(sorted({int(a) % ndim for a in axes}))
             if len(axes) < self.ndim:
                 return self._sum_axes(axes, keepdims)
         sums = DeviceArray.empty((1,), np.float64)
@@ -314,27 +314,26 @@ class DeviceArray:
         if self.dtype not in _FLOAT_TYPES:
             raise _not_on_gpu(f"{symbol} on a {self.dtype} array")
         scalar = _scalar(other)
-        if out is None:
-            out = DeviceArray.empty(self.shape, self.dtype)
         if scalar is not None:
+            out = DeviceArray.empty(self.shape, self.dtype) if out is None else out
             _kernel("elementwise_scalar", self.dtype)(_ARITHMETIC[op], self.buffer, scalar, bool(reverse),
                                                       out.buffer, self.size)
             return out
         self._check_same(other, symbol)
         a, b = (other, self) if reverse else (self, other)
-        if a.shape != b.shape:  # broadcasting: both operands expanded to the result's shape
-            try:
-                shape = np.broadcast_shapes(a.shape, b.shape)
-            except ValueError:
-                raise ValueError(f"operands could not be broadcast together with shapes {a.shape} "
-                                 f"{b.shape}") from None
-            if out.shape != shape:
-                if out is self:
-                    raise ValueError(f"non-broadcastable output operand with shape {self.shape} "
-                                     f"doesn't match the broadcast shape {shape}")
-                out = DeviceArray.empty(shape, self.dtype)
-            a = a if a.shape == shape else a.broadcast_to(shape)
-            b = b if b.shape == shape else b.broadcast_to(shape)
+        try:
+            shape = np.broadcast_shapes(a.shape, b.shape)
+        except ValueError:
+            raise ValueError(f"operands could not be broadcast together with shapes {a.shape} "
+                             f"{b.shape}") from None
+        if out is None:
+            out = DeviceArray.empty(shape, self.dtype)
+        elif out.shape != shape:
+            raise ValueError(f"non-broadcastable output operand with shape {out.shape} doesn't "
+                             f"match the broadcast shape {shape}")
+        # Broadcasting: an operand of another shape is first expanded (a strided copy).
+        a = a if a.shape == shape else a.broadcast_to(shape)
+        b = b if b.shape == shape else b.broadcast_to(shape)
         _kernel("elementwise_binary", self.dtype)(_ARITHMETIC[op], a.buffer, b.buffer, out.buffer, out.size)
         return out
 

@@ -321,14 +321,14 @@ def cross_entropy(input: Tensor, target: Tensor, weight: Optional[Tensor], ignor
 
     def backward(grad):
         g = grad.astype(dtype, copy=False)
-        grad_nll = _empty((rows,), dtype)
-        grad_smooth = _empty((rows,), dtype) if smooth is not None else None
-        if reduction == "none":
-            grad_nll = g.reshape(rows)
-            if grad_smooth is not None:
+        if reduction == "none":  # as the CPU path: g * (1 - eps) and g * (eps / C) in dtype
+            grad_nll, grad_smooth = g.reshape(rows), None
+            if smooth is not None:
                 grad_smooth = grad_nll * (eps / classes)
                 grad_nll = grad_nll * (1 - eps)
         else:
+            grad_nll = _empty((rows,), dtype)
+            grad_smooth = _empty((rows,), dtype) if smooth is not None else None
             _k("scale_broadcast", dtype)(g.buffer, float(nll_scale), grad_nll.buffer, rows)
             if grad_smooth is not None:
                 _k("scale_broadcast", dtype)(g.buffer, float(smooth_scale), grad_smooth.buffer, rows)
