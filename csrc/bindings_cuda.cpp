@@ -531,6 +531,137 @@ void elementwise_loss_backward(int kind, Buffer& x, Buffer& y, Buffer* weight, i
                                    pgx, pgy, n);
 }
 
+template <typename T>
+void cross_entropy_probabilities_forward(Buffer& logits, Buffer& target, Buffer* weight, Buffer* loss,
+                                         Buffer& lse, Buffer& sums, index_t N, index_t C,
+                                         double label_smoothing) {
+  check_positive({N, C}, "cross_entropy shape");
+  check(label_smoothing >= 0 && label_smoothing <= 1, "label_smoothing must lie in [0, 1]");
+  const T* px = as<T>(logits, N * C, "input");
+  const T* pt = as<T>(target, N * C, "target");
+  const T* pw = as_optional<T>(weight, C, "weight");
+  T* pl = as_optional<T>(loss, N, "loss");
+  double* plse = as<double>(lse, N, "logsumexp");
+  double* ps = as<double>(sums, 1, "sums");
+  py::gil_scoped_release release;
+  cu::cross_entropy_probabilities_forward<T>(px, pt, pw, pl, plse, ps, N, C, label_smoothing);
+}
+
+template <typename T>
+void cross_entropy_probabilities_backward(Buffer& logits, Buffer& target, Buffer* weight, Buffer& lse,
+                                          Buffer& grad, bool grad_is_scalar, Buffer& grad_logits,
+                                          index_t N, index_t C, double label_smoothing) {
+  check_positive({N, C}, "cross_entropy shape");
+  check(label_smoothing >= 0 && label_smoothing <= 1, "label_smoothing must lie in [0, 1]");
+  const T* px = as<T>(logits, N * C, "input");
+  const T* pt = as<T>(target, N * C, "target");
+  const T* pw = as_optional<T>(weight, C, "weight");
+  const double* plse = as<double>(lse, N, "logsumexp");
+  const T* pg = as<T>(grad, grad_is_scalar ? 1 : N, "grad");
+  T* pgx = as<T>(grad_logits, N * C, "grad_input");
+  py::gil_scoped_release release;
+  cu::cross_entropy_probabilities_backward<T>(px, pt, pw, plse, pg, grad_is_scalar, pgx, N, C,
+                                              label_smoothing);
+}
+
+// ------------------------------------------------------------------ dropout
+// forward and backward are the same masking (the backward masks grad_output); out may be x.
+template <typename T, void (*Kernel)(const T*, T*, index_t, std::uint64_t, double)>
+void dropout_apply(Buffer& x, Buffer& out, index_t n, std::uint64_t seed, double p) {
+  check(p >= 0 && p < 1, "dropout probability must lie in [0, 1) for the kernel, got " + std::to_string(p));
+  check_positive({n}, "dropout size");
+  const T* px = as<T>(x, n, "input");
+  T* po = as<T>(out, n, "output");
+  py::gil_scoped_release release;
+  Kernel(px, po, n, seed, p);
+}
+
+// ------------------------------------------------------------------ tensor arithmetic, layout
+template <typename T>
+void elementwise_binary(int op, Buffer& a, Buffer& b, Buffer& out, index_t n) {
+  check(op >= 0 && op <= 3, "unknown arithmetic op " + std::to_string(op));
+  check_positive({n}, "size");
+  const T *pa = as<T>(a, n, "a"), *pb = as<T>(b, n, "b");
+  T* po = as<T>(out, n, "out");
+  py::gil_scoped_release release;
+  cu::elementwise_binary<T>(static_cast<cu::Arithmetic>(op), pa, pb, po, n);
+}
+
+template <typename T>
+void elementwise_scalar(int op, Buffer& a, double scalar, bool reverse, Buffer& out, index_t n) {
+  check(op >= 0 && op <= 3, "unknown arithmetic op " + std::to_string(op));
+  check_positive({n}, "size");
+  const T* pa = as<T>(a, n, "a");
+  T* po = as<T>(out, n, "out");
+  py::gil_scoped_release release;
+  cu::elementwise_scalar<T>(static_cast<cu::Arithmetic>(op), pa, scalar, reverse, po, n);
+}
+
+template <typename T>
+void sum_rows(Buffer& x, Buffer& out, index_t rows, index_t cols) {
+  check_positive({rows, cols}, "sum_rows shape");
+  index_t count = 0;
+  check(!__builtin_mul_overflow(rows, cols, &count), "sum_rows shape out of range");
+  const T* px = as<T>(x, count, "x");
+  T* po = as<T>(out, rows, "out");
+  py::gil_scoped_release release;
+  cu::sum_rows<T>(px, po, rows, cols);
+}
+
+// The elements one side of a strided copy reaches: 1 + the largest index (0 when the index
+// space is empty). Every stride and offset is non-negative, so the smallest index is the
+// offset; sizes that overflow 63 bits are refused.
+index_t strided_extent(index_t offset, const std::vector<index_t>& strides,
+                       const std::vector<index_t>& shape, const char* name) {
+  check(offset >= 0, std::string(name) + ": offset must be non-negative");
+  index_t last = offset;
+  for (std::size_t k = 0; k < shape.size(); ++k) {
+    if (shape[k] == 0) return 0;
+    check(strides[k] >= 0, std::string(name) + ": strides must be non-negative");
+    index_t term = 0;
+    check(!__builtin_mul_overflow(shape[k] - 1, strides[k], &term) &&
+              !__builtin_add_overflow(last, term, &last),
+          std::string(name) + ": layout out of range");
+  }
+  check(last < (index_t(1) << 50), std::string(name) + ": layout out of range");
+  return last + 1;
+}
+
+template <typename T>
+void strided_copy(Buffer& src, index_t src_offset, std::vector<index_t> src_strides, Buffer& dst,
+                  index_t dst_offset, std::vector<index_t> dst_strides, std::vector<index_t> shape) {
+  const std::size_t ndim = shape.size();
+  check(ndim <= static_cast<std::size_t>(cu::kMaxDims),
+        "strided_copy: at most " + std::to_string(cu::kMaxDims) + " dimensions");
+  check(src_strides.size() == ndim && dst_strides.size() == ndim,
+        "strided_copy: shape and strides differ in length");
+  for (index_t v : shape) check(v >= 0, "strided_copy: negative size");
+  const index_t src_count = strided_extent(src_offset, src_strides, shape, "src");
+  const index_t dst_count = strided_extent(dst_offset, dst_strides, shape, "dst");
+  const T* ps = as<T>(src, src_count, "src");
+  T* pd = as<T>(dst, dst_count, "dst");
+  cu::StridedLayout layout{};
+  layout.ndim = static_cast<int>(ndim);
+  for (std::size_t k = 0; k < ndim; ++k) {
+    layout.shape[k] = shape[k];
+    layout.src_strides[k] = src_strides[k];
+    layout.dst_strides[k] = dst_strides[k];
+  }
+  layout.src_offset = src_offset, layout.dst_offset = dst_offset;
+  py::gil_scoped_release release;
+  cu::strided_copy<T>(ps, pd, layout);
+}
+
+void one_hot(Buffer& labels, Buffer& out, index_t n, index_t classes) {
+  check_positive({n, classes}, "one_hot shape");
+  index_t count = 0;
+  check(!__builtin_mul_overflow(n, classes, &count), "one_hot shape out of range");
+  const std::int64_t* pl = as<std::int64_t>(labels, n, "labels");
+  std::int64_t* po = as<std::int64_t>(out, count, "out");
+  py::gil_scoped_release release;
+  cu::one_hot(pl, po, n, classes);
+}
+
 // ------------------------------------------------------------------ optimizers
 // Lists of Buffers updated in place, one per parameter; sizes in elements of T.
 template <typename T>
@@ -602,6 +733,14 @@ void define_typed(py::module_& m, const std::string& suffix) {
   def("nll_loss_backward", &nll_loss_backward<T>);
   def("elementwise_loss_forward", &elementwise_loss_forward<T>);
   def("elementwise_loss_backward", &elementwise_loss_backward<T>);
+  def("cross_entropy_probabilities_forward", &cross_entropy_probabilities_forward<T>);
+  def("cross_entropy_probabilities_backward", &cross_entropy_probabilities_backward<T>);
+  def("dropout_forward", &dropout_apply<T, cu::dropout_forward<T>>);
+  def("dropout_backward", &dropout_apply<T, cu::dropout_backward<T>>);
+  def("elementwise_binary", &elementwise_binary<T>);
+  def("elementwise_scalar", &elementwise_scalar<T>);
+  def("strided_copy", &strided_copy<T>);
+  def("sum_rows", &sum_rows<T>);
   def("sgd_step", &sgd_step<DeviceOptim, T>);
   def("adam_step", &adam_step<DeviceOptim, T>);
   def("adagrad_step", &adagrad_step<DeviceOptim, T>);
@@ -645,6 +784,8 @@ void bind_cuda(py::module_& m) {
   define_typed<float>(cuda, "_float32");
   define_typed<double>(cuda, "_float64");
   cuda.def("fill_int64", &fill<std::int64_t>);
+  cuda.def("strided_copy_int64", &strided_copy<std::int64_t>);
+  cuda.def("one_hot", &one_hot);
 #else
   cuda.def("built", [] { return false; });
   cuda.def("build_info", [] {

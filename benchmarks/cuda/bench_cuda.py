@@ -83,11 +83,11 @@ def _fwd_bwd(lib, fn, arrays, device):
     return step
 
 
-def _check(fn, arrays):
+def _check(fn, arrays, against_cpu=False):
     """fastdl CUDA vs torch CUDA (or fastdl CPU): forward and the first input's gradient."""
     out, tensors = _fwd_bwd(fastdl, fn, arrays, "cuda")()
     got = (out.detach().cpu().numpy(), tensors[0].grad.cpu().numpy())
-    if TORCH:
+    if TORCH and not against_cpu:
         out, tensors = _fwd_bwd(torch, fn, arrays, "cuda")()
         ref = (out.detach().cpu().numpy(), tensors[0].grad.cpu().numpy())
     else:
@@ -98,8 +98,8 @@ def _check(fn, arrays):
     _close(got[1], ref[1], "gradient", atol=2e-3 * max(1.0, float(np.abs(ref[1]).max())))
 
 
-def _row(name, fn, arrays, repeat, flops=None):
-    _check(fn, arrays)
+def _row(name, fn, arrays, repeat, flops=None, against_cpu=False):
+    _check(fn, arrays, against_cpu)
     row = {"op": name, "fastdl_ms": _median_ms(_fwd_bwd(fastdl, fn, arrays, "cuda"), _fsync, repeat)}
     if flops:
         row["fastdl_tflops"] = flops / row["fastdl_ms"] / 1e9
@@ -148,6 +148,20 @@ def elementwise_rows(repeat: int):
     labels = rng.integers(0, 1000, 4096)
     rows.append(_row("cross_entropy 4096x1000", lambda lib, x, t: lib.nn.functional.cross_entropy(x, t),
                      [logits, labels], repeat))
+    probabilities = np.exp(rng.standard_normal((4096, 1000))).astype(np.float32)
+    probabilities /= probabilities.sum(axis=1, keepdims=True)
+    rows.append(_row("cross_entropy probabilities 4096x1000",
+                     lambda lib, x, t: lib.nn.functional.cross_entropy(x, t.detach(), label_smoothing=0.1),
+                     [logits, probabilities], repeat))
+    # Dropout's mask is fastdl's own random numbers: checked against fastdl's CPU op.
+    rows.append(_row("dropout p=0.5 64x64x32x32",
+                     lambda lib, x: (lib.manual_seed(0), lib.nn.functional.dropout(x, 0.5))[1],
+                     [x], repeat, against_cpu=True))
+    rows.append(_row("pad 1 64x64x32x32", lambda lib, x: lib.nn.functional.pad(x, (1, 1, 1, 1)), [x], repeat))
+    rows.append(_row("permute NCHW->NHWC 64x64x32x32", lambda lib, x: x.permute(0, 2, 3, 1).contiguous(),
+                     [x], repeat))
+    rows.append(_row("x * x - 2 / (x + 3) 64x64x32x32", lambda lib, x: x * x - 2.0 / (x + 3.0), [x], repeat))
+    rows.append(_row("sum over (0, 2, 3) 64x64x32x32", lambda lib, x: x.sum(dim=(0, 2, 3)), [x], repeat))
     return rows
 
 

@@ -177,6 +177,66 @@ template <typename T>
 void elementwise_loss_backward(Loss kind, const T* input, const T* target, Broadcast weight,
                                Broadcast pos_weight, const T* grad, bool grad_is_scalar,
                                T* grad_input, T* grad_target, index_t n);
+// Cross-entropy with class probabilities (loss.h): logsumexp (N) and, when loss is not
+// null, loss (N) are written; sums[0] = the sum of the row losses (device double, always).
+template <typename T>
+void cross_entropy_probabilities_forward(const T* logits, const T* target, const T* weight,
+                                         T* loss, double* logsumexp, double* sums, index_t batch,
+                                         index_t classes, double label_smoothing);
+template <typename T>
+void cross_entropy_probabilities_backward(const T* logits, const T* target, const T* weight,
+                                          const double* logsumexp, const T* grad,
+                                          bool grad_is_scalar, T* grad_logits, index_t batch,
+                                          index_t classes, double label_smoothing);
+
+// ---------------------------------------------------------------- dropout.cu
+// norm.h's dropout: the same splitmix64 counter mask, so a seed gives the CPU's mask bit for
+// bit; output may alias input.
+template <typename T>
+void dropout_forward(const T* input, T* output, index_t n, std::uint64_t seed, double p);
+template <typename T>
+void dropout_backward(const T* grad_output, T* grad_input, index_t n, std::uint64_t seed,
+                      double p);
+
+// ---------------------------------------------------------------- tensor.cu
+// Tensor arithmetic and data movement. No CPU twin: on the host NumPy does these (ndarray
+// operators, transpose, np.pad, put_along_axis); these kernels give the same values.
+//
+// out[i] = a[i] op b[i] (same shape), or a[i] op s / s op a[i] (`reverse`) with the scalar
+// s rounded to T once (NumPy's rule for a Python scalar beside an array). One IEEE
+// operation per element: the bits NumPy gives. out may alias a (in-place operators).
+enum class Arithmetic : int { add = 0, sub = 1, mul = 2, div = 3 };
+template <typename T>
+void elementwise_binary(Arithmetic op, const T* a, const T* b, T* out, index_t n);
+template <typename T>
+void elementwise_scalar(Arithmetic op, const T* a, double scalar, bool reverse, T* out,
+                        index_t n);
+
+// out[r] = sum_c x[r * cols + c] for r < rows: x viewed as (rows, cols), each row summed in
+// double in a fixed tree order and rounded once to T (a sum over the trailing axes; other
+// axes are moved last by strided_copy first).
+template <typename T>
+void sum_rows(const T* x, T* out, index_t rows, index_t cols);
+
+// A strided copy over an index space of up to kMaxDims dimensions `shape`:
+//   dst[dst_offset + sum_k i_k dst_strides[k]] = src[src_offset + sum_k i_k src_strides[k]]
+// (strides and offsets in elements). One kernel for permute (permuted source strides),
+// broadcast (zero source strides), pad (a destination window) and crop (a source window).
+constexpr int kMaxDims = 8;
+struct StridedLayout {
+  int ndim;
+  index_t shape[kMaxDims];
+  index_t src_strides[kMaxDims];
+  index_t dst_strides[kMaxDims];
+  index_t src_offset, dst_offset;
+};
+template <typename T>
+void strided_copy(const T* src, T* dst, const StridedLayout& layout);
+
+// one_hot (torch.nn.functional.one_hot): out (n, classes) int64, written:
+//   out[i, c] = labels[i] == c.   Labels are checked by the caller (one outside [0, classes)
+// gives a row of zeros).
+void one_hot(const std::int64_t* labels, std::int64_t* out, index_t n, index_t classes);
 
 // ---------------------------------------------------------------- optim.cu
 // Fused multi-tensor steps: params/grads/... are HOST arrays of DEVICE pointers (one per

@@ -1,8 +1,8 @@
 // The loss family on the GPU (twins of csrc/cpu/loss.cpp; formulas in kernels.h and loss.h):
-// softmax cross-entropy from class indices, softmax / log_softmax, nll_loss and the
-// element-wise losses. Row-wise work (a softmax over C classes) is one block per row with
-// fixed-order tree sums; element-wise work is one thread per element; whole-array sums go
-// through reduce<K> (common.cuh). Sums of exponentials and losses are accumulated in double.
+// softmax cross-entropy from class indices or class probabilities, softmax / log_softmax,
+// nll_loss and the element-wise losses. Row-wise work (a softmax over C classes) is one
+// block per row with fixed-order tree sums; element-wise work is one thread per element;
+// whole-array sums go through reduce<K> (common.cuh). Sums of exponentials and losses are accumulated in double.
 #include <cmath>
 
 #include "cuda/common.cuh"
@@ -97,6 +97,72 @@ __global__ void cross_entropy_backward_kernel(const T* logits, const std::int64_
     grad_logits[i] = static_cast<T>(g);
   }
 }
+
+// ------------------------------------------------------------------ cross-entropy, probabilities
+// One block per row: q = keep * target + spread (keep = 1 - eps, spread = eps / C, as T),
+// loss = lse * sum_c w q - sum_c w q x (0 when sum_c w q is 0), sums in double.
+template <typename T>
+__global__ void cross_entropy_probabilities_forward_kernel(const T* logits, const T* target,
+                                                           const T* weight, T* loss,
+                                                           double* logsumexp, double* row_loss,
+                                                           index_t batch, index_t C, T keep,
+                                                           T spread) {
+  __shared__ double shared[kRowThreads];
+  for (index_t n = blockIdx.x; n < batch; n += gridDim.x) {
+    const T* x = logits + n * C;
+    const T* t = target + n * C;
+    const double lse = row_logsumexp(x, C, 1, shared);
+    double wq = 0.0, wqx = 0.0;
+    for (index_t c = threadIdx.x; c < C; c += blockDim.x) {
+      const T q = (weight ? weight[c] : T(1)) * (keep * t[c] + spread);
+      wq += static_cast<double>(q);
+      wqx += static_cast<double>(q) * static_cast<double>(x[c]);
+    }
+    wq = block_sum(wq, shared);
+    wqx = block_sum(wqx, shared);
+    if (threadIdx.x == 0) {
+      // -sum_c w q (x - lse); a zero-probability row adds nothing even where x = -inf.
+      const double value = wq == 0.0 ? 0.0 : lse * wq - wqx;
+      logsumexp[n] = lse;
+      row_loss[n] = value;
+      if (loss) loss[n] = static_cast<T>(value);
+    }
+  }
+}
+
+// grad_logits[n, c] = softmax(x)[n, c] * g[n] * sum_k w q[n, k] - g[n] * w[c] q[n, c].
+template <typename T>
+__global__ void cross_entropy_probabilities_backward_kernel(const T* logits, const T* target,
+                                                            const T* weight,
+                                                            const double* logsumexp,
+                                                            const T* grad, bool grad_is_scalar,
+                                                            T* grad_logits, index_t batch,
+                                                            index_t C, T keep, T spread) {
+  __shared__ double shared[kRowThreads];
+  for (index_t n = blockIdx.x; n < batch; n += gridDim.x) {
+    const T* x = logits + n * C;
+    const T* t = target + n * C;
+    T* out = grad_logits + n * C;
+    double wq_sum = 0.0;
+    for (index_t c = threadIdx.x; c < C; c += blockDim.x)
+      wq_sum += static_cast<double>((weight ? weight[c] : T(1)) * (keep * t[c] + spread));
+    wq_sum = block_sum(wq_sum, shared);
+    const T g = grad[grad_is_scalar ? 0 : n];
+    const T scale = static_cast<T>(static_cast<double>(g) * wq_sum);
+    const double lse = logsumexp[n];
+    for (index_t c = threadIdx.x; c < C; c += blockDim.x) {
+      const T wq = (weight ? weight[c] : T(1)) * (keep * t[c] + spread);
+      const T p = static_cast<T>(exp(static_cast<double>(x[c]) - lse));
+      out[c] = p * scale - g * wq;
+    }
+  }
+}
+
+// The sum of n doubles (the row losses).
+struct DoubleValues {
+  const double* x;
+  __device__ void operator()(index_t i, double* acc) const { acc[0] += x[i]; }
+};
 
 // ------------------------------------------------------------------ softmax, log_softmax
 // One block per line (n, k) of `dim` values strided by `inner`.
@@ -299,6 +365,36 @@ void cross_entropy_backward(const T* logits, const std::int64_t* target, const T
 }
 
 template <typename T>
+void cross_entropy_probabilities_forward(const T* logits, const T* target, const T* weight,
+                                         T* loss, double* logsumexp, double* sums, index_t batch,
+                                         index_t classes, double label_smoothing) {
+  const T keep = static_cast<T>(1.0 - label_smoothing);
+  const T spread = static_cast<T>(label_smoothing / static_cast<double>(classes));
+  DeviceScratch<double> row_loss(batch);
+  if (batch > 0) {
+    cross_entropy_probabilities_forward_kernel<T><<<row_blocks(batch), kRowThreads>>>(
+        logits, target, weight, loss, logsumexp, row_loss.get(), batch, classes, keep, spread);
+    FASTDL_CUDA_LAUNCHED("cross_entropy_probabilities_forward");
+  }
+  reduce<1>(DoubleValues{row_loss.get()}, batch, sums,
+            "kernel cross_entropy_probabilities_forward (sum)");
+}
+
+template <typename T>
+void cross_entropy_probabilities_backward(const T* logits, const T* target, const T* weight,
+                                          const double* logsumexp, const T* grad,
+                                          bool grad_is_scalar, T* grad_logits, index_t batch,
+                                          index_t classes, double label_smoothing) {
+  if (batch <= 0 || classes <= 0) return;
+  const T keep = static_cast<T>(1.0 - label_smoothing);
+  const T spread = static_cast<T>(label_smoothing / static_cast<double>(classes));
+  cross_entropy_probabilities_backward_kernel<T><<<row_blocks(batch), kRowThreads>>>(
+      logits, target, weight, logsumexp, grad, grad_is_scalar, grad_logits, batch, classes, keep,
+      spread);
+  FASTDL_CUDA_LAUNCHED("cross_entropy_probabilities_backward");
+}
+
+template <typename T>
 void softmax_forward(const T* input, T* output, index_t outer, index_t dim, index_t inner,
                      bool log) {
   if (outer * dim * inner <= 0) return;
@@ -374,7 +470,12 @@ void elementwise_loss_backward(Loss kind, const T* input, const T* target, Broad
   template void elementwise_loss_forward<T>(Loss, const T*, const T*, Broadcast, Broadcast, T*,   \
                                             double*, index_t, int*);                              \
   template void elementwise_loss_backward<T>(Loss, const T*, const T*, Broadcast, Broadcast,      \
-                                             const T*, bool, T*, T*, index_t);
+                                             const T*, bool, T*, T*, index_t);                              \
+  template void cross_entropy_probabilities_forward<T>(const T*, const T*, const T*, T*, double*, \
+                                                       double*, index_t, index_t, double);       \
+  template void cross_entropy_probabilities_backward<T>(const T*, const T*, const T*,            \
+                                                        const double*, const T*, bool, T*,       \
+                                                        index_t, index_t, double);
 FASTDL_INSTANTIATE(float)
 FASTDL_INSTANTIATE(double)
 #undef FASTDL_INSTANTIATE

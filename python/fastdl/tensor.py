@@ -79,6 +79,8 @@ def _unbroadcast(grad: np.ndarray, shape: Tuple[int, ...]) -> np.ndarray:
     """Sum grad over the axes NumPy broadcasting added or stretched to reach its shape."""
     if grad.shape == shape:
         return grad
+    if isinstance(grad, DeviceArray) and int(np.prod(shape, dtype=np.int64)) == 1:
+        return grad.sum().reshape(shape)  # to a scalar operand: the whole-array sum (CUDA)
     while grad.ndim > len(shape):
         grad = grad.sum(axis=0)
     axes = tuple(i for i, n in enumerate(shape) if n == 1 and grad.shape[i] != 1)
@@ -469,7 +471,7 @@ class Tensor:
                 grad = np.expand_dims(grad, axes)
             return (np.broadcast_to(grad, shape).astype(self.dtype),)
 
-        return _result(np.asarray(out), (self,), backward, "Sum")
+        return _result(out if isinstance(out, DeviceArray) else np.asarray(out), (self,), backward, "Sum")
 
     def mean(self, dim=None, keepdim: bool = False):
         if self.dtype.kind != "f":
@@ -550,7 +552,8 @@ class Tensor:
     def permute(self, *dims):
         dims = _dims(_shape_arg(dims), self.ndim)
         inverse = tuple(np.argsort(dims))
-        out = np.ascontiguousarray(self.data.transpose(dims))
+        out = self.data.transpose(dims)  # a DeviceArray's transpose is a contiguous copy
+        out = out if isinstance(out, DeviceArray) else np.ascontiguousarray(out)
         return _result(out, (self,), lambda g: (g.transpose(inverse),), "Permute")
 
     def transpose(self, dim0: int, dim1: int):
@@ -673,13 +676,15 @@ def _torch_promotion(out: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarra
 def add(a, b) -> Tensor:
     a, b = _operands(a, b)
     out = _torch_promotion(a.data + b.data, a.data, b.data)
-    return _result(out, (a, b), lambda g: (_unbroadcast(g, a.shape), _unbroadcast(g, b.shape)), "Add")
+    return _result(out, (a, b), lambda g: (_unbroadcast(g, a.shape) if a.requires_grad else None,
+                                           _unbroadcast(g, b.shape) if b.requires_grad else None), "Add")
 
 
 def sub(a, b) -> Tensor:
     a, b = _operands(a, b)
     out = _torch_promotion(a.data - b.data, a.data, b.data)
-    return _result(out, (a, b), lambda g: (_unbroadcast(g, a.shape), _unbroadcast(-g, b.shape)), "Sub")
+    return _result(out, (a, b), lambda g: (_unbroadcast(g, a.shape) if a.requires_grad else None,
+                                           _unbroadcast(-g, b.shape) if b.requires_grad else None), "Sub")
 
 
 def mul(a, b) -> Tensor:

@@ -4,7 +4,9 @@ PyTorch CUDA: forward output and the gradient of every input that requires one.
 A case is a function ``fn(F, lib, *tensors)`` written once for both libraries (fastdl's
 API is PyTorch's): F is ``lib.nn.functional``. Inputs are NumPy arrays made from a seeded
 generator; ``run`` puts them on a device, calls fn, back-propagates a fixed random
-gradient and returns NumPy copies of the output and the input gradients.
+gradient (when the output has a gradient) and returns NumPy copies of the output and the
+input gradients. A case whose result depends on fastdl's own random numbers (dropout) sets
+``torch=False``: it is compared with fastdl's CPU op only, which must agree bit for bit.
 """
 from __future__ import annotations
 
@@ -26,6 +28,7 @@ class Case:
     name: str
     fn: Callable
     inputs: List[Input] = field(default_factory=list)
+    torch: bool = True        # compare with PyTorch (False: fastdl's random numbers decide)
 
 
 def _arrays(case: Case, dtype, seed: int = 0):
@@ -56,8 +59,9 @@ def run(lib, case: Case, device: str, dtype=np.float64, seed: int = 0):
         grad = spec.grad and array.dtype.kind == "f"
         tensors.append(lib.tensor(array, requires_grad=grad, device=device))
     out = case.fn(lib.nn.functional, lib, *tensors)
-    seed_grad = np.random.default_rng(seed + 1).standard_normal(tuple(out.shape)).astype(dtype)
-    out.backward(lib.tensor(seed_grad, device=device))
+    if out.requires_grad:
+        seed_grad = np.random.default_rng(seed + 1).standard_normal(tuple(out.shape)).astype(dtype)
+        out.backward(lib.tensor(seed_grad, device=device))
     grads = [None if t.grad is None else t.grad.detach().cpu().numpy() for t in tensors]
     return out.detach().cpu().numpy(), grads
 
@@ -141,6 +145,62 @@ CASES = [
          [Input((6, 7), "logprob"), Input((6, 7), "probability")]),
     Case("kl_div_log_target", lambda F, lib, x, y: F.kl_div(x, y, reduction="sum", log_target=True),
          [Input((6, 7), "logprob"), Input((6, 7), "logprob")]),
+    # ------------------------------------------------------------------ cross-entropy, the rest
+    Case("cross_entropy_probabilities", lambda F, lib, x, t: F.cross_entropy(x, t),
+         [Input((16, 10)), Input((16, 10), "probability", grad=False)]),
+    Case("cross_entropy_probabilities_weight_smoothing_sum",
+         lambda F, lib, x, t, w: F.cross_entropy(x, t, w.detach(), reduction="sum", label_smoothing=0.2),
+         [Input((9, 300)), Input((9, 300), "probability", grad=False), Input((300,), "unit", grad=False)]),
+    Case("cross_entropy_probabilities_none_1d", lambda F, lib, x, t: F.cross_entropy(x, t, reduction="none"),
+         [Input((7,)), Input((7,), "probability", grad=False)]),
+    Case("cross_entropy_probabilities_spatial_none",
+         lambda F, lib, x, t: F.cross_entropy(x, t, reduction="none", label_smoothing=0.1),
+         [Input((2, 5, 3, 4)), Input((2, 5, 3, 4), "unit", grad=False)]),  # weights need not sum to 1
+    Case("cross_entropy_smoothing_none_weight",
+         lambda F, lib, x, t, w: F.cross_entropy(x, t, w.detach(), reduction="none", label_smoothing=0.15),
+         [Input((16, 7)), Input((16,), "labels:7"), Input((7,), "unit", grad=False)]),
+    Case("cross_entropy_spatial", lambda F, lib, x, t: F.cross_entropy(x, t),
+         [Input((2, 5, 3, 4)), Input((2, 3, 4), "labels:5")]),
+    Case("cross_entropy_spatial_none_smoothing",
+         lambda F, lib, x, t, w: F.cross_entropy(x, t, w.detach(), reduction="none", label_smoothing=0.1,
+                                                 ignore_index=1),
+         [Input((3, 4, 5)), Input((3, 5), "labels:4"), Input((4,), "unit", grad=False)]),
+    # ------------------------------------------------------------------ weighted element-wise losses
+    Case("binary_cross_entropy_weight", lambda F, lib, x, y, w: F.binary_cross_entropy(x, y, w.detach()),
+         [Input((6, 7), "unit"), Input((6, 7), "unit", grad=False), Input((6, 7), "unit", grad=False)]),
+    Case("binary_cross_entropy_weight_rows",
+         lambda F, lib, x, y, w: F.binary_cross_entropy(x, y, w.detach(), reduction="none"),
+         [Input((6, 7), "unit"), Input((6, 7), "unit", grad=False), Input((6, 1), "unit", grad=False)]),
+    Case("bce_with_logits_weight_pos_weight",
+         lambda F, lib, x, y, w, p: F.binary_cross_entropy_with_logits(x, y, w.detach(), pos_weight=p.detach()),
+         [Input((6, 7)), Input((6, 7), "unit"), Input((7,), "unit", grad=False), Input((7,), "unit", grad=False)]),
+    Case("mse_loss_weight", lambda F, lib, x, y, w: F.mse_loss(x, y, weight=w.detach()),
+         [Input((6, 7)), Input((6, 7)), Input((6, 7), "unit", grad=False)]),
+    # ------------------------------------------------------------------ dropout, pad, one_hot
+    Case("dropout", lambda F, lib, x: (lib.manual_seed(7), F.dropout(x, 0.3))[1],
+         [Input((5, 33, 7))], torch=False),
+    Case("dropout_module_train", lambda F, lib, x: (lib.manual_seed(3), lib.nn.Dropout(0.6)(x))[1],
+         [Input((4, 100))], torch=False),
+    Case("pad", lambda F, lib, x: F.pad(x, (1, 2, 0, 3)), [Input((2, 3, 4, 5))]),
+    Case("pad_value_3d", lambda F, lib, x: F.pad(x, (2, 0, 1, 1, 0, 2), value=0.5), [Input((2, 3, 4))]),
+    Case("one_hot", lambda F, lib, t: F.one_hot(t, 6), [Input((3, 4), "labels:5")]),
+    Case("one_hot_inferred", lambda F, lib, t: F.one_hot(t), [Input((9,), "labels:4")]),
+    # ------------------------------------------------------------------ tensor arithmetic, layout
+    Case("arithmetic", lambda F, lib, x, y: (x - y) * x / (y * y + 2.0) - 3.0 * (-x) + 1.5 / (y + 1.0),
+         [Input((5, 7)), Input((5, 7), "unit")]),
+    Case("arithmetic_scalars", lambda F, lib, x: (2.0 - x) / 4.0 - x * 0.5 + 1.0,
+         [Input((300,))]),
+    Case("sum_mean", lambda F, lib, x, y: x.sum() * 0.5 + (x * y).mean(), [Input((4, 9)), Input((4, 9))]),
+    Case("sum_keepdim", lambda F, lib, x: x.sum(dim=(0, 1), keepdim=True) * 2.0, [Input((3, 5))]),
+    Case("sum_dims", lambda F, lib, x: x.sum(dim=(0, 2)) * 2.0 + x.mean(dim=(0, 2)), [Input((3, 4, 5, 2))]),
+    Case("mean_keepdim_broadcast", lambda F, lib, x: x - x.mean(1, keepdim=True), [Input((3, 4, 5))]),
+    Case("sum_rows_long", lambda F, lib, x: x.sum(0), [Input((700, 3))]),
+    Case("broadcasting", lambda F, lib, x, b, s: (x - b) * s / (s * s + 1.0) + x ** 2,
+         [Input((4, 3, 5)), Input((5,)), Input((3, 1))]),
+    Case("scalar_tensor_operand", lambda F, lib, x, s: x * s - s, [Input((6, 2)), Input(())]),
+    Case("mse_loss_broadcast", lambda F, lib, x, y: F.mse_loss(x, y), [Input((6, 7)), Input((1, 7))]),
+    Case("permute", lambda F, lib, x: x.permute(2, 0, 3, 1) * 2.0, [Input((2, 3, 4, 5))]),
+    Case("transpose_t", lambda F, lib, x: x.t() - 1.0, [Input((6, 4))]),
 ]
 
 CASE_IDS = [case.name for case in CASES]

@@ -65,6 +65,24 @@ def _view(buffer, dtype, shape):
     return buffer._bytes[:count * dtype.itemsize].view(dtype).reshape(shape)
 
 
+def _strided_copy(dt, src, src_offset, src_strides, dst, dst_offset, dst_strides, shape):
+    """The strided copy of csrc/cuda/tensor.cu on the buffers' bytes (every position checked
+    to lie inside its buffer, as the binding does)."""
+    def window(buffer, offset, strides):
+        flat = buffer._bytes.view(dt)
+        if 0 in shape:
+            return None
+        last = offset + sum((n - 1) * s for n, s in zip(shape, strides))
+        if offset < 0 or min(strides, default=0) < 0 or last >= flat.size:
+            raise ValueError(f"the device buffer holds {buffer.nbytes} bytes, {last + 1} elements of "
+                             f"{dt.itemsize} bytes are needed")
+        return np.lib.stride_tricks.as_strided(flat[offset:], shape=tuple(shape),
+                                               strides=tuple(s * dt.itemsize for s in strides))
+    source, target = window(src, src_offset, src_strides), window(dst, dst_offset, dst_strides)
+    if source is not None:
+        target[...] = source
+
+
 def _accumulate(target, value):
     if target is not None and value is not None:
         target += value
@@ -124,6 +142,16 @@ class Emulated:
     @staticmethod
     def fill_int64(buffer, n, value):
         _view(buffer, np.int64, (n,))[:] = int(value)
+
+    def strided_copy_int64(self, *args):
+        self.calls.append("strided_copy")
+        _strided_copy(np.dtype(np.int64), *args)
+
+    def one_hot(self, labels, out, n, classes):
+        self.calls.append("one_hot")
+        rows = _view(out, np.int64, (n, classes))
+        rows[:] = 0
+        np.put_along_axis(rows, _view(labels, np.int64, (n, 1)), 1, axis=1)
 
     # ------------------------------------------------------------------ kernels
     def _define(self, dt: np.dtype):
@@ -295,9 +323,12 @@ class Emulated:
                 ignore).reshape(outer, C, inner)
         define("nll_loss_backward", nll_backward)
 
+        def periodic(b, period):
+            return None if b is None else v(b, (period,))
+
         def elementwise_forward(kind, x, y, w, wp, pw, pp, loss, sums, flag, n):
-            rl, total, bad = _C.elementwise_loss_forward(kind, v(x, (n,)), v(y, (n,)), None, None,
-                                                         loss is not None)
+            rl, total, bad = _C.elementwise_loss_forward(kind, v(x, (n,)), v(y, (n,)), periodic(w, wp),
+                                                         periodic(pw, pp), loss is not None)
             if loss is not None:
                 v(loss, (n,))[:] = rl
             _view(sums, np.float64, (1,))[0] = total
@@ -306,13 +337,46 @@ class Emulated:
 
         def elementwise_backward(kind, x, y, w, wp, pw, pp, g, scalar, gx, gy, n):
             grad = v(g, (1,)).reshape(()) if scalar else v(g, (n,))
-            rx, ry = _C.elementwise_loss_backward(kind, v(x, (n,)), v(y, (n,)), None, None, grad,
-                                                  gx is not None, gy is not None)
+            rx, ry = _C.elementwise_loss_backward(kind, v(x, (n,)), v(y, (n,)), periodic(w, wp),
+                                                  periodic(pw, pp), grad, gx is not None, gy is not None)
             if gx is not None:
                 v(gx, (n,))[:] = rx
             if gy is not None:
                 v(gy, (n,))[:] = ry
         define("elementwise_loss_backward", elementwise_backward)
+
+        def cep_forward(x, t, w, loss, lse, sums, N, C, eps):
+            rl, total, rlse = _C.cross_entropy_probabilities_forward(v(x, (N, C)), v(t, (N, C)), v(w, (C,)),
+                                                                     eps, True)
+            if loss is not None:
+                v(loss, (N,))[:] = rl
+            _view(lse, np.float64, (N,))[:] = rlse
+            _view(sums, np.float64, (1,))[0] = rl.sum(dtype=np.float64)
+        define("cross_entropy_probabilities_forward", cep_forward)
+
+        def cep_backward(x, t, w, lse, g, scalar, gx, N, C, eps):
+            grad = v(g, (1,)).reshape(()) if scalar else v(g, (N,))
+            v(gx, (N, C))[:] = _C.cross_entropy_probabilities_backward(
+                v(x, (N, C)), v(t, (N, C)), v(w, (C,)), _view(lse, np.float64, (N,)), grad, eps)
+        define("cross_entropy_probabilities_backward", cep_backward)
+
+        define("dropout_forward", lambda x, y, n, seed, p: v(y, (n,)).__setitem__(
+            slice(None), _C.dropout_forward(v(x, (n,)), seed, p)))
+        define("dropout_backward", lambda gy, gx, n, seed, p: v(gx, (n,)).__setitem__(
+            slice(None), _C.dropout_backward(v(gy, (n,)), seed, p)))
+
+        operators = (np.add, np.subtract, np.multiply, np.divide)  # csrc/cuda Arithmetic order
+        define("elementwise_binary", lambda op, a, b, out, n: operators[op](
+            v(a, (n,)), v(b, (n,)), out=v(out, (n,))))
+
+        def elementwise_scalar(op, a, scalar, reverse, out, n):
+            s = dt.type(scalar)
+            operands = (s, v(a, (n,))) if reverse else (v(a, (n,)), s)
+            operators[op](*operands, out=v(out, (n,)))
+        define("elementwise_scalar", elementwise_scalar)
+        define("strided_copy", lambda *args: _strided_copy(dt, *args))
+        define("sum_rows", lambda x, out, rows, cols: v(out, (rows,)).__setitem__(
+            slice(None), v(x, (rows, cols)).sum(axis=1, dtype=np.float64)))
 
         def lists(*groups):
             return [[_view(b, dt, (b.nbytes // dt.itemsize,)) for b in group] for group in groups]

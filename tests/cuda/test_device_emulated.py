@@ -32,7 +32,10 @@ def test_op_on_device_matches_cpu(gpu, case, dtype):
         if g_cpu is not None:
             np.testing.assert_allclose(g_dev, g_cpu, **tol)
     # a kernel really ran (no silent host fallback)
-    assert any(call.endswith("forward") or call.startswith(("scale", "sum")) for call in gpu.calls)
+    assert any(call.endswith("forward") or call.startswith(("scale", "sum", "elementwise", "strided", "one_hot"))
+               for call in gpu.calls)
+    if not case.torch:  # dropout: the CPU's mask and values, bit for bit
+        np.testing.assert_array_equal(out_dev, out_cpu)
 
 
 @pytest.mark.parametrize("name,options", OPTIMIZERS, ids=OPTIMIZER_IDS)
@@ -137,18 +140,95 @@ def test_mixing_devices_raises(gpu):
 
 def test_ops_without_cuda_kernel_raise_naming_the_op(gpu):
     t = fastdl.randn(2, 3).to("cuda")
-    with pytest.raises(NotImplementedError, match="pad .*CUDA"):
-        F.pad(t, (1, 1))
-    with pytest.raises(NotImplementedError, match="dropout .*CUDA"):
-        F.dropout(t, 0.5)
-    with pytest.raises(NotImplementedError, match="'sum' .*CUDA"):
-        t.sum()
-    with pytest.raises(NotImplementedError, match="'sub' .*CUDA"):
-        t - t
+    with pytest.raises(NotImplementedError, match=r"\* of a float32 array and a float64 array \(type promotion\)"):
+        t * t.double()
+    with pytest.raises(NotImplementedError, match="'pow' with exponent 3"):
+        t ** 3
+    with pytest.raises(NotImplementedError, match="max .*CUDA"):
+        t.max()
     with pytest.raises(NotImplementedError, match="numpy.exp .*CUDA"):
         t.exp()
-    with pytest.raises(NotImplementedError, match="one_hot .*CUDA"):
-        F.one_hot(fastdl.tensor([0, 1], device="cuda"))
+    with pytest.raises(NotImplementedError, match="matmul .*CUDA"):
+        t @ t.t()
+    with pytest.raises(NotImplementedError, match="'getitem' .*CUDA"):
+        t[0]
+    with pytest.raises(NotImplementedError, match=r"\+ on a int64 array"):
+        fastdl.tensor([1, 2], device="cuda") + 1
+    with pytest.raises(ValueError, match="could not be broadcast"):
+        t + fastdl.randn(2).to("cuda")
+
+
+def test_arithmetic_on_device_matches_cpu(gpu):
+    a, b = fastdl.randn(3, 4), fastdl.rand(3, 4) + 0.5
+    for x, y in ((a, b), (a.double(), b.double())):
+        expected = [x - y, x * y, x / y, -x, x + 2.5, 2.5 - x, x * 3, 1.5 / y, y / 4, (x * y).sum(), x.mean()]
+        dx, dy = x.cuda(), y.cuda()
+        results = [dx - dy, dx * dy, dx / dy, -dx, dx + 2.5, 2.5 - dx, dx * 3, 1.5 / dy, dy / 4, (dx * dy).sum(),
+                   dx.mean()]
+        for i, (got, want) in enumerate(zip(results, expected)):
+            assert got.device == "cuda" and got.dtype == want.dtype and got.shape == want.shape
+            if i < 9:  # one IEEE operation per element: the same bits
+                np.testing.assert_array_equal(got.cpu().numpy(), want.numpy())
+            else:  # sums: in double on the device, pairwise in the dtype in NumPy
+                np.testing.assert_allclose(got.cpu().numpy(), want.numpy(), rtol=1e-6)
+    c = a.cuda()
+    c.data *= 2.0
+    c.data -= a.cuda().data
+    c.data /= 4
+    c.data += 1
+    np.testing.assert_allclose(c.cpu().numpy(), a.numpy() / 4 + 1, rtol=1e-6)
+    with fastdl.no_grad():
+        d = a.cuda().clone()
+        d.add_(a.cuda(), alpha=2).mul_(0.5).sub_(a.cuda())
+    np.testing.assert_allclose(d.cpu().numpy(), 0.5 * a.numpy(), rtol=1e-6, atol=1e-7)
+    assert (a.cuda().sum() / 2).item() == pytest.approx(float(a.numpy().sum()) / 2, rel=1e-5)
+
+
+def test_dropout_on_device_is_the_cpu_mask(gpu):
+    x = fastdl.randn(7, 300)
+    for p in (0.1, 0.5, 0.9):
+        fastdl.manual_seed(11)
+        cpu = F.dropout(x, p)
+        fastdl.manual_seed(11)
+        dev = F.dropout(x.cuda(), p)
+        np.testing.assert_array_equal(dev.cpu().numpy(), cpu.numpy())
+    # in place, training flag, generator= and p == 1
+    y = x.cuda().clone()
+    fastdl.manual_seed(5)
+    assert F.dropout(y, 0.4, inplace=True) is y
+    fastdl.manual_seed(5)
+    np.testing.assert_array_equal(y.cpu().numpy(), F.dropout(x, 0.4).numpy())
+    assert F.dropout(x.cuda(), 0.5, training=False).device == "cuda"
+    g = fastdl.Generator().manual_seed(2)
+    first = F.dropout(x.cuda(), 0.5, generator=g).cpu().numpy()
+    np.testing.assert_array_equal(first, F.dropout(x, 0.5, generator=fastdl.Generator().manual_seed(2)).numpy())
+    assert not F.dropout(x.cuda(), 1.0).cpu().numpy().any()
+
+
+def test_one_hot_and_pad_checks_on_device(gpu):
+    labels = fastdl.tensor([[0, 2], [1, 3]], device="cuda")
+    out = F.one_hot(labels)
+    assert out.device == "cuda" and out.dtype == np.int64 and out.shape == (2, 2, 4)
+    np.testing.assert_array_equal(out.cpu().numpy(), F.one_hot(labels.cpu()).numpy())
+    with pytest.raises(ValueError, match="smaller than num_classes=3"):
+        F.one_hot(labels, 3)
+    with pytest.raises(ValueError, match="non-negative"):
+        F.one_hot(fastdl.tensor([-1, 0], device="cuda"))
+    assert F.one_hot(fastdl.tensor([1, 0], dtype=fastdl.int32, device="cuda"), 2).tolist() == [[0, 1], [1, 0]]
+    with pytest.raises(ValueError, match="only 'constant'"):
+        F.pad(labels, (1, 1), mode="reflect")
+    padded = F.pad(labels, (1, 0), value=9)
+    assert padded.device == "cuda" and padded.tolist() == [[9, 0, 2], [9, 1, 3]]
+
+
+def test_weighted_losses_check_the_weight_on_device(gpu):
+    x, y = fastdl.rand(4, 3).cuda(), fastdl.rand(4, 3).cuda()
+    with pytest.raises(RuntimeError, match="weight: shape \\(2,\\) cannot be broadcast"):
+        F.binary_cross_entropy(x, y, fastdl.rand(2).cuda())
+    with pytest.raises(RuntimeError, match="same device"):
+        F.binary_cross_entropy(x, y, fastdl.rand(3))
+    with pytest.raises(NotImplementedError, match="gradients with respect to weight"):
+        F.cross_entropy(x, y, fastdl.rand(3, requires_grad=True).cuda())
 
 
 def test_cuda_label_checks_happen(gpu):
@@ -186,3 +266,19 @@ def test_demo_on_device(gpu, capsys):
     result = demo(epochs=1, bench=False, device="cuda")
     assert result["test_accuracy"] > 0.5
     assert "device: emulated GPU" in capsys.readouterr().out
+
+
+@pytest.mark.filterwarnings("ignore:Using a target size")  # torch's warning for mse_loss_broadcast
+@pytest.mark.parametrize("case", [c for c in CASES if c.torch], ids=[c.name for c in CASES if c.torch])
+def test_case_is_valid_torch_code_with_the_same_result(case):
+    # On the CPU, no GPU needed: each case means the same in PyTorch, so that on a GPU
+    # machine test_cuda_matches_torch_cuda compares like with like.
+    torch = pytest.importorskip("torch")
+    out, grads = run(fastdl, case, "cpu", np.float64)
+    out_ref, grads_ref = run(torch, case, "cpu", np.float64)
+    assert out.shape == out_ref.shape and out.dtype == out_ref.dtype
+    np.testing.assert_allclose(out, out_ref, rtol=1e-9, atol=1e-11)
+    for g, g_ref in zip(grads, grads_ref):
+        assert (g is None) == (g_ref is None)
+        if g is not None:
+            np.testing.assert_allclose(g, g_ref, rtol=1e-9, atol=1e-11)

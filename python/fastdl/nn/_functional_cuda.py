@@ -265,13 +265,21 @@ def _device_labels(target: Tensor, labels: np.ndarray) -> DeviceArray:
     return DeviceArray.from_numpy(labels)
 
 
+def _classes_last(input: Tensor) -> Tensor:
+    """(N, C, d1, ...) -> (N * d1 * ..., C): the class axis moved last (a permute on the
+    device, differentiable), rows in the order of the flattened (N, d1, ...) targets."""
+    order = (0,) + tuple(range(2, input.ndim)) + (1,)
+    return input.permute(*order).reshape(-1, input.shape[1])
+
+
 def cross_entropy(input: Tensor, target: Tensor, weight: Optional[Tensor], ignore_index: int,
                   reduction: str, eps: float) -> Tensor:
-    """Class-index targets; input (N, C) or unbatched (C,)."""
+    """Class-index targets; input (N, C), (N, C, d1, ...) or unbatched (C,)."""
     if input.ndim > 2:
-        raise unsupported("cross_entropy over (N, C, d1, ...) input")
-    if reduction == "none" and eps > 0:
-        raise unsupported("cross_entropy with label_smoothing and reduction='none'")
+        out_shape = (input.shape[0],) + tuple(input.shape[2:])
+        result = cross_entropy(_classes_last(input), target.reshape(-1), weight, ignore_index,
+                               reduction, eps)
+        return result.reshape(out_shape) if reduction == "none" else result
     classes = input.shape[-1]
     logits = input.reshape(1, classes) if input.ndim == 1 else input
     out_shape = () if input.ndim == 1 else (input.shape[0],)
@@ -299,7 +307,9 @@ def cross_entropy(input: Tensor, target: Tensor, weight: Optional[Tensor], ignor
     _k("cross_entropy_forward", dtype)(x.buffer, device_labels.buffer, _buffer(weight), nll.buffer,
                                        _buf(smooth), lse.buffer, rows, classes, int(ignore_index))
     if reduction == "none":
-        value = nll.reshape(out_shape)  # eps == 0: (1 - eps) * nll is nll
+        # As the CPU path: nll * (1 - eps) + smooth * (eps / C), each factor rounded to dtype.
+        value = nll if smooth is None else nll * (1 - eps) + smooth * (eps / classes)
+        value = value.reshape(out_shape)
     else:
         sums = _empty((2,), np.float64)
         _k("sum_array", dtype)(nll.buffer, rows, sums.buffer, 0)
@@ -311,11 +321,14 @@ def cross_entropy(input: Tensor, target: Tensor, weight: Optional[Tensor], ignor
 
     def backward(grad):
         g = grad.astype(dtype, copy=False)
-        grad_nll = _empty((rows,), dtype)
-        grad_smooth = _empty((rows,), dtype) if smooth is not None else None
-        if reduction == "none":
-            grad_nll = g.reshape(rows)
+        if reduction == "none":  # as the CPU path: g * (1 - eps) and g * (eps / C) in dtype
+            grad_nll, grad_smooth = g.reshape(rows), None
+            if smooth is not None:
+                grad_smooth = grad_nll * (eps / classes)
+                grad_nll = grad_nll * (1 - eps)
         else:
+            grad_nll = _empty((rows,), dtype)
+            grad_smooth = _empty((rows,), dtype) if smooth is not None else None
             _k("scale_broadcast", dtype)(g.buffer, float(nll_scale), grad_nll.buffer, rows)
             if grad_smooth is not None:
                 _k("scale_broadcast", dtype)(g.buffer, float(smooth_scale), grad_smooth.buffer, rows)
@@ -374,16 +387,49 @@ def nll_loss(input: Tensor, target: Tensor, weight: Optional[Tensor], ignore_ind
     return _result(value, (input,), backward, "NllLoss")
 
 
+def periodic(operand: Optional[Tensor], shape, name: str) -> Optional[DeviceArray]:
+    """A weight that broadcasts to `shape`, for the element-wise loss kernels (functional's
+    _periodic on the device): its own memory when its shape, leading 1s dropped, is a suffix
+    of `shape` (the kernel repeats it), else a copy broadcast to `shape`."""
+    if operand is None:
+        return None
+    data = operand.data
+    try:
+        broadcast = np.broadcast_shapes(data.shape, tuple(shape))
+    except ValueError:
+        broadcast = None
+    if broadcast != tuple(shape):
+        raise RuntimeError(f"{name}: shape {tuple(data.shape)} cannot be broadcast to the input's "
+                           f"shape {tuple(shape)}")
+    core = tuple(data.shape)
+    while core and core[0] == 1:
+        core = core[1:]
+    if core == tuple(shape[len(shape) - len(core):]) and data.size > 0:
+        return data.reshape(core or (1,))
+    return data.broadcast_to(tuple(shape))
+
+
+def weight_sum(weight: Tensor) -> float:
+    """The sum of a weight's elements (a mean's divisor), in double, read back to the host."""
+    sums = _empty((1,), np.float64)
+    _k("sum_array", weight.dtype)(weight.data.buffer, weight.numel(), sums.buffer, 0)
+    return float(sums.to_numpy()[0])
+
+
 def elementwise_loss(kind: str, name: str, input: Tensor, target: Tensor, reduction: str,
-                     divisor: Optional[float]) -> Tensor:
-    """mse / l1 / bce / bce_with_logits / kl_div on same-shaped input and target, no weight."""
+                     divisor: Optional[float], weight: Optional[DeviceArray] = None,
+                     pos_weight: Optional[DeviceArray] = None) -> Tensor:
+    """mse / l1 / bce / bce_with_logits / kl_div on same-shaped input and target; weight and
+    pos_weight (from periodic) repeat with their period."""
     dtype, n = input.dtype, input.numel()
     x, y = input.data, target.data
     loss = _empty(input.shape, dtype) if reduction == "none" else None
     sums = _empty((1,), np.float64)
     flag = DeviceArray.zeros((1,), np.int32)
     code = _LOSS_KIND[kind]
-    _k("elementwise_loss_forward", dtype)(code, x.buffer, y.buffer, None, 1, None, 1, _buf(loss),
+    weights = (_buf(weight), 1 if weight is None else weight.size,
+               _buf(pos_weight), 1 if pos_weight is None else pos_weight.size)
+    _k("elementwise_loss_forward", dtype)(code, x.buffer, y.buffer, *weights, _buf(loss),
                                           sums.buffer, flag.buffer, n)
     if kind == "bce" and flag.to_numpy()[0]:
         raise RuntimeError(f"{name}: all elements of input should be between 0 and 1")
@@ -403,8 +449,117 @@ def elementwise_loss(kind: str, name: str, input: Tensor, target: Tensor, reduct
             g = scaled
         gx = _maybe(input.requires_grad, input.shape, dtype)
         gy = _maybe(target.requires_grad, target.shape, dtype)
-        _k("elementwise_loss_backward", dtype)(code, x.buffer, y.buffer, None, 1, None, 1, g.buffer,
+        _k("elementwise_loss_backward", dtype)(code, x.buffer, y.buffer, *weights, g.buffer,
                                                scale is not None, _buf(gx), _buf(gy), n)
         return gx, gy
 
     return _result(value, (input, target), backward, name)
+
+
+def cross_entropy_probabilities(input: Tensor, target: Tensor, weight: Optional[Tensor],
+                                reduction: str, eps: float) -> Tensor:
+    """Class-probability targets shaped like input: (C,), (N, C) or (N, C, d1, ...)."""
+    if input.ndim == 1:
+        logits, p, out_shape = input.reshape(1, -1), target.data.reshape(1, -1), ()
+    elif input.ndim == 2:
+        logits, p, out_shape = input, target.data, (input.shape[0],)
+    else:
+        logits = _classes_last(input)
+        p = _classes_last(target.detach()).data
+        out_shape = (input.shape[0],) + tuple(input.shape[2:])
+    x, dtype = logits.data, logits.dtype
+    rows, classes = x.shape
+    loss = _empty((rows,), dtype) if reduction == "none" else None
+    lse = _empty((rows,), np.float64)
+    sums = _empty((1,), np.float64)
+    _k("cross_entropy_probabilities_forward", dtype)(x.buffer, p.buffer, _buffer(weight), _buf(loss),
+                                                     lse.buffer, sums.buffer, rows, classes, float(eps))
+    if reduction == "none":
+        value, scale = loss.reshape(out_shape), None
+    else:
+        scale = (1.0 / rows if rows else float("nan")) if reduction == "mean" else 1.0
+        value = _empty((), dtype)
+        _k("scale_sums", dtype)(sums.buffer, 1, scale, 0.0, value.buffer)
+
+    def backward(grad):
+        g = grad.astype(dtype, copy=False)
+        if scale is not None:
+            scaled = _empty((1,), dtype)
+            _k("scale_broadcast", dtype)(g.buffer, float(scale), scaled.buffer, 1)
+            g = scaled
+        gx = _empty((rows, classes), dtype)
+        _k("cross_entropy_probabilities_backward", dtype)(x.buffer, p.buffer, _buffer(weight),
+                                                          lse.buffer, g.buffer, scale is not None,
+                                                          gx.buffer, rows, classes, float(eps))
+        return (gx,)
+
+    return _result(value, (logits,), backward, "CrossEntropy")
+
+
+# ---------------------------------------------------------------------- dropout, pad, one_hot
+def dropout(input: Tensor, seed: int, p: float, inplace: bool) -> Tensor:
+    """The CPU op's mask (csrc/cuda/dropout.cu: the same splitmix64 counters and seed)."""
+    dtype, n = input.dtype, input.numel()
+    kernel = _k("dropout_forward", dtype)
+    if inplace and not input.requires_grad:
+        kernel(input.data.buffer, input.data.buffer, n, seed, p)
+        return input
+    out = _empty(input.shape, dtype)
+    kernel(input.data.buffer, out.buffer, n, seed, p)
+
+    def backward(grad):
+        gx = _empty(input.shape, dtype)
+        _k("dropout_backward", dtype)(grad.buffer, gx.buffer, n, seed, p)
+        return (gx,)
+
+    result = _result(out, (input,), backward, "NativeDropout")
+    if inplace and not input.requires_grad:
+        input.data[...] = out
+        return input
+    return result
+
+
+def _window(shape, widths):
+    """Strides of the padded array and the element offset of the input's window in it."""
+    from .._device import _strides
+    padded = tuple(n + before + after for n, (before, after) in zip(shape, widths))
+    strides = _strides(padded)
+    offset = sum(before * stride for (before, _), stride in zip(widths, strides))
+    return padded, strides, offset
+
+
+def pad(input: Tensor, widths, value: float) -> Tensor:
+    """Constant padding: fill, then the input copied into its window (a strided copy); the
+    backward copies the window back out of the gradient."""
+    from .._device import _strided_copy, _strides
+    padded, strides, offset = _window(input.shape, widths)
+    data = input.data
+    out = DeviceArray.full(padded, value, data.dtype)
+    _strided_copy(data, 0, _strides(input.shape), out, offset, strides, input.shape)
+
+    def backward(grad):
+        gx = _empty(input.shape, grad.dtype)
+        _strided_copy(grad, offset, strides, gx, 0, _strides(input.shape), input.shape)
+        return (gx,)
+
+    return _result(out, (input,), backward, "ConstantPad")
+
+
+def one_hot(tensor: Tensor, num_classes: int) -> Tensor:
+    """int64 (..., num_classes); the labels are checked on the host (a small copy), as the
+    output's size may depend on them."""
+    labels = tensor.data.to_numpy().astype(np.int64, copy=False)
+    if labels.size and labels.min() < 0:
+        raise ValueError(f"tensor: class values must be non-negative, got {int(labels.min())}")
+    if num_classes == -1:
+        if labels.size == 0:
+            raise ValueError("tensor: can not infer the number of classes from an empty tensor; "
+                             "pass num_classes")
+        num_classes = int(labels.max()) + 1
+    elif labels.size and labels.max() >= num_classes:
+        raise ValueError(f"tensor: class values must be smaller than num_classes={num_classes}, "
+                         f"got {int(labels.max())}")
+    device_labels = tensor.data if tensor.dtype == np.int64 else DeviceArray.from_numpy(labels)
+    out = _empty(tuple(labels.shape) + (int(num_classes),), np.int64)
+    _C.cuda.one_hot(device_labels.buffer, out.buffer, labels.size, int(num_classes))
+    return Tensor(out)

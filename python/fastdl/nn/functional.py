@@ -57,12 +57,6 @@ def _on_cuda(*tensors) -> bool:
     return False
 
 
-def _cpu_only(op: str, *tensors) -> None:
-    """Ops with no CUDA kernel refuse CUDA tensors with an error naming the op."""
-    if _on_cuda(*tensors):
-        raise _functional_cuda.unsupported(op)
-
-
 def _pair(value, name: str, *, minimum: int) -> Tuple[int, int]:
     if isinstance(value, numbers.Integral) and not isinstance(value, bool):
         pair = (int(value), int(value))
@@ -201,7 +195,6 @@ def pad(input: Tensor, pad: Tuple[int, ...], mode: str = "constant", value: floa
     """Constant padding of the last dimensions, as torch.nn.functional.pad: pad is
     (left, right, top, bottom, ...) starting from the last dimension."""
     _check_tensor(input, "input", floating=False)
-    _cpu_only("pad", input)
     if mode != "constant":
         raise ValueError(f"mode: only 'constant' is supported, got {mode!r}")
     if len(pad) % 2 or len(pad) // 2 > input.ndim:
@@ -213,6 +206,8 @@ def pad(input: Tensor, pad: Tuple[int, ...], mode: str = "constant", value: floa
         if before < 0 or after < 0:
             raise ValueError(f"pad: negative padding {pad} is not supported")
         widths[input.ndim - 1 - i] = (before, after)
+    if _on_cuda(input):
+        return _functional_cuda.pad(input, widths, value)
     out = np.pad(input.data, widths, mode="constant", constant_values=value)
     region = tuple(slice(b, b + n) for (b, _), n in zip(widths, input.shape))
     return _result(out, (input,), lambda g: (np.ascontiguousarray(g[region]),), "ConstantPad")
@@ -300,7 +295,11 @@ def cross_entropy(input: Tensor, target: Tensor, weight: Optional[Tensor] = None
         if target.shape != input.shape:
             raise ValueError(f"target: class probabilities must have the input's shape "
                              f"{input.shape}, got {target.shape}")
-        _cpu_only("cross_entropy with class probabilities", input, target, weight)
+        if weight is not None:
+            _no_parameter_grad(weight, "weight")
+        if _on_cuda(input, target, weight):
+            return _functional_cuda.cross_entropy_probabilities(input, target, weight, reduction,
+                                                                float(label_smoothing))
         return _cross_entropy_probabilities(input, target, weight, reduction, label_smoothing)
     if target.dtype.kind not in "iu":
         raise TypeError(f"target: expected integer class indices or float probabilities, got {target.dtype}")
@@ -685,16 +684,18 @@ def dropout(input: Tensor, p: float = 0.5, training: bool = True, inplace: bool 
     """Zero each element with probability p and scale the others by 1 / (1 - p), as
     torch.nn.functional.dropout. The mask is drawn from fastdl's default generator (or
     `generator`): one 63-bit seed per call, element i decided by (seed, i) alone, so it
-    does not depend on the thread count. Identity when not training or p == 0."""
+    does not depend on the thread count -- nor on the device: a CUDA tensor gets the same
+    mask from the same seed. Identity when not training or p == 0."""
     _check_tensor(input, "input")
     p = _check_dropout_probability(p)
     if not training or p == 0.0 or input.data.size == 0:
         return input
-    _cpu_only("dropout", input)
     from ..random import _numpy
-    seed = int(_numpy(generator).integers(0, 2 ** 63))
+    seed = int(_numpy(generator).integers(0, 2 ** 63))  # the same draw on either device
     if p == 1.0:  # everything dropped: input * 0, as torch (NaN stays NaN)
         return input * 0.0 if not (inplace and not input.requires_grad) else _zero_inplace(input)
+    if _on_cuda(input):
+        return _functional_cuda.dropout(input, seed, p, bool(inplace))
     target = _inplace_target(input, inplace)
     if target is not None:
         _C.dropout_forward(target, seed, p, target)
@@ -926,14 +927,18 @@ def _sum_to(grad: np.ndarray, shape: Tuple[int, ...]) -> np.ndarray:
 
 
 def _elementwise_loss(kind: str, name: str, input: Tensor, target: Tensor, reduction: str,
-                      weight: Optional[np.ndarray] = None, pos_weight: Optional[np.ndarray] = None,
+                      weight: Optional[Tensor] = None, pos_weight: Optional[Tensor] = None,
                       divisor: Optional[float] = None) -> Tensor:
-    """Runs the C++ element-wise loss; input and target already of one shape and dtype.
-    'mean' divides the sum by `divisor` (default: the element count)."""
-    if _on_cuda(input, target):
-        if weight is not None or pos_weight is not None:
-            raise _functional_cuda.unsupported(f"{name} with a weight")
-        return _functional_cuda.elementwise_loss(kind, name, input, target, reduction, divisor)
+    """Runs the C++ element-wise loss; input and target already of one shape and dtype,
+    weight and pos_weight broadcastable to it. 'mean' divides the sum by `divisor` (default:
+    the element count)."""
+    if _on_cuda(input, target, weight, pos_weight):
+        return _functional_cuda.elementwise_loss(
+            kind, name, input, target, reduction, divisor,
+            _functional_cuda.periodic(weight, input.shape, "weight"),
+            _functional_cuda.periodic(pos_weight, input.shape, "pos_weight"))
+    weight = _periodic(weight, input.shape, "weight")
+    pos_weight = _periodic(pos_weight, input.shape, "pos_weight")
     x, y = input.data, target.data
     n = x.size
     loss, loss_sum, out_of_range = _C.elementwise_loss_forward(
@@ -973,6 +978,8 @@ def _broadcast_pair(input: Tensor, target: Tensor, name: str):
 def _expand(t: Tensor, shape) -> Tensor:
     if t.shape == tuple(shape):
         return t
+    if _on_cuda(t):  # a contiguous broadcast copy, and sums over axes back, on the device
+        return _result(t.data.broadcast_to(shape), (t,), lambda g: (_sum_to(g, t.shape),), "Expand")
     data = np.ascontiguousarray(np.broadcast_to(t.data, shape))
     return _result(data, (t,), lambda g: (_sum_to(np.asarray(g), t.shape),), "Expand")
 
@@ -982,7 +989,6 @@ def _regression_loss(kind: str, name: str, input, target, size_average, reduce, 
     _check_loss_pair(input, target, name)
     _check_reduction(reduction)
     divisor = None
-    w = None
     if weight is not None:
         _check_tensor(weight, "weight")
         _check_same_dtype(input, weight, "weight")
@@ -992,9 +998,9 @@ def _regression_loss(kind: str, name: str, input, target, size_average, reduce, 
                              f"{weight.shape} and input {input.shape}")
     input, target = _broadcast_pair(input, target, name)
     if weight is not None:
-        w = _periodic(weight, input.shape, "weight")
-        divisor = float(np.sum(weight.data, dtype=np.float64))
-    return _elementwise_loss(kind, name, input, target, reduction, w, None, divisor)
+        divisor = (_functional_cuda.weight_sum(weight) if _on_cuda(input, target, weight)
+                   else float(np.sum(weight.data, dtype=np.float64)))
+    return _elementwise_loss(kind, name, input, target, reduction, weight, None, divisor)
 
 
 def mse_loss(input: Tensor, target: Tensor, size_average=None, reduce=None, reduction: str = "mean",
@@ -1024,8 +1030,7 @@ def binary_cross_entropy(input: Tensor, target: Tensor, weight: Optional[Tensor]
         _check_tensor(weight, "weight")
         _check_same_dtype(input, weight, "weight")
         _no_parameter_grad(weight, "weight")
-    w = _periodic(weight, input.shape, "weight")
-    return _elementwise_loss("bce", "binary_cross_entropy", input, target, reduction, w)
+    return _elementwise_loss("bce", "binary_cross_entropy", input, target, reduction, weight)
 
 
 def binary_cross_entropy_with_logits(input: Tensor, target: Tensor, weight: Optional[Tensor] = None,
@@ -1043,10 +1048,8 @@ def binary_cross_entropy_with_logits(input: Tensor, target: Tensor, weight: Opti
             _check_tensor(operand, name)
             _check_same_dtype(input, operand, name)
             _no_parameter_grad(operand, name)
-    w = _periodic(weight, input.shape, "weight")
-    p = _periodic(pos_weight, input.shape, "pos_weight")
     return _elementwise_loss("bce_with_logits", "binary_cross_entropy_with_logits", input, target,
-                             reduction, w, p)
+                             reduction, weight, pos_weight)
 
 
 def kl_div(input: Tensor, target: Tensor, size_average=None, reduce=None, reduction: str = "mean",
@@ -1079,7 +1082,8 @@ def one_hot(tensor: Tensor, num_classes: int = -1) -> Tensor:
                         f"got {tensor.dtype}")
     if not isinstance(num_classes, numbers.Integral) or isinstance(num_classes, bool) or num_classes < -1:
         raise ValueError(f"num_classes: expected -1 or a non-negative int, got {num_classes!r}")
-    _cpu_only("one_hot", tensor)
+    if _on_cuda(tensor):
+        return _functional_cuda.one_hot(tensor, int(num_classes))
     labels = tensor.data.astype(np.int64, copy=False)
     if labels.size and labels.min() < 0:
         raise ValueError(f"tensor: class values must be non-negative, got {int(labels.min())}")

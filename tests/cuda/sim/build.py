@@ -75,7 +75,7 @@ def main() -> Path:
     suffix = sysconfig.get_config_var("EXT_SUFFIX")
     library = OUT / f"_cuda_sim{suffix}"
     inputs = [*(ROOT / "csrc" / "cuda").iterdir(), ROOT / "csrc" / "bindings_cuda.cpp",
-              ROOT / "csrc" / "bindings.h", SIM / "cuda_sim.h", Path(__file__)]
+              ROOT / "csrc" / "bindings.h", ROOT / "csrc" / "bindings_optim.h", SIM / "cuda_sim.h", Path(__file__)]
     if library.exists() and library.stat().st_mtime > max(p.stat().st_mtime for p in inputs):
         return library  # up to date
     command = ["g++", "-std=c++20", "-O1", "-shared", "-fPIC", "-w",
