@@ -160,18 +160,35 @@ inline void column_max(const T* const* r, const std::int32_t* start, index_t fro
   }
 }
 
-// For stride 2: the column maxima split by the parity of the padded column, even[m] =
-// full[2m], odd[m] = full[2m + 1] (both of each pair used: no gaps, so it vectorizes).
-template <typename T>
-void split_pairs(const T* __restrict full, const std::int32_t* __restrict full_idx, index_t half,
-                 T* __restrict ve, T* __restrict vo, std::int32_t* __restrict ie,
-                 std::int32_t* __restrict io) {
+// For stride 2: the column maxima of input columns 2m (even[m]) and 2m + 1 (odd[m]) for
+// m < W / 2, over R input rows, each row read as whole column pairs (no gap: GCC vectorizes
+// it with shuffles, where a load of one column per pair made it peel a scalar iteration).
+template <int R, typename T>
+void column_max_pairs(const T* const* r, const std::int32_t* start, index_t pairs, T* __restrict ve,
+                      T* __restrict vo, std::int32_t* __restrict ie, std::int32_t* __restrict io) {
+  const T* __restrict r0 = r[0];
+  const T* __restrict r1 = r[R > 1 ? 1 : 0];
+  const T* __restrict r2 = r[R > 2 ? 2 : 0];
+  const std::int32_t b0 = start[0], b1 = start[R > 1 ? 1 : 0], b2 = start[R > 2 ? 2 : 0];
 #pragma omp simd
-  for (index_t m = 0; m < half; ++m) {
-    ve[m] = full[2 * m];
-    vo[m] = full[2 * m + 1];
-    ie[m] = full_idx[2 * m];
-    io[m] = full_idx[2 * m + 1];
+  for (index_t m = 0; m < pairs; ++m) {
+    const std::int32_t c = static_cast<std::int32_t>(2 * m);
+    T e = r0[2 * m], o = r0[2 * m + 1];
+    std::int32_t ei = b0 + c, oi = b0 + c + 1;
+    if constexpr (R > 1) {
+      const T x = r1[2 * m], y = r1[2 * m + 1];
+      const bool te = (x > e) | (x != x), to = (y > o) | (y != y);
+      e = te ? x : e, ei = te ? b1 + c : ei;
+      o = to ? y : o, oi = to ? b1 + c + 1 : oi;
+    }
+    if constexpr (R > 2) {
+      const T x = r2[2 * m], y = r2[2 * m + 1];
+      const bool te = (x > e) | (x != x), to = (y > o) | (y != y);
+      e = te ? x : e, ei = te ? b2 + c : ei;
+      o = to ? y : o, oi = to ? b2 + c + 1 : oi;
+    }
+    ve[m] = e, ie[m] = ei;
+    vo[m] = o, io[m] = oi;
   }
 }
 
@@ -252,20 +269,21 @@ bool max_pool2d_forward_separable(const T* input, T* output, std::int64_t* indic
   // Padded columns a row of windows reads (and every input column), rounded up to even.
   const index_t span = (std::max((OW - 1) * sw + kw, pw + W) + 1) / 2 * 2 + 2, half = span / 2;
   const int threads = threads_for(s.planes * (HW + OHW * s.kernel_h * kw));
-  // Per thread: the column maxima at full resolution (padded columns), then split.
-  std::vector<T> values(static_cast<std::size_t>(threads * 2 * span));
-  std::vector<std::int32_t> flat(static_cast<std::size_t>(threads * 3 * span));
+  // Per thread: the column maxima, at full resolution in padded columns (stride 1) or
+  // split by parity (stride 2: ve/vo[m] = input column 2m / 2m + 1, from m = -1); entries
+  // outside the input are padding, set once (the rows write only input columns).
+  std::vector<T> values(static_cast<std::size_t>(threads * span));
+  std::vector<std::int32_t> flat(static_cast<std::size_t>(threads * (span + OW)));
   constexpr T lowest = -std::numeric_limits<T>::infinity();
 #pragma omp parallel num_threads(threads)
   {
-    T* v = values.data() + omp_get_thread_num() * 2 * span;
-    std::int32_t* ix = flat.data() + omp_get_thread_num() * 3 * span;
-    std::int32_t* at = ix + 2 * span;  // OW <= span
-    // Padding columns, set once: the rows write only [pw, pw + W).
+    T* v = values.data() + omp_get_thread_num() * span;
+    std::int32_t* ix = flat.data() + omp_get_thread_num() * (span + OW);
+    std::int32_t* at = ix + span;
     std::fill(v, v + span, lowest);
     std::fill(ix, ix + span, kPadIndex);
-    T *ve = v + span, *vo = ve + half;
-    std::int32_t *ie = ix + span, *io = ie + half;
+    T *ve = v + 1, *vo = v + half + 1;
+    std::int32_t *ie = ix + 1, *io = ix + half + 1;
 #pragma omp for schedule(static)
     for (index_t p = 0; p < s.planes; ++p) {
       const T* in = input + p * HW;
@@ -288,16 +306,35 @@ bool max_pool2d_forward_separable(const T* input, T* output, std::int64_t* indic
           std::fill(idx_row, idx_row + OW, std::int64_t(-1));
           continue;
         }
-        switch (valid) {  // padded column c + pw holds input column c
-          case 1: column_max<1>(rows, starts, 0, W, -pw, v, ix); break;
-          case 2: column_max<2>(rows, starts, 0, W, -pw, v, ix); break;
-          default: column_max<3>(rows, starts, 0, W, -pw, v, ix);
-        }
         if (sw == 2) {
-          split_pairs(v, ix, half, ve, vo, ie, io);
-          if (kw == 2) window_max<2>(ve, ie, vo, io, ve + 1, ie + 1, OW, out_row, idx_row, at);
-          else window_max<3>(ve, ie, vo, io, ve + 1, ie + 1, OW, out_row, idx_row, at);
+          const index_t pairs = W / 2;
+          switch (valid) {
+            case 1: column_max_pairs<1>(rows, starts, pairs, ve, vo, ie, io); break;
+            case 2: column_max_pairs<2>(rows, starts, pairs, ve, vo, ie, io); break;
+            default: column_max_pairs<3>(rows, starts, pairs, ve, vo, ie, io);
+          }
+          if (W % 2) {  // the last input column has no pair
+            const index_t c = W - 1;
+            ve[pairs] = rows[0][c], ie[pairs] = starts[0] + std::int32_t(c);
+            for (int k = 1; k < valid; ++k) {
+              const T x = rows[k][c];
+              if ((x > ve[pairs]) | (x != x)) ve[pairs] = x, ie[pairs] = starts[k] + std::int32_t(c);
+            }
+          }
+          // Window x covers input columns 2x - pw + j, j < kw.
+          if (pw == 0) {
+            if (kw == 2) window_max<2>(ve, ie, vo, io, ve + 1, ie + 1, OW, out_row, idx_row, at);
+            else window_max<3>(ve, ie, vo, io, ve + 1, ie + 1, OW, out_row, idx_row, at);
+          } else {
+            if (kw == 2) window_max<2>(vo - 1, io - 1, ve, ie, vo, io, OW, out_row, idx_row, at);
+            else window_max<3>(vo - 1, io - 1, ve, ie, vo, io, OW, out_row, idx_row, at);
+          }
         } else {
+          switch (valid) {  // padded column c + pw holds input column c
+            case 1: column_max<1>(rows, starts, 0, W, -pw, v, ix); break;
+            case 2: column_max<2>(rows, starts, 0, W, -pw, v, ix); break;
+            default: column_max<3>(rows, starts, 0, W, -pw, v, ix);
+          }
           if (kw == 2) window_max<2>(v, ix, v + 1, ix + 1, v + 2, ix + 2, OW, out_row, idx_row, at);
           else window_max<3>(v, ix, v + 1, ix + 1, v + 2, ix + 2, OW, out_row, idx_row, at);
         }
@@ -413,6 +450,119 @@ void max_pool2d_backward_gather(const T* grad_output, const std::int64_t* indice
 
 }  // namespace
 
+// The gather for column stride 2, at most 3 kernel columns, column padding at most 1: input
+// column 2m + r (r = 0, 1) is reached by the kernel columns j = 2d + r + pw of window
+// x = m - d, so ONE loop over the column pairs m builds an input row from the (at most
+// NR = 2, with row stride 2) window rows over it, each adding the gradient of every
+// reaching window whose saved index is that element. Windows m - 1, m, m + 1 are read
+// from padded copies of the window rows (sentinels: gradient 0, index -1), made once per
+// plane, so no column needs a bounds test. `add`: the row already holds a partial sum
+// (a third window row, only with row stride 1 or kernels over 3 rows).
+template <int K, int PW, int NR, typename T>
+void gather_pairs(const T* const* g, const std::int32_t* const* at, std::int32_t base,
+                  index_t pairs, bool add, T* __restrict row) {
+  const T* __restrict g0 = g[0];
+  const T* __restrict g1 = g[NR > 1 ? 1 : 0];
+  const std::int32_t* __restrict a0 = at[0];
+  const std::int32_t* __restrict a1 = at[NR > 1 ? 1 : 0];
+  const auto reach = [&](index_t m, int r) {
+    T sum = T(0);
+    for (int j = 0; j < K; ++j) {
+      if ((j - r - PW) % 2) continue;  // kernel column j reaches the other parity
+      const index_t x = m - (j - r - PW) / 2;
+      const std::int32_t target = base + static_cast<std::int32_t>(2 * m + r);
+      sum += a0[x] == target ? g0[x] : T(0);
+      if constexpr (NR > 1) sum += a1[x] == target ? g1[x] : T(0);
+    }
+    return sum;
+  };
+  if (add) {
+#pragma omp simd
+    for (index_t m = 0; m < pairs; ++m) row[2 * m] += reach(m, 0), row[2 * m + 1] += reach(m, 1);
+  } else {
+#pragma omp simd
+    for (index_t m = 0; m < pairs; ++m) row[2 * m] = reach(m, 0), row[2 * m + 1] = reach(m, 1);
+  }
+}
+
+template <int K, int PW, typename T>
+void gather_row(int rows, const T* const* g, const std::int32_t* const* at, std::int32_t base,
+                index_t pairs, bool add, T* row) {
+  if (rows == 2) gather_pairs<K, PW, 2>(g, at, base, pairs, add, row);
+  else gather_pairs<K, PW, 1>(g, at, base, pairs, add, row);
+}
+
+template <typename T>
+void max_pool2d_backward_pairs(const T* grad_output, const std::int64_t* indices, T* grad_input,
+                               const Pool2dShape& s) {
+  const index_t H = s.height, W = s.width, OH = s.out_h, OW = s.out_w, pw = s.pad_w, kw = s.kernel_w;
+  const index_t HW = H * W, OHW = OH * OW, pairs = W / 2;
+  // Padded copy of each window row: entries -1 .. stride - 2, the windows at 0 .. OW - 1
+  // (the loop reads up to pair W / 2 + 1, and the odd-width tail one more).
+  const index_t stride = std::max(OW, pairs + 2) + 2;
+  const int threads = threads_for(s.planes * (HW + OHW * kw));
+  std::vector<T> grads(static_cast<std::size_t>(threads * OH * stride), T(0));
+  // Indices narrowed to 32 bits in the copy (planes are under 2^31 elements on this path):
+  // twice the lanes per comparison.
+  std::vector<std::int32_t> saved(static_cast<std::size_t>(threads * OH * stride), -1);
+  // The window rows over each input row iy: reaching[reach_start[iy] .. reach_start[iy + 1]),
+  // in kernel-row order; the same for every plane, so worked out once.
+  std::vector<index_t> reaching, reach_start(static_cast<std::size_t>(H + 1), 0);
+  for (index_t iy = 0; iy < H; ++iy) {
+    for (index_t i = 0; i < s.kernel_h; ++i) {
+      const index_t from_top = iy + s.pad_h - i * s.dilation_h;
+      if (from_top >= 0 && from_top % s.stride_h == 0 && from_top / s.stride_h < OH)
+        reaching.push_back(from_top / s.stride_h);
+    }
+    reach_start[iy + 1] = static_cast<index_t>(reaching.size());
+  }
+  const auto run = kw == 1 ? &gather_row<1, 0, T>
+                   : kw == 2 ? (pw == 0 ? &gather_row<2, 0, T> : &gather_row<2, 1, T>)
+                             : (pw == 0 ? &gather_row<3, 0, T> : &gather_row<3, 1, T>);
+#pragma omp parallel num_threads(threads)
+  {
+    T* g_plane = grads.data() + omp_get_thread_num() * OH * stride + 1;
+    std::int32_t* at_plane = saved.data() + omp_get_thread_num() * OH * stride + 1;
+#pragma omp for schedule(static)
+    for (index_t p = 0; p < s.planes; ++p) {
+      for (index_t y = 0; y < OH; ++y) {
+        const T* __restrict src = grad_output + p * OHW + y * OW;
+        const std::int64_t* __restrict src_at = indices + p * OHW + y * OW;
+        T* __restrict dst = g_plane + y * stride;
+        std::int32_t* __restrict dst_at = at_plane + y * stride;
+#pragma omp simd
+        for (index_t x = 0; x < OW; ++x) dst[x] = src[x], dst_at[x] = static_cast<std::int32_t>(src_at[x]);
+      }
+      T* gin = grad_input + p * HW;
+      for (index_t iy = 0; iy < H; ++iy) {
+        T* row = gin + iy * W;
+        const index_t* ys = reaching.data() + reach_start[iy];
+        const index_t count = reach_start[iy + 1] - reach_start[iy];
+        if (count == 0) {
+          std::fill(row, row + W, T(0));
+          continue;
+        }
+        const T* g[2];
+        const std::int32_t* at[2];
+        for (index_t k = 0; k < count; k += 2) {  // window rows two at a time
+          const int rows = count - k >= 2 ? 2 : 1;
+          for (int q = 0; q < rows; ++q) g[q] = g_plane + ys[k + q] * stride, at[q] = at_plane + ys[k + q] * stride;
+          run(rows, g, at, static_cast<std::int32_t>(iy * W), pairs, k > 0, row);
+        }
+        if (W % 2) {  // the last column has no pair: through a scratch pair
+          T tail[2] = {T(0), T(0)};
+          for (index_t k = 0; k < count; ++k) {
+            g[0] = g_plane + ys[k] * stride + pairs;
+            at[0] = at_plane + ys[k] * stride + pairs;
+            run(1, g, at, static_cast<std::int32_t>(iy * W + 2 * pairs), 1, true, tail);
+          }
+          row[W - 1] = tail[0];
+        }
+      }
+    }
+  }
+}
+
 // 2x2 tiles (max_pool2d_tiles_2x2): every input element lies in at most one window, so
 // each input row is written once, in one loop over its windows: a column pair gets the
 // window's gradient where the saved index points at it, else 0.
@@ -440,13 +590,14 @@ void max_pool2d_backward_2x2(const T* grad_output, const std::int64_t* indices, 
     }
 }
 
-// The gather pays a loop set-up per (input row, kernel offset): on short rows the scatter
-// (zero-fill the plane, in cache, then one scalar add per output) is faster: 2.2 vs 2.9 ms
-// for 2x2/s2 on 64x64x32x32 (16 outputs a row), 12.5 vs 5.2 ms on 16x64x128x128 (64).
-// (2x2 tiles have their own gather, for any row length.)
+// Which backward gathers (any index is then safe). Stride 2 gathers column pairs (2x2
+// tiles in their own loop). The stride-1 gather pays a loop set-up per (input row, kernel
+// offset): on short rows the scatter (zero-fill the plane, in cache, then one scalar add
+// per output) is faster, so it gathers rows of 32 outputs and more.
 bool max_pool2d_backward_gathers(const Pool2dShape& s) {
-  return max_pool2d_tiles_2x2(s) || (s.kernel_h > 0 && s.out_w >= 32 && s.kernel_w <= 3 &&
-                                     s.dilation_w == 1 && s.pad_w <= 1 && (s.stride_w == 1 || s.stride_w == 2));
+  return max_pool2d_tiles_2x2(s) ||
+         (s.kernel_h > 0 && s.kernel_w <= 3 && s.dilation_w == 1 && s.pad_w <= 1 &&
+          ((s.stride_w == 2 && s.height * s.width < (index_t(1) << 31)) || (s.stride_w == 1 && s.out_w >= 32)));
 }
 
 template <typename T>
@@ -455,7 +606,7 @@ void max_pool2d_backward(const T* grad_output, const std::int64_t* indices, T* g
   if (max_pool2d_tiles_2x2(s)) return max_pool2d_backward_2x2(grad_output, indices, grad_input, s);
   if (max_pool2d_backward_gathers(s)) {
     if (s.stride_w == 1) return max_pool2d_backward_gather<1>(grad_output, indices, grad_input, s);
-    if (s.stride_w == 2) return max_pool2d_backward_gather<2>(grad_output, indices, grad_input, s);
+    if (s.stride_w == 2) return max_pool2d_backward_pairs(grad_output, indices, grad_input, s);
   }
   const index_t HW = s.height * s.width, OHW = s.out_h * s.out_w;
 #pragma omp parallel for schedule(static) num_threads(threads_for(s.planes * (HW + OHW)))
