@@ -714,33 +714,35 @@ bool avg_split_columns(const AvgPool2dShape& s) {
 }
 
 // even[m] / odd[m] = the sum over the R rows r[0..R) at padded columns 2m / 2m + 1 (input
-// column minus pad_w), zero outside the input; m in [0, half).
+// column minus pad_w, pad_w <= 1), zero outside the input. The rows are read as whole
+// input column pairs (2m, 2m + 1), m < W / 2, in one full-length loop; with pad_w = 1 the
+// padded parities are the input's swapped and shifted by one: even[m + 1] = input odd m,
+// odd[m] = input even m. Entries no row writes (padding) stay zero: the caller zeroes the
+// buffers once.
 template <int R, typename T>
 void split_row_sums(const T* const* r, index_t W, index_t pw, index_t half, T* __restrict even,
                     T* __restrict odd) {
-  const T* __restrict r0 = r[0] - pw;
-  const T* __restrict r1 = r[R > 1 ? 1 : 0] - pw;
-  const T* __restrict r2 = r[R > 2 ? 2 : 0] - pw;
-  const auto at = [&](index_t c) {
-    if (c < pw || c >= W + pw) return T(0);
-    T v = r0[c];
-    if constexpr (R > 1) v += r1[c];
-    if constexpr (R > 2) v += r2[c];
-    return v;
-  };
-  // Interior m: both 2m - pw and 2m + 1 - pw are input columns.
-  const index_t m_lo = std::min(half, (pw + 1) / 2);
-  const index_t m_hi = std::clamp<index_t>(floor_div(W - 2 + pw, 2) + 1, m_lo, half);
-  for (index_t m = 0; m < m_lo; ++m) even[m] = at(2 * m), odd[m] = at(2 * m + 1);
+  (void)half;
+  const T* __restrict r0 = r[0];
+  const T* __restrict r1 = r[R > 1 ? 1 : 0];
+  const T* __restrict r2 = r[R > 2 ? 2 : 0];
+  T* __restrict in_even = pw ? odd : even;
+  T* __restrict in_odd = pw ? even + 1 : odd;
+  const index_t pairs = W / 2;
 #pragma omp simd
-  for (index_t m = m_lo; m < m_hi; ++m) {
+  for (index_t m = 0; m < pairs; ++m) {
     T e = r0[2 * m], o = r0[2 * m + 1];
     if constexpr (R > 1) e += r1[2 * m], o += r1[2 * m + 1];
     if constexpr (R > 2) e += r2[2 * m], o += r2[2 * m + 1];
-    even[m] = e;
-    odd[m] = o;
+    in_even[m] = e;
+    in_odd[m] = o;
   }
-  for (index_t m = m_hi; m < half; ++m) even[m] = at(2 * m), odd[m] = at(2 * m + 1);
+  if (W % 2) {  // the last input column has no pair
+    T e = r0[W - 1];
+    if constexpr (R > 1) e += r1[W - 1];
+    if constexpr (R > 2) e += r2[W - 1];
+    in_even[pairs] = e;
+  }
 }
 
 // out[x] = (sum of the K padded columns 2x .. 2x + K - 1) * scale[x].
@@ -755,17 +757,19 @@ void avg_row_split(const T* __restrict even, const T* __restrict odd, const T* _
   }
 }
 
-// Input row (+)= the spread of one output row: padded column c = 2m gets sc[m] (offset 0)
-// and, for K = 3, sc[m - 1] (offset 2); c = 2m + 1 gets sc[m] (offset 1). sc[-1] and
-// sc[n..] are zero, so no column needs a bounds test.
-template <int K, bool add, typename T>
-void avg_spread_split(const T* __restrict sc, index_t W, index_t pw, T* __restrict row) {
-  const auto even = [&](index_t m) { return K > 2 ? sc[m] + sc[m - 1] : sc[m]; };
+// Input row (+)= the spread of NR (1 or 2) output rows sc0 (+ sc1): padded column c = 2m
+// gets sc[m] (offset 0) and, for K = 3, sc[m - 1] (offset 2); c = 2m + 1 gets sc[m]
+// (offset 1). sc[-1] and sc[n..] are zero, so no column needs a bounds test.
+template <int K, int NR, bool add, typename T>
+void avg_spread_split(const T* __restrict sc0, const T* __restrict sc1, index_t W, index_t pw,
+                      T* __restrict row) {
+  const auto sc = [&](index_t m) { return NR > 1 ? sc0[m] + sc1[m] : sc0[m]; };
+  const auto even = [&](index_t m) { return K > 2 ? sc(m) + sc(m - 1) : sc(m); };
   const index_t pairs = W / 2;
   if (pw == 0) {
 #pragma omp simd
     for (index_t m = 0; m < pairs; ++m) {
-      const T e = even(m), o = sc[m];
+      const T e = even(m), o = sc(m);
       row[2 * m] = add ? row[2 * m] + e : e;
       row[2 * m + 1] = add ? row[2 * m + 1] + o : o;
     }
@@ -773,12 +777,19 @@ void avg_spread_split(const T* __restrict sc, index_t W, index_t pw, T* __restri
   } else {  // input column i = c - 1: i = 2m is odd c = 2m + 1, i = 2m + 1 is even c = 2m + 2
 #pragma omp simd
     for (index_t m = 0; m < pairs; ++m) {
-      const T o = sc[m], e = even(m + 1);
+      const T o = sc(m), e = even(m + 1);
       row[2 * m] = add ? row[2 * m] + o : o;
       row[2 * m + 1] = add ? row[2 * m + 1] + e : e;
     }
-    if (W % 2) row[W - 1] = add ? row[W - 1] + sc[pairs] : sc[pairs];
+    if (W % 2) row[W - 1] = add ? row[W - 1] + sc(pairs) : sc(pairs);
   }
+}
+
+template <int K, typename T>
+void avg_spread_rows(int rows, bool add, const T* sc0, const T* sc1, index_t W, index_t pw, T* row) {
+  if (add) avg_spread_split<K, 1, true>(sc0, sc0, W, pw, row);
+  else if (rows == 2) avg_spread_split<K, 2, false>(sc0, sc1, W, pw, row);
+  else avg_spread_split<K, 1, false>(sc0, sc0, W, pw, row);
 }
 
 template <typename T>
@@ -843,17 +854,56 @@ void avg_pool2d_backward(const T* grad_output, T* grad_input, const AvgPool2dSha
   const index_t H = s.height, W = s.width, OH = s.out_h, OW = s.out_w;
   const index_t HW = H * W, OHW = OH * OW, kw = s.kernel_w, sw = s.stride_w, pw = s.pad_w;
   const AvgPlan<T> plan(s);
-  const bool split = avg_split_columns(s);
-  const index_t span = std::max((OW - 1) * sw + kw, pw + W);
-  // scaled: one zero before it and zeros after its OW entries, up to W / 2 + 2 (the split
-  // spread reads sc[-1] and sc[m + 1] for m < W / 2).
-  const index_t scaled_len = std::max(OW, W / 2 + 2) + 2;
   const int threads = threads_for(s.planes * (HW + OHW * kw));
-  std::vector<T> buffers(static_cast<std::size_t>(threads * (span + scaled_len)), T(0));
+  if (avg_split_columns(s)) {
+    // Stride-2 columns: each input row is written once, from the (at most two, else
+    // added) output rows whose windows hold it, their gradients scaled once per plane into
+    // padded rows (sc[-1] and sc[OW..] zero: the spread reads sc[-1] and up to sc[W / 2]).
+    const index_t stride = std::max(OW, W / 2 + 2) + 2;
+    std::vector<index_t> reaching, reach_start(static_cast<std::size_t>(H + 1), 0);
+    for (index_t iy = 0; iy < H; ++iy) {
+      for (index_t y = 0; y < OH; ++y)
+        if (plan.rows[y].lo <= iy && iy < plan.rows[y].hi) reaching.push_back(y);
+      reach_start[iy + 1] = static_cast<index_t>(reaching.size());
+    }
+    std::vector<T> buffers(static_cast<std::size_t>(threads * OH * stride), T(0));
+    const auto spread = kw == 2 ? &avg_spread_rows<2, T> : &avg_spread_rows<3, T>;
+#pragma omp parallel num_threads(threads)
+    {
+      T* scaled = buffers.data() + omp_get_thread_num() * OH * stride + 1;
+#pragma omp for schedule(static)
+      for (index_t p = 0; p < s.planes; ++p) {
+        for (index_t y = 0; y < OH; ++y) {
+          const T* __restrict g = grad_output + p * OHW + y * OW;
+          const T* __restrict scale = plan.scale.data() + y * OW;
+          T* __restrict dst = scaled + y * stride;
+#pragma omp simd
+          for (index_t x = 0; x < OW; ++x) dst[x] = g[x] * scale[x];
+        }
+        T* gin = grad_input + p * HW;
+        for (index_t iy = 0; iy < H; ++iy) {
+          T* row = gin + iy * W;
+          const index_t* ys = reaching.data() + reach_start[iy];
+          const index_t count = reach_start[iy + 1] - reach_start[iy];
+          if (count == 0) {
+            std::fill(row, row + W, T(0));
+            continue;
+          }
+          const int first = count >= 2 ? 2 : 1;
+          spread(first, false, scaled + ys[0] * stride, scaled + ys[first - 1] * stride, W, pw, row);
+          for (index_t k = first; k < count; ++k)
+            spread(1, true, scaled + ys[k] * stride, nullptr, W, pw, row);
+        }
+      }
+    }
+    return;
+  }
+  const index_t span = std::max((OW - 1) * sw + kw, pw + W);
+  std::vector<T> buffers(static_cast<std::size_t>(threads * (span + OW)), T(0));
 #pragma omp parallel num_threads(threads)
   {
-    T* spread = buffers.data() + omp_get_thread_num() * (span + scaled_len);
-    T* scaled = spread + span + 1;
+    T* spread = buffers.data() + omp_get_thread_num() * (span + OW);
+    T* scaled = spread + span;
 #pragma omp for schedule(static)
     for (index_t p = 0; p < s.planes; ++p) {
       const T* gout = grad_output + p * OHW;
@@ -866,23 +916,12 @@ void avg_pool2d_backward(const T* grad_output, T* grad_input, const AvgPool2dSha
         const T* scale = plan.scale.data() + y * OW;
 #pragma omp simd
         for (index_t x = 0; x < OW; ++x) scaled[x] = g[x] * scale[x];
-        if (!split) {
-          std::fill(spread, spread + span, T(0));
-          for (index_t j = 0; j < kw; ++j) strided_scatter_any(scaled, sw, OW, spread + j);
-        }
+        std::fill(spread, spread + span, T(0));
+        for (index_t j = 0; j < kw; ++j) strided_scatter_any(scaled, sw, OW, spread + j);
         for (index_t iy = r.lo; iy < r.hi; ++iy) {
           T* row = gin + iy * W;
-          const bool first = iy >= written;
-          if (split) {
-            if (kw == 2) first ? avg_spread_split<2, false>(scaled, W, pw, row)
-                               : avg_spread_split<2, true>(scaled, W, pw, row);
-            else first ? avg_spread_split<3, false>(scaled, W, pw, row)
-                       : avg_spread_split<3, true>(scaled, W, pw, row);
-          } else if (first) {
-            std::copy(spread + pw, spread + pw + W, row);
-          } else {
-            add_rows(spread + pw, W, row);
-          }
+          if (iy >= written) std::copy(spread + pw, spread + pw + W, row);
+          else add_rows(spread + pw, W, row);
         }
         // Rows skipped by every window so far (stride > kernel) are zero.
         for (index_t iy = written; iy < r.lo; ++iy) std::fill(gin + iy * W, gin + iy * W + W, T(0));
