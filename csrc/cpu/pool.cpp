@@ -272,13 +272,14 @@ bool max_pool2d_forward_separable(const T* input, T* output, std::int64_t* indic
   // Per thread: the column maxima, at full resolution in padded columns (stride 1) or
   // split by parity (stride 2: ve/vo[m] = input column 2m / 2m + 1, from m = -1); entries
   // outside the input are padding, set once (the rows write only input columns).
-  std::vector<T> values(static_cast<std::size_t>(threads * span));
-  std::vector<std::int32_t> flat(static_cast<std::size_t>(threads * (span + OW)));
+  const index_t values_stride = per_thread_stride<T>(span), flat_stride = per_thread_stride<std::int32_t>(span + OW);
+  std::vector<T> values(static_cast<std::size_t>(threads * values_stride));
+  std::vector<std::int32_t> flat(static_cast<std::size_t>(threads * flat_stride));
   constexpr T lowest = -std::numeric_limits<T>::infinity();
 #pragma omp parallel num_threads(threads)
   {
-    T* v = values.data() + omp_get_thread_num() * span;
-    std::int32_t* ix = flat.data() + omp_get_thread_num() * (span + OW);
+    T* v = values.data() + omp_get_thread_num() * values_stride;
+    std::int32_t* ix = flat.data() + omp_get_thread_num() * flat_stride;
     std::int32_t* at = ix + span;
     std::fill(v, v + span, lowest);
     std::fill(ix, ix + span, kPadIndex);
@@ -405,11 +406,12 @@ void max_pool2d_backward_gather(const T* grad_output, const std::int64_t* indice
   // Buffer entries m in [-1, len - 1): parity buffers cover input columns S*m + parity.
   const index_t len = std::max(OW + 2, W / S + 2) + 1;
   const int threads = threads_for(s.planes * (HW + OHW * s.kernel_w));
-  std::vector<T> buffers(static_cast<std::size_t>(threads * S * len));
+  const index_t thread_stride = per_thread_stride<T>(S * len);
+  std::vector<T> buffers(static_cast<std::size_t>(threads * thread_stride));
 #pragma omp parallel num_threads(threads)
   {
     T* parity_buf[2];
-    parity_buf[0] = buffers.data() + omp_get_thread_num() * S * len + 1;
+    parity_buf[0] = buffers.data() + omp_get_thread_num() * thread_stride + 1;
     parity_buf[1] = parity_buf[0] + (S == 2 ? len : 0);
 #pragma omp for schedule(static)
     for (index_t p = 0; p < s.planes; ++p) {
@@ -501,10 +503,12 @@ void max_pool2d_backward_pairs(const T* grad_output, const std::int64_t* indices
   // (the loop reads up to pair W / 2 + 1, and the odd-width tail one more).
   const index_t stride = std::max(OW, pairs + 2) + 2;
   const int threads = threads_for(s.planes * (HW + OHW * kw));
-  std::vector<T> grads(static_cast<std::size_t>(threads * OH * stride), T(0));
+  const index_t grads_stride = per_thread_stride<T>(OH * stride);
+  const index_t saved_stride = per_thread_stride<std::int32_t>(OH * stride);
+  std::vector<T> grads(static_cast<std::size_t>(threads * grads_stride), T(0));
   // Indices narrowed to 32 bits in the copy (planes are under 2^31 elements on this path):
   // twice the lanes per comparison.
-  std::vector<std::int32_t> saved(static_cast<std::size_t>(threads * OH * stride), -1);
+  std::vector<std::int32_t> saved(static_cast<std::size_t>(threads * saved_stride), -1);
   // The window rows over each input row iy: reaching[reach_start[iy] .. reach_start[iy + 1]),
   // in kernel-row order; the same for every plane, so worked out once.
   std::vector<index_t> reaching, reach_start(static_cast<std::size_t>(H + 1), 0);
@@ -521,8 +525,8 @@ void max_pool2d_backward_pairs(const T* grad_output, const std::int64_t* indices
                              : (pw == 0 ? &gather_row<3, 0, T> : &gather_row<3, 1, T>);
 #pragma omp parallel num_threads(threads)
   {
-    T* g_plane = grads.data() + omp_get_thread_num() * OH * stride + 1;
-    std::int32_t* at_plane = saved.data() + omp_get_thread_num() * OH * stride + 1;
+    T* g_plane = grads.data() + omp_get_thread_num() * grads_stride + 1;
+    std::int32_t* at_plane = saved.data() + omp_get_thread_num() * saved_stride + 1;
 #pragma omp for schedule(static)
     for (index_t p = 0; p < s.planes; ++p) {
       for (index_t y = 0; y < OH; ++y) {
@@ -813,10 +817,11 @@ void avg_pool2d_forward(const T* input, T* output, const AvgPool2dShape& s) {
   // or, split, its even columns then its odd ones.
   const index_t span = (std::max((OW - 1) * sw + kw, pw + W) + 1) / 2 * 2, half = span / 2;
   const int threads = threads_for(s.planes * (HW + OHW * kw));
-  std::vector<T> buffers(static_cast<std::size_t>(threads * span), T(0));
+  const index_t thread_stride = per_thread_stride<T>(span);
+  std::vector<T> buffers(static_cast<std::size_t>(threads * thread_stride), T(0));
 #pragma omp parallel num_threads(threads)
   {
-    T* sums = buffers.data() + omp_get_thread_num() * span;
+    T* sums = buffers.data() + omp_get_thread_num() * thread_stride;
     T* sums_in = sums + pw;
 #pragma omp for schedule(static)
     for (index_t p = 0; p < s.planes; ++p) {
@@ -866,11 +871,12 @@ void avg_pool2d_backward(const T* grad_output, T* grad_input, const AvgPool2dSha
         if (plan.rows[y].lo <= iy && iy < plan.rows[y].hi) reaching.push_back(y);
       reach_start[iy + 1] = static_cast<index_t>(reaching.size());
     }
-    std::vector<T> buffers(static_cast<std::size_t>(threads * OH * stride), T(0));
+    const index_t thread_stride = per_thread_stride<T>(OH * stride);
+    std::vector<T> buffers(static_cast<std::size_t>(threads * thread_stride), T(0));
     const auto spread = kw == 2 ? &avg_spread_rows<2, T> : &avg_spread_rows<3, T>;
 #pragma omp parallel num_threads(threads)
     {
-      T* scaled = buffers.data() + omp_get_thread_num() * OH * stride + 1;
+      T* scaled = buffers.data() + omp_get_thread_num() * thread_stride + 1;
 #pragma omp for schedule(static)
       for (index_t p = 0; p < s.planes; ++p) {
         for (index_t y = 0; y < OH; ++y) {
@@ -899,10 +905,11 @@ void avg_pool2d_backward(const T* grad_output, T* grad_input, const AvgPool2dSha
     return;
   }
   const index_t span = std::max((OW - 1) * sw + kw, pw + W);
-  std::vector<T> buffers(static_cast<std::size_t>(threads * (span + OW)), T(0));
+  const index_t thread_stride = per_thread_stride<T>(span + OW);
+  std::vector<T> buffers(static_cast<std::size_t>(threads * thread_stride), T(0));
 #pragma omp parallel num_threads(threads)
   {
-    T* spread = buffers.data() + omp_get_thread_num() * (span + OW);
+    T* spread = buffers.data() + omp_get_thread_num() * thread_stride;
     T* scaled = spread + span;
 #pragma omp for schedule(static)
     for (index_t p = 0; p < s.planes; ++p) {
@@ -979,10 +986,11 @@ void adaptive_avg_pool2d_forward(const T* input, T* output, const AdaptivePool2d
   // on 64x64x32x32 -> 7x7 (the divisions no longer wait on each window's additions).
   std::vector<T> widths(static_cast<std::size_t>(OW));
   for (index_t x = 0; x < OW; ++x) widths[x] = T(cols[x].second - cols[x].first);
-  std::vector<T> buffers(static_cast<std::size_t>(threads * W));
+  const index_t thread_stride = per_thread_stride<T>(W);
+  std::vector<T> buffers(static_cast<std::size_t>(threads * thread_stride));
 #pragma omp parallel num_threads(threads)
   {
-    T* sums = buffers.data() + omp_get_thread_num() * W;
+    T* sums = buffers.data() + omp_get_thread_num() * thread_stride;
 #pragma omp for schedule(static)
     for (index_t p = 0; p < s.planes; ++p) {
       const T* in = input + p * HW;
@@ -1018,10 +1026,11 @@ void adaptive_avg_pool2d_backward(const T* grad_output, T* grad_input, const Ada
       std::fill(grad_input + p * HW, grad_input + (p + 1) * HW, grad_output[p] / T(H) / T(W));
     return;
   }
-  std::vector<T> buffers(static_cast<std::size_t>(threads * W));
+  const index_t thread_stride = per_thread_stride<T>(W);
+  std::vector<T> buffers(static_cast<std::size_t>(threads * thread_stride));
 #pragma omp parallel num_threads(threads)
   {
-    T* spread = buffers.data() + omp_get_thread_num() * W;
+    T* spread = buffers.data() + omp_get_thread_num() * thread_stride;
 #pragma omp for schedule(static)
     for (index_t p = 0; p < s.planes; ++p) {
       const T* gout = grad_output + p * OHW;
