@@ -52,19 +52,9 @@ __attribute__((always_inline)) inline float fast_exp(float x) {
   return x != x ? x : out;
 }
 
-// log(x) for float: x = m 2^e with m in [sqrt(1/2), sqrt(2)), a polynomial in m - 1 (Cephes
-// logf). Denormals are scaled first; log 0 = -inf, log of a negative or NaN is NaN.
-__attribute__((always_inline)) inline float fast_log(float x) {
-  const bool tiny = x < FLT_MIN;
-  // Every arithmetic op runs unconditionally, only constants are selected: with trapping
-  // math on, GCC will not if-convert a conditional FP op, and the loop would not vectorize.
-  const float scaled = x * (tiny ? 8388608.0f : 1.0f);  // 2^23 lifts a denormal to a normal
-  const std::int32_t bits = float_to_bits(scaled);
-  float e = static_cast<float>((bits >> 23) - 126) - (tiny ? 23.0f : 0.0f);
-  float m = bits_to_float((bits & 0x007fffff) | 0x3f000000);  // [0.5, 1)
-  const bool low = m < 0.707106781186547524f;
-  e = e - (low ? 1.0f : 0.0f);
-  m = m * (low ? 2.0f : 1.0f) - 1.0f;
+// log(1 + m) + e ln 2 for m in [sqrt(1/2) - 1, sqrt(2) - 1]: Cephes logf's polynomial,
+// with ln 2 split in two so that e ln 2 adds exactly. Shared by fast_log and log1p_unit.
+__attribute__((always_inline)) inline float log_reduced(float m, float e) {
   const float z = m * m;
   float y = 7.0376836292e-2f;
   y = y * m - 1.1514610310e-1f;
@@ -78,7 +68,23 @@ __attribute__((always_inline)) inline float fast_log(float x) {
   y = y * m * z;
   y = y + e * -2.12194440e-4f;
   y = y - 0.5f * z;
-  float result = m + y + e * 0.693359375f;
+  return m + y + e * 0.693359375f;
+}
+
+// log(x) for float: x = m 2^e with m in [sqrt(1/2), sqrt(2)), a polynomial in m - 1 (Cephes
+// logf). Denormals are scaled first; log 0 = -inf, log of a negative or NaN is NaN.
+__attribute__((always_inline)) inline float fast_log(float x) {
+  const bool tiny = x < FLT_MIN;
+  // Every arithmetic op runs unconditionally, only constants are selected: with trapping
+  // math on, GCC will not if-convert a conditional FP op, and the loop would not vectorize.
+  const float scaled = x * (tiny ? 8388608.0f : 1.0f);  // 2^23 lifts a denormal to a normal
+  const std::int32_t bits = float_to_bits(scaled);
+  float e = static_cast<float>((bits >> 23) - 126) - (tiny ? 23.0f : 0.0f);
+  float m = bits_to_float((bits & 0x007fffff) | 0x3f000000);  // [0.5, 1)
+  const bool low = m < 0.707106781186547524f;
+  e = e - (low ? 1.0f : 0.0f);
+  m = m * (low ? 2.0f : 1.0f) - 1.0f;
+  float result = log_reduced(m, e);
   result = x == std::numeric_limits<float>::infinity() ? x : result;
   result = x == 0.0f ? -std::numeric_limits<float>::infinity() : result;
   const bool invalid = (x < 0.0f) | (x != x);  // no short-circuit: no branch
@@ -122,20 +128,7 @@ __attribute__((always_inline)) inline float log1p_unit(float z) {
   const bool high = u > 1.41421356237f;  // log(u) = log(u / 2) + ln 2, u / 2 in [0.707, 1]
   const float m = (high ? u * 0.5f : u) - 1.0f;
   const float e = high ? 1.0f : 0.0f;
-  const float zz = m * m;
-  float y = 7.0376836292e-2f;
-  y = y * m - 1.1514610310e-1f;
-  y = y * m + 1.1676998740e-1f;
-  y = y * m - 1.2420140846e-1f;
-  y = y * m + 1.4249322787e-1f;
-  y = y * m - 1.6668057665e-1f;
-  y = y * m + 2.0000714765e-1f;
-  y = y * m - 2.4999993993e-1f;
-  y = y * m + 3.3333331174e-1f;
-  y = y * m * zz;
-  y = y + e * -2.12194440e-4f;
-  y = y - 0.5f * zz;
-  return m + y + e * 0.693359375f + c;
+  return log_reduced(m, e) + c;
 }
 
 inline double log1p_unit(double z) { return std::log1p(z); }

@@ -33,6 +33,22 @@ namespace {
 
 index_t floor_div(index_t a, index_t b) { return a >= 0 ? a / b : -((-a + b - 1) / b); }
 
+// For each input row iy, the output rows whose windows hold it, in increasing order:
+// of(iy) = [first, first + count). The same for every plane, so worked out once per call.
+struct ReachingRows {
+  std::vector<index_t> rows, start;
+  template <typename Covers>
+  ReachingRows(index_t height, index_t out_h, Covers covers) : start(static_cast<std::size_t>(height + 1), 0) {
+    for (index_t iy = 0; iy < height; ++iy) {
+      for (index_t y = 0; y < out_h; ++y)
+        if (covers(y, iy)) rows.push_back(y);
+      start[iy + 1] = static_cast<index_t>(rows.size());
+    }
+  }
+  const index_t* of(index_t iy) const { return rows.data() + start[iy]; }
+  index_t count(index_t iy) const { return start[iy + 1] - start[iy]; }
+};
+
 // Output columns [lo, hi) whose every kernel column x*stride - pad + j*dilation (j < kernel)
 // lies in [0, width).
 void interior_columns(index_t width, index_t out_w, index_t kernel, index_t stride, index_t pad,
@@ -509,17 +525,11 @@ void max_pool2d_backward_pairs(const T* grad_output, const std::int64_t* indices
   // Indices narrowed to 32 bits in the copy (planes are under 2^31 elements on this path):
   // twice the lanes per comparison.
   std::vector<std::int32_t> saved(static_cast<std::size_t>(threads * saved_stride), -1);
-  // The window rows over each input row iy: reaching[reach_start[iy] .. reach_start[iy + 1]),
-  // in kernel-row order; the same for every plane, so worked out once.
-  std::vector<index_t> reaching, reach_start(static_cast<std::size_t>(H + 1), 0);
-  for (index_t iy = 0; iy < H; ++iy) {
-    for (index_t i = 0; i < s.kernel_h; ++i) {
-      const index_t from_top = iy + s.pad_h - i * s.dilation_h;
-      if (from_top >= 0 && from_top % s.stride_h == 0 && from_top / s.stride_h < OH)
-        reaching.push_back(from_top / s.stride_h);
-    }
-    reach_start[iy + 1] = static_cast<index_t>(reaching.size());
-  }
+  // The window rows over each input row (increasing y: the sums run in a fixed order).
+  const ReachingRows reaching(H, OH, [&](index_t y, index_t iy) {
+    const index_t offset = iy - (y * s.stride_h - s.pad_h);
+    return offset >= 0 && offset % s.dilation_h == 0 && offset / s.dilation_h < s.kernel_h;
+  });
   const auto run = kw == 1 ? &gather_row<1, 0, T>
                    : kw == 2 ? (pw == 0 ? &gather_row<2, 0, T> : &gather_row<2, 1, T>)
                              : (pw == 0 ? &gather_row<3, 0, T> : &gather_row<3, 1, T>);
@@ -540,8 +550,8 @@ void max_pool2d_backward_pairs(const T* grad_output, const std::int64_t* indices
       T* gin = grad_input + p * HW;
       for (index_t iy = 0; iy < H; ++iy) {
         T* row = gin + iy * W;
-        const index_t* ys = reaching.data() + reach_start[iy];
-        const index_t count = reach_start[iy + 1] - reach_start[iy];
+        const index_t* ys = reaching.of(iy);
+        const index_t count = reaching.count(iy);
         if (count == 0) {
           std::fill(row, row + W, T(0));
           continue;
@@ -865,12 +875,9 @@ void avg_pool2d_backward(const T* grad_output, T* grad_input, const AvgPool2dSha
     // added) output rows whose windows hold it, their gradients scaled once per plane into
     // padded rows (sc[-1] and sc[OW..] zero: the spread reads sc[-1] and up to sc[W / 2]).
     const index_t stride = std::max(OW, W / 2 + 2) + 2;
-    std::vector<index_t> reaching, reach_start(static_cast<std::size_t>(H + 1), 0);
-    for (index_t iy = 0; iy < H; ++iy) {
-      for (index_t y = 0; y < OH; ++y)
-        if (plan.rows[y].lo <= iy && iy < plan.rows[y].hi) reaching.push_back(y);
-      reach_start[iy + 1] = static_cast<index_t>(reaching.size());
-    }
+    const ReachingRows reaching(H, OH, [&](index_t y, index_t iy) {
+      return plan.rows[y].lo <= iy && iy < plan.rows[y].hi;
+    });
     const index_t thread_stride = per_thread_stride<T>(OH * stride);
     std::vector<T> buffers(static_cast<std::size_t>(threads * thread_stride), T(0));
     const auto spread = kw == 2 ? &avg_spread_rows<2, T> : &avg_spread_rows<3, T>;
@@ -889,8 +896,8 @@ void avg_pool2d_backward(const T* grad_output, T* grad_input, const AvgPool2dSha
         T* gin = grad_input + p * HW;
         for (index_t iy = 0; iy < H; ++iy) {
           T* row = gin + iy * W;
-          const index_t* ys = reaching.data() + reach_start[iy];
-          const index_t count = reach_start[iy + 1] - reach_start[iy];
+          const index_t* ys = reaching.of(iy);
+          const index_t count = reaching.count(iy);
           if (count == 0) {
             std::fill(row, row + W, T(0));
             continue;

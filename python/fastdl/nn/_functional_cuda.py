@@ -44,6 +44,16 @@ def _buf(array: Optional[DeviceArray]):
     return None if array is None else array.buffer
 
 
+def _scaled_grad(grad: DeviceArray, scale: Optional[float], dtype) -> DeviceArray:
+    """The upstream gradient of a reduced loss, times the reduction's scale (None: as is)."""
+    g = grad.astype(dtype, copy=False)
+    if scale is None:
+        return g
+    scaled = _empty((1,), dtype)
+    _k("scale_broadcast", dtype)(g.buffer, float(scale), scaled.buffer, 1)
+    return scaled
+
+
 def unsupported(op: str) -> NotImplementedError:
     return NotImplementedError(f"{op} is not implemented for CUDA tensors (no CUDA kernel); "
                                f"move the tensors to the host with .cpu() first")
@@ -373,11 +383,7 @@ def nll_loss(input: Tensor, target: Tensor, weight: Optional[Tensor], ignore_ind
         _k("scale_sums", dtype)(sums.buffer, 1, scale, 0.0, value.buffer)
 
     def backward(grad):
-        g = grad.astype(dtype, copy=False)
-        if scale is not None:
-            scaled = _empty((1,), dtype)
-            _k("scale_broadcast", dtype)(g.buffer, float(scale), scaled.buffer, 1)
-            g = scaled
+        g = _scaled_grad(grad, scale, dtype)
         gx = _empty(x_shape, dtype)
         _k("nll_loss_backward", dtype)(device_labels.buffer, _buffer(weight), g.buffer,
                                        scale is not None, gx.buffer, outer, classes, inner,
@@ -442,11 +448,7 @@ def elementwise_loss(kind: str, name: str, input: Tensor, target: Tensor, reduct
         _k("scale_sums", dtype)(sums.buffer, 1, scale, 0.0, value.buffer)
 
     def backward(grad):
-        g = grad.astype(dtype, copy=False)
-        if scale is not None:
-            scaled = _empty((1,), dtype)
-            _k("scale_broadcast", dtype)(g.buffer, float(scale), scaled.buffer, 1)
-            g = scaled
+        g = _scaled_grad(grad, scale, dtype)
         gx = _maybe(input.requires_grad, input.shape, dtype)
         gy = _maybe(target.requires_grad, target.shape, dtype)
         _k("elementwise_loss_backward", dtype)(code, x.buffer, y.buffer, *weights, g.buffer,
@@ -482,11 +484,7 @@ def cross_entropy_probabilities(input: Tensor, target: Tensor, weight: Optional[
         _k("scale_sums", dtype)(sums.buffer, 1, scale, 0.0, value.buffer)
 
     def backward(grad):
-        g = grad.astype(dtype, copy=False)
-        if scale is not None:
-            scaled = _empty((1,), dtype)
-            _k("scale_broadcast", dtype)(g.buffer, float(scale), scaled.buffer, 1)
-            g = scaled
+        g = _scaled_grad(grad, scale, dtype)
         gx = _empty((rows, classes), dtype)
         _k("cross_entropy_probabilities_backward", dtype)(x.buffer, p.buffer, _buffer(weight),
                                                           lse.buffer, g.buffer, scale is not None,
@@ -545,20 +543,8 @@ def pad(input: Tensor, widths, value: float) -> Tensor:
     return _result(out, (input,), backward, "ConstantPad")
 
 
-def one_hot(tensor: Tensor, num_classes: int) -> Tensor:
-    """int64 (..., num_classes); the labels are checked on the host (a small copy), as the
-    output's size may depend on them."""
-    labels = tensor.data.to_numpy().astype(np.int64, copy=False)
-    if labels.size and labels.min() < 0:
-        raise ValueError(f"tensor: class values must be non-negative, got {int(labels.min())}")
-    if num_classes == -1:
-        if labels.size == 0:
-            raise ValueError("tensor: can not infer the number of classes from an empty tensor; "
-                             "pass num_classes")
-        num_classes = int(labels.max()) + 1
-    elif labels.size and labels.max() >= num_classes:
-        raise ValueError(f"tensor: class values must be smaller than num_classes={num_classes}, "
-                         f"got {int(labels.max())}")
+def one_hot(tensor: Tensor, labels: np.ndarray, num_classes: int) -> Tensor:
+    """int64 (..., num_classes); `labels`: the host copy functional.one_hot checked."""
     device_labels = tensor.data if tensor.dtype == np.int64 else DeviceArray.from_numpy(labels)
     out = _empty(tuple(labels.shape) + (int(num_classes),), np.int64)
     _C.cuda.one_hot(device_labels.buffer, out.buffer, labels.size, int(num_classes))

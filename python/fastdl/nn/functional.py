@@ -1082,9 +1082,10 @@ def one_hot(tensor: Tensor, num_classes: int = -1) -> Tensor:
                         f"got {tensor.dtype}")
     if not isinstance(num_classes, numbers.Integral) or isinstance(num_classes, bool) or num_classes < -1:
         raise ValueError(f"num_classes: expected -1 or a non-negative int, got {num_classes!r}")
-    if _on_cuda(tensor):
-        return _functional_cuda.one_hot(tensor, int(num_classes))
-    labels = tensor.data.astype(np.int64, copy=False)
+    on_cuda = _on_cuda(tensor)
+    # The labels are checked on the host (for a CUDA tensor a small copy): the output's size
+    # may depend on them.
+    labels = (tensor.data.to_numpy() if on_cuda else tensor.data).astype(np.int64, copy=False)
     if labels.size and labels.min() < 0:
         raise ValueError(f"tensor: class values must be non-negative, got {int(labels.min())}")
     if num_classes == -1:
@@ -1095,6 +1096,8 @@ def one_hot(tensor: Tensor, num_classes: int = -1) -> Tensor:
     elif labels.size and labels.max() >= num_classes:
         raise ValueError(f"tensor: class values must be smaller than num_classes={num_classes}, "
                          f"got {int(labels.max())}")
+    if on_cuda:
+        return _functional_cuda.one_hot(tensor, labels, int(num_classes))
     out = np.zeros(labels.shape + (int(num_classes),), dtype=np.int64)
     np.put_along_axis(out, labels[..., None], 1, axis=-1)
     return Tensor(out)
