@@ -29,11 +29,9 @@ inline float bits_to_float(std::int32_t i) { return __builtin_bit_cast(float, i)
 
 inline std::int32_t float_to_bits(float f) { return __builtin_bit_cast(std::int32_t, f); }
 
-// exp(x) for float: x = n ln2 + r, |r| <= ln2/2, a degree-7 polynomial for exp(r) (Cephes
-// expf), then 2^n through the exponent bits. No branch, so loops over it vectorize.
-// Results below 2^-126 flush to 0 (the true value is a denormal), above FLT_MAX give inf.
-__attribute__((always_inline)) inline float fast_exp(float x) {
-  const float clamped = std::min(std::max(x, -87.3365447505f), 88.3762626647f);
+// exp(x) for x already clamped to [-87.34, 88.38]: x = n ln2 + r, |r| <= ln2/2, a degree-7
+// polynomial for exp(r) (Cephes expf), then 2^n through the exponent bits. No branch.
+__attribute__((always_inline)) inline float exp_clamped(float clamped) {
   // Round to nearest by the 1.5 * 2^23 trick: std::floor does not vectorize without
   // -fno-trapping-math, and this loop must.
   const float n = (clamped * 1.44269504089f + 12582912.0f) - 12582912.0f;
@@ -46,7 +44,13 @@ __attribute__((always_inline)) inline float fast_exp(float x) {
   p = p * r + 1.6666665459e-1f;
   p = p * r + 5.0000001201e-1f;
   p = p * r * r + r + 1.0f;
-  const float result = p * bits_to_float((static_cast<std::int32_t>(n) + 127) << 23);
+  return p * bits_to_float((static_cast<std::int32_t>(n) + 127) << 23);
+}
+
+// exp(x) for float, with no branch, so loops over it vectorize. Results below 2^-126 flush
+// to 0 (the true value is a denormal), above FLT_MAX give inf, NaN stays NaN.
+__attribute__((always_inline)) inline float fast_exp(float x) {
+  const float result = exp_clamped(std::min(std::max(x, -87.3365447505f), 88.3762626647f));
   const float big = x > 88.3762626647f ? std::numeric_limits<float>::infinity() : result;
   const float out = x < -87.3365447505f ? 0.0f : big;
   return x != x ? x : out;
@@ -95,18 +99,7 @@ __attribute__((always_inline)) inline float fast_log(float x) {
 // log-sum-exp, -|x|, a log-probability. fast_exp without the overflow and NaN selects,
 // which such arguments do not need (NaN passes through the clamp and the polynomial).
 __attribute__((always_inline)) inline float fast_exp_nonpositive(float x) {
-  const float clamped = std::max(x, -87.3365447505f);
-  const float n = (clamped * 1.44269504089f + 12582912.0f) - 12582912.0f;
-  float r = clamped - n * 0.693359375f;
-  r = r - n * -2.12194440e-4f;
-  float p = 1.9875691500e-4f;
-  p = p * r + 1.3981999507e-3f;
-  p = p * r + 8.3334519073e-3f;
-  p = p * r + 4.1665795894e-2f;
-  p = p * r + 1.6666665459e-1f;
-  p = p * r + 5.0000001201e-1f;
-  p = p * r * r + r + 1.0f;
-  const float result = p * bits_to_float((static_cast<std::int32_t>(n) + 127) << 23);
+  const float result = exp_clamped(std::max(x, -87.3365447505f));
   return x < -87.3365447505f ? 0.0f : result;
 }
 

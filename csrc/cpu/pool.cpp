@@ -33,8 +33,8 @@ namespace {
 
 index_t floor_div(index_t a, index_t b) { return a >= 0 ? a / b : -((-a + b - 1) / b); }
 
-// For each input row iy, the output rows whose windows hold it, in increasing order:
-// of(iy) = [first, first + count). The same for every plane, so worked out once per call.
+// For each input row iy, the output rows whose windows hold it, in increasing order. The
+// same for every plane, so worked out once per call.
 struct ReachingRows {
   std::vector<index_t> rows, start;
   template <typename Covers>
@@ -45,8 +45,18 @@ struct ReachingRows {
       start[iy + 1] = static_cast<index_t>(rows.size());
     }
   }
-  const index_t* of(index_t iy) const { return rows.data() + start[iy]; }
-  index_t count(index_t iy) const { return start[iy + 1] - start[iy]; }
+  // Each row iy of a plane's input gradient (H x W at gin): build(iy, row, ys, count) for
+  // the rows some window holds (ys: its count output rows), zero for the others.
+  template <typename T, typename Build>
+  void build_rows(T* gin, index_t W, Build&& build) const {
+    const index_t H = static_cast<index_t>(start.size()) - 1;
+    for (index_t iy = 0; iy < H; ++iy) {
+      T* row = gin + iy * W;
+      const index_t count = start[iy + 1] - start[iy];
+      if (count == 0) std::fill(row, row + W, T(0));
+      else build(iy, row, rows.data() + start[iy], count);
+    }
+  }
 };
 
 // Output columns [lo, hi) whose every kernel column x*stride - pad + j*dilation (j < kernel)
@@ -547,15 +557,7 @@ void max_pool2d_backward_pairs(const T* grad_output, const std::int64_t* indices
 #pragma omp simd
         for (index_t x = 0; x < OW; ++x) dst[x] = src[x], dst_at[x] = static_cast<std::int32_t>(src_at[x]);
       }
-      T* gin = grad_input + p * HW;
-      for (index_t iy = 0; iy < H; ++iy) {
-        T* row = gin + iy * W;
-        const index_t* ys = reaching.of(iy);
-        const index_t count = reaching.count(iy);
-        if (count == 0) {
-          std::fill(row, row + W, T(0));
-          continue;
-        }
+      reaching.build_rows(grad_input + p * HW, W, [&](index_t iy, T* row, const index_t* ys, index_t count) {
         const T* g[2];
         const std::int32_t* at[2];
         for (index_t k = 0; k < count; k += 2) {  // window rows two at a time
@@ -572,7 +574,7 @@ void max_pool2d_backward_pairs(const T* grad_output, const std::int64_t* indices
           }
           row[W - 1] = tail[0];
         }
-      }
+      });
     }
   }
 }
@@ -893,20 +895,12 @@ void avg_pool2d_backward(const T* grad_output, T* grad_input, const AvgPool2dSha
 #pragma omp simd
           for (index_t x = 0; x < OW; ++x) dst[x] = g[x] * scale[x];
         }
-        T* gin = grad_input + p * HW;
-        for (index_t iy = 0; iy < H; ++iy) {
-          T* row = gin + iy * W;
-          const index_t* ys = reaching.of(iy);
-          const index_t count = reaching.count(iy);
-          if (count == 0) {
-            std::fill(row, row + W, T(0));
-            continue;
-          }
+        reaching.build_rows(grad_input + p * HW, W, [&](index_t, T* row, const index_t* ys, index_t count) {
           const int first = count >= 2 ? 2 : 1;
           spread(first, false, scaled + ys[0] * stride, scaled + ys[first - 1] * stride, W, pw, row);
           for (index_t k = first; k < count; ++k)
             spread(1, true, scaled + ys[k] * stride, nullptr, W, pw, row);
-        }
+        });
       }
     }
     return;

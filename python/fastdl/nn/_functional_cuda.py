@@ -458,17 +458,10 @@ def elementwise_loss(kind: str, name: str, input: Tensor, target: Tensor, reduct
     return _result(value, (input, target), backward, name)
 
 
-def cross_entropy_probabilities(input: Tensor, target: Tensor, weight: Optional[Tensor],
+def cross_entropy_probabilities(logits: Tensor, p: DeviceArray, out_shape, weight: Optional[Tensor],
                                 reduction: str, eps: float) -> Tensor:
-    """Class-probability targets shaped like input: (C,), (N, C) or (N, C, d1, ...)."""
-    if input.ndim == 1:
-        logits, p, out_shape = input.reshape(1, -1), target.data.reshape(1, -1), ()
-    elif input.ndim == 2:
-        logits, p, out_shape = input, target.data, (input.shape[0],)
-    else:
-        logits = _classes_last(input)
-        p = _classes_last(target.detach()).data
-        out_shape = (input.shape[0],) + tuple(input.shape[2:])
+    """Class-probability targets, as functional._class_rows gives them: logits (M, C),
+    probabilities p (M, C), per-row losses shaped out_shape."""
     x, dtype = logits.data, logits.dtype
     rows, classes = x.shape
     loss = _empty((rows,), dtype) if reduction == "none" else None

@@ -297,10 +297,11 @@ def cross_entropy(input: Tensor, target: Tensor, weight: Optional[Tensor] = None
                              f"{input.shape}, got {target.shape}")
         if weight is not None:
             _no_parameter_grad(weight, "weight")
+        logits, p, out_shape = _class_rows(input, target)
         if _on_cuda(input, target, weight):
-            return _functional_cuda.cross_entropy_probabilities(input, target, weight, reduction,
+            return _functional_cuda.cross_entropy_probabilities(logits, p, out_shape, weight, reduction,
                                                                 float(label_smoothing))
-        return _cross_entropy_probabilities(input, target, weight, reduction, label_smoothing)
+        return _cross_entropy_probabilities(logits, p, out_shape, weight, reduction, label_smoothing)
     if target.dtype.kind not in "iu":
         raise TypeError(f"target: expected integer class indices or float probabilities, got {target.dtype}")
     if _on_cuda(input, target, weight):
@@ -851,22 +852,25 @@ def nll_loss(input: Tensor, target: Tensor, weight: Optional[Tensor] = None, siz
 
 
 # ---- cross-entropy with class probabilities (C++ kernel; replaces the NumPy version above)
-def _cross_entropy_probabilities(input: Tensor, target: Tensor, weight: Optional[Tensor],
-                                 reduction: str, eps: float) -> Tensor:
-    # The class axis moved last, rows flattened: logits (M, C), probabilities (M, C).
+def _class_rows(input: Tensor, target: Tensor):
+    """Class-probability cross-entropy's operands with the class axis last and the rows
+    flattened: logits (M, C) (a Tensor, differentiable), the target's probabilities (M, C)
+    (its array, on the input's device) and the shape of the per-row losses."""
     if input.ndim == 1:
-        logits, p, out_shape = input.reshape(1, -1), target.data.reshape(1, -1), ()
-    elif input.ndim == 2:
-        logits, p, out_shape = input, target.data, (input.shape[0],)
-    else:
-        order = (0,) + tuple(range(2, input.ndim)) + (1,)
-        logits = input.permute(*order).reshape(-1, input.shape[1])
-        p = target.data.transpose(order).reshape(-1, input.shape[1])
-        out_shape = (input.shape[0],) + input.shape[2:]
+        return input.reshape(1, -1), target.data.reshape(1, -1), ()
+    if input.ndim == 2:
+        return input, target.data, (input.shape[0],)
+    order = (0,) + tuple(range(2, input.ndim)) + (1,)
+
+    def rows(t: Tensor) -> Tensor:
+        return t.permute(*order).reshape(-1, input.shape[1])
+    return rows(input), rows(target.detach()).data, (input.shape[0],) + tuple(input.shape[2:])
+
+
+def _cross_entropy_probabilities(logits: Tensor, p: np.ndarray, out_shape, weight: Optional[Tensor],
+                                 reduction: str, eps: float) -> Tensor:
     x = logits.data
     p = np.ascontiguousarray(p, dtype=x.dtype)
-    if weight is not None:
-        _no_parameter_grad(weight, "weight")
     w = None if weight is None else weight.data
     loss, loss_sum, lse = _C.cross_entropy_probabilities_forward(x, p, w, float(eps), reduction == "none")
     rows = x.shape[0]
