@@ -77,7 +77,9 @@ __attribute__((always_inline)) inline float log_reduced(float m, float e) {
 
 // log(x) for float: x = m 2^e with m in [sqrt(1/2), sqrt(2)), a polynomial in m - 1 (Cephes
 // logf). Denormals are scaled first; log 0 = -inf, log of a negative or NaN is NaN.
-__attribute__((always_inline)) inline float fast_log(float x) {
+// log(x) for finite x >= 0 (denormals included; 0 gives -inf), float: x = m 2^e with m in
+// [sqrt(1/2), sqrt(2)), the polynomial in m - 1 (log_reduced).
+__attribute__((always_inline)) inline float fast_log_nonnegative(float x) {
   const bool tiny = x < FLT_MIN;
   // Every arithmetic op runs unconditionally, only constants are selected: with trapping
   // math on, GCC will not if-convert a conditional FP op, and the loop would not vectorize.
@@ -88,9 +90,15 @@ __attribute__((always_inline)) inline float fast_log(float x) {
   const bool low = m < 0.707106781186547524f;
   e = e - (low ? 1.0f : 0.0f);
   m = m * (low ? 2.0f : 1.0f) - 1.0f;
-  float result = log_reduced(m, e);
+  const float result = log_reduced(m, e);
+  return x == 0.0f ? -std::numeric_limits<float>::infinity() : result;
+}
+
+// log(x) for float (Cephes logf): log 0 = -inf, log inf = inf, log of a negative or NaN is
+// NaN. Denormals are scaled first.
+__attribute__((always_inline)) inline float fast_log(float x) {
+  float result = fast_log_nonnegative(x);
   result = x == std::numeric_limits<float>::infinity() ? x : result;
-  result = x == 0.0f ? -std::numeric_limits<float>::infinity() : result;
   const bool invalid = (x < 0.0f) | (x != x);  // no short-circuit: no branch
   return invalid ? std::numeric_limits<float>::quiet_NaN() : result;
 }
@@ -108,6 +116,10 @@ inline float exp_nonpositive(float x) { return fast_exp_nonpositive(x); }
 inline double exp_nonpositive(double x) { return std::exp(x); }
 inline double exp_t(double x) { return std::exp(x); }
 inline float log_t(float x) { return fast_log(x); }
+// For probabilities in [0, 1] that the caller range-checks (binary_cross_entropy refuses
+// anything else, NaN included): no +inf, negative or NaN selects.
+inline float log_probability(float x) { return fast_log_nonnegative(x); }
+inline double log_probability(double x) { return std::log(x); }
 inline double log_t(double x) { return std::log(x); }
 
 // log(1 + z) for z in [0, 1] (or NaN), float: u = 1 + z lies in [1, 2], so its logarithm
@@ -533,13 +545,13 @@ struct Term<Loss::l1, T> {
 template <typename T>
 struct Term<Loss::bce, T> {
   static T value(T x, T y, T w, T) {
-    const T log_x = std::max(log_t(x), T(-100));
-    const T log_1mx = std::max(log_t(T(1) - x), T(-100));
+    const T log_x = std::max(log_probability(x), T(-100));
+    const T log_1mx = std::max(log_probability(T(1) - x), T(-100));
     return -w * (y * log_x + (T(1) - y) * log_1mx);
   }
   // PyTorch: (x - y) / max((1 - x) x, 1e-12)
   static T dx(T x, T y, T w, T) { return w * (x - y) / std::max((T(1) - x) * x, T(1e-12)); }
-  static T dy(T x, T, T w, T) { return w * (log_t(T(1) - x) - log_t(x)); }
+  static T dy(T x, T, T w, T) { return w * (log_probability(T(1) - x) - log_probability(x)); }
 };
 
 template <typename T>
