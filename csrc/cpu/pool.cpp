@@ -156,17 +156,17 @@ __attribute__((always_inline)) inline bool max_takes(T v, std::int32_t i, T best
   return (v > best) | ((v == best) & (i < at)) | (nan & ((!best_nan) | (i > at)));
 }
 
-// Row step over R input rows r[0..R) at columns [from, to): value and flat index of the
-// column maximum, into (val, idx) at position c - shift.
+// Row step over R input rows r[0..R), columns [0, width): value and flat index of each
+// column's maximum, into (val, idx).
 template <int R, typename T>
-inline void column_max(const T* const* r, const std::int32_t* start, index_t from, index_t to,
-                       index_t shift, T* __restrict val, std::int32_t* __restrict idx) {
+inline void column_max(const T* const* r, const std::int32_t* start, index_t width,
+                       T* __restrict val, std::int32_t* __restrict idx) {
   const T* __restrict r0 = r[0];
   const T* __restrict r1 = r[R > 1 ? 1 : 0];
   const T* __restrict r2 = r[R > 2 ? 2 : 0];
   const std::int32_t b0 = start[0], b1 = start[R > 1 ? 1 : 0], b2 = start[R > 2 ? 2 : 0];
 #pragma omp simd
-  for (index_t c = from; c < to; ++c) {
+  for (index_t c = 0; c < width; ++c) {
     T best = r0[c];
     std::int32_t at = b0 + static_cast<std::int32_t>(c);
     if constexpr (R > 1) {
@@ -181,8 +181,8 @@ inline void column_max(const T* const* r, const std::int32_t* start, index_t fro
       best = take ? v : best;
       at = take ? b2 + static_cast<std::int32_t>(c) : at;
     }
-    val[c - shift] = best;
-    idx[c - shift] = at;
+    val[c] = best;
+    idx[c] = at;
   }
 }
 
@@ -358,9 +358,9 @@ bool max_pool2d_forward_separable(const T* input, T* output, std::int64_t* indic
           }
         } else {
           switch (valid) {  // padded column c + pw holds input column c
-            case 1: column_max<1>(rows, starts, 0, W, -pw, v, ix); break;
-            case 2: column_max<2>(rows, starts, 0, W, -pw, v, ix); break;
-            default: column_max<3>(rows, starts, 0, W, -pw, v, ix);
+            case 1: column_max<1>(rows, starts, W, v + pw, ix + pw); break;
+            case 2: column_max<2>(rows, starts, W, v + pw, ix + pw); break;
+            default: column_max<3>(rows, starts, W, v + pw, ix + pw);
           }
           if (kw == 2) window_max<2>(v, ix, v + 1, ix + 1, v + 2, ix + 2, OW, out_row, idx_row, at);
           else window_max<3>(v, ix, v + 1, ix + 1, v + 2, ix + 2, OW, out_row, idx_row, at);
@@ -413,65 +413,55 @@ void max_pool2d_forward(const T* input, T* output, std::int64_t* indices, const 
 
 namespace {
 
-// The gather form of the max-pooling backward, for column stride S = 1 or 2, at most 3
-// kernel columns, column dilation 1 (the geometry known, as from the forward): every input
-// row iy is built once in a small row buffer from the windows that reach it, then written
-// to grad_input, so there is no zero-fill pass and no scalar scatter. For a window row y
-// over iy and a kernel column j, output column x looks at input column i = S*x - pw + j
-// and passes g[y][x] when its saved index is iy*W + i. With q = j - pw, i = S*(x + shift)
-// + parity, so for fixed (y, j) the loop over x is unit-stride in the buffer of that
-// parity (stride 2 keeps even and odd columns apart: a stride-2 load that uses one element
-// of each pair makes GCC peel a scalar last iteration, on a 16-output row the whole row).
-// Contributions to one element add in the order (kernel row, kernel column): fixed.
-// An index outside its window (only hand-made indices) passes nothing.
-template <int S, typename T>
-void max_pool2d_backward_gather(const T* grad_output, const std::int64_t* indices, T* grad_input,
-                                const Pool2dShape& s) {
+// For each input row, the rows of max-pooling windows that hold it.
+ReachingRows max_window_rows(const Pool2dShape& s) {
+  return ReachingRows(s.height, s.out_h, [&](index_t y, index_t iy) {
+    const index_t offset = iy - (y * s.stride_h - s.pad_h);
+    return offset >= 0 && offset % s.dilation_h == 0 && offset / s.dilation_h < s.kernel_h;
+  });
+}
+
+// The gather form of the max-pooling backward for column stride 1 (at most 3 kernel
+// columns, column dilation 1, column padding at most 1): every input row iy is built once
+// in a row buffer from the windows that reach it, then written to grad_input, so there is
+// no zero-fill pass and no scalar scatter. For a window row y over iy and a kernel column
+// j, output column x looks at input column x - pw + j and passes g[y][x] when its saved
+// index is that element: for fixed (y, j) the loop over x is unit-stride. Contributions to
+// one element add in the order (window row, kernel column): fixed. An index outside its
+// window (only hand-made indices) passes nothing.
+template <typename T>
+void max_pool2d_backward_gather_unit(const T* grad_output, const std::int64_t* indices,
+                                     T* grad_input, const Pool2dShape& s) {
   const index_t H = s.height, W = s.width, OH = s.out_h, OW = s.out_w, pw = s.pad_w;
   const index_t HW = H * W, OHW = OH * OW;
-  // Buffer entries m in [-1, len - 1): parity buffers cover input columns S*m + parity.
-  const index_t len = std::max(OW + 2, W / S + 2) + 1;
+  const ReachingRows reaching = max_window_rows(s);
+  // Buffer entries -1 .. len - 2: input column c at entry c (x - pw + j reaches -1 and OW + 1).
+  const index_t len = std::max(OW + 2, W) + 1;
   const int threads = threads_for(s.planes * (HW + OHW * s.kernel_w));
-  const index_t thread_stride = per_thread_stride<T>(S * len);
+  const index_t thread_stride = per_thread_stride<T>(len);
   std::vector<T> buffers(static_cast<std::size_t>(threads * thread_stride));
 #pragma omp parallel num_threads(threads)
   {
-    T* parity_buf[2];
-    parity_buf[0] = buffers.data() + omp_get_thread_num() * thread_stride + 1;
-    parity_buf[1] = parity_buf[0] + (S == 2 ? len : 0);
+    T* buf = buffers.data() + omp_get_thread_num() * thread_stride + 1;
 #pragma omp for schedule(static)
     for (index_t p = 0; p < s.planes; ++p) {
       const T* gout = grad_output + p * OHW;
       const std::int64_t* idx = indices + p * OHW;
-      T* gin = grad_input + p * HW;
-      for (index_t iy = 0; iy < H; ++iy) {
-        std::fill(parity_buf[0] - 1, parity_buf[0] - 1 + S * len, T(0));
-        for (index_t i = 0; i < s.kernel_h; ++i) {
-          const index_t from_top = iy + s.pad_h - i * s.dilation_h;
-          if (from_top < 0 || from_top % s.stride_h) continue;
-          const index_t y = from_top / s.stride_h;
-          if (y >= OH) continue;
-          const T* __restrict g = gout + y * OW;
-          const std::int64_t* __restrict at = idx + y * OW;
+      reaching.build_rows(grad_input + p * HW, W, [&](index_t iy, T* row, const index_t* ys, index_t count) {
+        std::fill(buf - 1, buf - 1 + len, T(0));
+        for (index_t k = 0; k < count; ++k) {
+          const T* __restrict g = gout + ys[k] * OW;
+          const std::int64_t* __restrict at = idx + ys[k] * OW;
           for (index_t j = 0; j < s.kernel_w; ++j) {
-            const index_t q = j - pw, parity = S == 2 ? (q & 1) : 0, shift = (q - parity) / S;
-            T* __restrict dst = parity_buf[parity] + shift;
+            const index_t q = j - pw;
+            T* __restrict dst = buf + q;
             const std::int64_t first = iy * W + q;  // the index output column 0 would pass
 #pragma omp simd
-            for (index_t x = 0; x < OW; ++x) dst[x] += at[x] == first + S * x ? g[x] : T(0);
+            for (index_t x = 0; x < OW; ++x) dst[x] += at[x] == first + x ? g[x] : T(0);
           }
         }
-        T* row = gin + iy * W;
-        const T* __restrict even = parity_buf[0];
-        if constexpr (S == 1) {
-          std::copy(even, even + W, row);
-        } else {
-          const T* __restrict odd = parity_buf[1];
-#pragma omp simd
-          for (index_t m = 0; m < W / 2; ++m) row[2 * m] = even[m], row[2 * m + 1] = odd[m];
-          if (W % 2) row[W - 1] = even[W / 2];
-        }
-      }
+        std::copy(buf, buf + W, row);
+      });
     }
   }
 }
@@ -536,10 +526,7 @@ void max_pool2d_backward_pairs(const T* grad_output, const std::int64_t* indices
   // twice the lanes per comparison.
   std::vector<std::int32_t> saved(static_cast<std::size_t>(threads * saved_stride), -1);
   // The window rows over each input row (increasing y: the sums run in a fixed order).
-  const ReachingRows reaching(H, OH, [&](index_t y, index_t iy) {
-    const index_t offset = iy - (y * s.stride_h - s.pad_h);
-    return offset >= 0 && offset % s.dilation_h == 0 && offset / s.dilation_h < s.kernel_h;
-  });
+  const ReachingRows reaching = max_window_rows(s);
   const auto run = kw == 1 ? &gather_row<1, 0, T>
                    : kw == 2 ? (pw == 0 ? &gather_row<2, 0, T> : &gather_row<2, 1, T>)
                              : (pw == 0 ? &gather_row<3, 0, T> : &gather_row<3, 1, T>);
@@ -621,7 +608,7 @@ void max_pool2d_backward(const T* grad_output, const std::int64_t* indices, T* g
                          const Pool2dShape& s) {
   if (max_pool2d_tiles_2x2(s)) return max_pool2d_backward_2x2(grad_output, indices, grad_input, s);
   if (max_pool2d_backward_gathers(s)) {
-    if (s.stride_w == 1) return max_pool2d_backward_gather<1>(grad_output, indices, grad_input, s);
+    if (s.stride_w == 1) return max_pool2d_backward_gather_unit(grad_output, indices, grad_input, s);
     if (s.stride_w == 2) return max_pool2d_backward_pairs(grad_output, indices, grad_input, s);
   }
   const index_t HW = s.height * s.width, OHW = s.out_h * s.out_w;
@@ -736,9 +723,8 @@ bool avg_split_columns(const AvgPool2dShape& s) {
 // odd[m] = input even m. Entries no row writes (padding) stay zero: the caller zeroes the
 // buffers once.
 template <int R, typename T>
-void split_row_sums(const T* const* r, index_t W, index_t pw, index_t half, T* __restrict even,
+void split_row_sums(const T* const* r, index_t W, index_t pw, T* __restrict even,
                     T* __restrict odd) {
-  (void)half;
   const T* __restrict r0 = r[0];
   const T* __restrict r1 = r[R > 1 ? 1 : 0];
   const T* __restrict r2 = r[R > 2 ? 2 : 0];
@@ -809,11 +795,11 @@ void avg_spread_rows(int rows, bool add, const T* sc0, const T* sc1, index_t W, 
 }
 
 template <typename T>
-void avg_row_sums_split(int valid, const T* const* r, index_t W, index_t pw, index_t half, T* even, T* odd) {
+void avg_row_sums_split(int valid, const T* const* r, index_t W, index_t pw, T* even, T* odd) {
   switch (valid) {  // 1 to 3 rows (kernel_h <= 3 on this path)
-    case 1: return split_row_sums<1>(r, W, pw, half, even, odd);
-    case 2: return split_row_sums<2>(r, W, pw, half, even, odd);
-    default: return split_row_sums<3>(r, W, pw, half, even, odd);
+    case 1: return split_row_sums<1>(r, W, pw, even, odd);
+    case 2: return split_row_sums<2>(r, W, pw, even, odd);
+    default: return split_row_sums<3>(r, W, pw, even, odd);
   }
 }
 
@@ -850,7 +836,7 @@ void avg_pool2d_forward(const T* input, T* output, const AvgPool2dShape& s) {
         if (split) {
           const T* window_rows[3];
           for (index_t i = 0; i < 3; ++i) window_rows[i] = in + std::min(r.lo + i, r.hi - 1) * W;
-          avg_row_sums_split(static_cast<int>(r.hi - r.lo), window_rows, W, pw, half, sums, sums + half);
+          avg_row_sums_split(static_cast<int>(r.hi - r.lo), window_rows, W, pw, sums, sums + half);
           if (kw == 2) avg_row_split<2>(sums, sums + half, scale, OW, o);
           else avg_row_split<3>(sums, sums + half, scale, OW, o);
           continue;
