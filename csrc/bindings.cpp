@@ -467,7 +467,9 @@ PYBIND11_MODULE(_C, m) {
   m.def("adam_step_float64", &fastdl::bindings::adam_step<fastdl::bindings::HostOptim, double>);
   m.def("set_num_threads", &fastdl::cpu::set_num_threads, py::arg("n"));
   m.def("_set_winograd", &fastdl::cpu::set_winograd_enabled, py::arg("enabled"),
-        "Use Winograd F(2x2,3x3) for 3x3 stride-1 convolutions where it applies (default on).");
+        "Use conv2d's fast paths where they apply (default on): Winograd F(2x2,3x3) for 3x3 "
+        "stride-1 convolutions, the direct float32 forward for rows of outputs >= 16 wide. "
+        "Off: always im2col + GEMM.");
   m.def("_winograd_enabled", &fastdl::cpu::winograd_is_enabled);
   m.def("get_num_threads", &fastdl::cpu::get_num_threads);
   m.def("blas_num_threads", &fastdl::cpu::blas_num_threads);

@@ -393,14 +393,16 @@ def _assert_close_to_scale(actual, expected, dtype, what: str) -> None:
                                err_msg=what)
 
 
-def _check_winograd_against_torch(torch, kwargs, arrays, rng):
+def _check_conv_against_torch_to_scale(torch, kwargs, arrays, rng):
     out, grads, upstream = _run_fastdl(lambda x, w, b: F.conv2d(x, w, b, **kwargs), arrays, rng=rng)
     expected, expected_grads = _run_torch(
         torch, lambda x, w, b: torch.nn.functional.conv2d(x, w, b, **kwargs), arrays, upstream)
     dtype = arrays[0].dtype
     _assert_close_to_scale(out, expected, dtype, "output")
     for name, g, e in zip(["input", "weight", "bias"], grads, expected_grads):
-        _assert_close_to_scale(g, e, dtype, f"grad of {name}")
+        assert (g is None) == (e is None), f"grad of {name}: present in one library only"
+        if g is not None:
+            _assert_close_to_scale(g, e, dtype, f"grad of {name}")
 
 
 @pytest.mark.parametrize("dtype", FLOAT_DTYPES, ids=["float32", "float64"])
@@ -409,7 +411,7 @@ def test_conv2d_winograd_matches_torch(torch, input_shape, out_channels, kwargs,
     assert _C._winograd_enabled()
     rng = np.random.default_rng(40)
     arrays = _conv_arrays(rng, input_shape, out_channels, (3, 3), kwargs, dtype)
-    _check_winograd_against_torch(torch, kwargs, arrays, rng)
+    _check_conv_against_torch_to_scale(torch, kwargs, arrays, rng)
 
 
 @pytest.mark.parametrize("dtype", FLOAT_DTYPES, ids=["float32", "float64"])
@@ -460,6 +462,53 @@ def test_conv2d_winograd_partial_requires_grad(requires):
 
 def test_conv2d_winograd_switch_is_restored():
     assert _C._winograd_enabled()
+
+
+# ---------------------------------------------------------------- direct float32 forward
+# Rows of outputs >= 16 wide and >= 85% of whole 16-lane vectors take conv.cpp's direct
+# forward (float32; float64 runs im2col): stem-like strides, channel blocks cut short
+# (O not a multiple of 8), row tails, rows cut into 3 + 2 + 2 vectors, dilation, 1x1.
+DIRECT_CASES = [
+    pytest.param((2, 3, 38, 62), 13, (7, 7), dict(stride=2, padding=3), id="stem-k7-s2"),
+    pytest.param((3, 2, 9, 100), 9, (3, 5), dict(padding=(1, 2), dilation=(2, 1)), id="wide-tail"),
+    pytest.param((1, 4, 6, 50), 8, (3, 3), dict(dilation=2), id="dilated"),
+    pytest.param((2, 5, 8, 16), 17, (1, 1), {}, id="1x1-one-vector"),
+    pytest.param((4, 2, 12, 64), 6, (4, 4), dict(stride=2, padding=1), id="k4-s2"),
+    pytest.param((3, 7, 30), 5, (3, 3), dict(padding=1), id="unbatched"),
+    pytest.param((2, 3, 10, 29), 4, (4, 2), dict(padding="same"), id="same-even"),
+]
+
+
+@pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel lengths")  # torch's own note
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES, ids=["float32", "float64"])
+@pytest.mark.parametrize("bias", [True, False], ids=["bias", "no-bias"])
+@pytest.mark.parametrize("input_shape, out_channels, kernel, kwargs", DIRECT_CASES)
+def test_conv2d_direct_matches_torch(torch, input_shape, out_channels, kernel, kwargs, bias, dtype):
+    rng = np.random.default_rng(45)
+    arrays = _conv_arrays(rng, input_shape, out_channels, kernel, kwargs, dtype, bias)
+    _check_conv_against_torch_to_scale(torch, kwargs, arrays, rng)
+
+
+@pytest.mark.parametrize("input_shape, out_channels, kernel, kwargs", DIRECT_CASES)
+def test_conv2d_direct_equals_im2col(input_shape, out_channels, kernel, kwargs):
+    rng = np.random.default_rng(46)
+    x, w, b = _conv_arrays(rng, input_shape, out_channels, kernel, kwargs, np.float32)
+    run = lambda: F.conv2d(fastdl.tensor(x), fastdl.tensor(w), fastdl.tensor(b), **kwargs).numpy()  # noqa: E731
+    direct = run()
+    _C._set_winograd(False)
+    try:
+        im2col = run()
+    finally:
+        _C._set_winograd(True)
+    _assert_close(direct, im2col, np.float32, "direct vs im2col forward")
+
+
+@pytest.mark.parametrize("batch", [2, 9], ids=["rows-split", "samples"])
+def test_conv2d_direct_one_thread_equals_two_threads(restore_threads, batch):
+    rng = np.random.default_rng(47)
+    x, w, b = _conv_arrays(rng, (batch, 3, 20, 60), 12, (5, 5), dict(padding=2), np.float32)
+    run = lambda: [F.conv2d(fastdl.tensor(x), fastdl.tensor(w), fastdl.tensor(b), padding=2).numpy()]  # noqa: E731
+    _assert_bitwise_equal(_on_threads(1, run), _on_threads(2, run), "direct conv2d forward")
 
 
 # ====================================================================== max_pool2d

@@ -5,12 +5,17 @@
 //   forward          out[n] (O x OHW)   = W (O x R/G) @ col          (straight into NCHW)
 //   grad of input    dcol (R x OHW)     = W^T @ dY[n]                 (then folded back, col2im)
 //   grad of weight   partial[group]    += dY[n] @ col^T               (summed over fixed groups)
-// Smaller batches unfold a chunk of samples into one col (R x nb*OH*OW) and run ONE large
+// Float32 forwards whose rows of outputs fill 16-lane vectors skip col altogether: see
+// direct_forward below. Smaller batches unfold a chunk of samples into one col (R x nb*OH*OW) and run ONE large
 // GEMM per product, threaded by fastdl's tiled gemm (see runtime.cpp).
 // Every split — sample groups, chunks, GEMM tiles — depends on the shapes only, never on
 // the thread count, so results are bitwise reproducible on any number of threads.
 #include <algorithm>
 #include <cstring>
+#include <type_traits>
+#ifdef __AVX512F__
+#include <immintrin.h>
+#endif
 
 #include "cpu/kernels.h"
 
@@ -211,6 +216,146 @@ index_t chunk_size(const Conv2dShape& s, index_t buffers) {
   return std::clamp<index_t>(kColumnBudget / std::max<index_t>(per_sample, 1), 1, s.batch);
 }
 
+// ---------------------------------------------------------------- direct forward (float)
+// For rows of outputs at least 16 wide, most of them in whole 16-lane vectors (the 7x7
+// stride-2 stem on 224x224 images, small-channel first layers), im2col + GEMM spends a
+// fifth of its time writing and re-reading col, and the GEMM's K (= C*KH*KW) is too short
+// for the BLAS's packing to pay. The direct kernel instead reads each tap straight from the
+// sample's phase planes (the phase split above makes every tap of a row of outputs one
+// contiguous run, whatever the stride and dilation) and keeps an 8-channel x 3-vector
+// block of outputs in registers: per tap, 3 vector loads and 8 weight broadcasts feed 24
+// FMAs. Every output is one fixed sum over the taps (bias first, then taps in (c, i, j)
+// order), so the threads' split changes no bits.
+typedef float Lanes16 __attribute__((vector_size(64)));
+typedef float Lanes16Unaligned __attribute__((vector_size(64), aligned(4)));
+constexpr index_t kDirectLanes = 16;
+constexpr int kDirectChannels = 8;   // output channels per register block
+constexpr int kDirectVectors = 3;    // output vectors per register block (and per row piece)
+
+inline Lanes16 load_lanes(const float* p) { return *reinterpret_cast<const Lanes16Unaligned*>(p); }
+// x in every lane (x - 0 is x for every x, -0 included, so no add survives).
+inline Lanes16 broadcast_lanes(float x) { return x - Lanes16{}; }
+
+// dst[0, count) = lanes[0, count), count < 16.
+inline void store_first_lanes(float* dst, Lanes16 lanes, index_t count) {
+#ifdef __AVX512F__
+  _mm512_mask_storeu_ps(dst, static_cast<__mmask16>((1u << count) - 1), reinterpret_cast<__m512>(lanes));
+#else
+  for (index_t k = 0; k < count; ++k) dst[k] = lanes[k];
+#endif
+}
+
+bool direct_applies(const Conv2dShape& s) {
+  if (!winograd_is_enabled() || s.groups != 1 || s.out_w < kDirectLanes) return false;
+  // Lanes used: at least 85% of the vectors covering a row of outputs.
+  const index_t vectors = (s.out_w + kDirectLanes - 1) / kDirectLanes;
+  if (100 * s.out_w < 85 * vectors * kDirectLanes) return false;
+  // One sample's phase planes stay below 16 MiB (else im2col's chunks do better).
+  const Phases p = phases_of(s);
+  return s.in_channels * p.size() <= (index_t(1) << 22);
+}
+
+// acc[o][v] = bias + sum over taps r of w[r][o] * phases[tap[r] + 16 v], stored to the
+// output rows of channels o (< valid_channels), lanes (< valid_lanes of the last vector).
+template <int V>
+inline void direct_block(const float* base, const index_t* tap, index_t taps, const float* w,
+                         const float* bias, float* out, index_t out_stride, int valid_channels,
+                         index_t valid_lanes) {
+  Lanes16 acc[kDirectChannels][V];
+#pragma GCC unroll 8
+  for (int o = 0; o < kDirectChannels; ++o) {
+    const float b = bias[o];
+#pragma GCC unroll 4
+    for (int v = 0; v < V; ++v) acc[o][v] = broadcast_lanes(b);
+  }
+  for (index_t r = 0; r < taps; ++r) {
+    const float* src = base + tap[r];
+    Lanes16 in[V];
+#pragma GCC unroll 4
+    for (int v = 0; v < V; ++v) in[v] = load_lanes(src + v * kDirectLanes);
+    const float* wr = w + r * kDirectChannels;
+#pragma GCC unroll 8
+    for (int o = 0; o < kDirectChannels; ++o) {
+      const Lanes16 wo = broadcast_lanes(wr[o]);
+#pragma GCC unroll 4
+      for (int v = 0; v < V; ++v) acc[o][v] += wo * in[v];
+    }
+  }
+  // Static loops with guards (not loops to valid_channels), so acc stays in registers.
+#pragma GCC unroll 8
+  for (int o = 0; o < kDirectChannels; ++o) {
+    if (o >= valid_channels) break;
+    float* row = out + o * out_stride;
+#pragma GCC unroll 4
+    for (int v = 0; v + 1 < V; ++v)
+      *reinterpret_cast<Lanes16Unaligned*>(row + v * kDirectLanes) = acc[o][v];
+    if (valid_lanes == kDirectLanes)
+      *reinterpret_cast<Lanes16Unaligned*>(row + (V - 1) * kDirectLanes) = acc[o][V - 1];
+    else
+      store_first_lanes(row + (V - 1) * kDirectLanes, acc[o][V - 1], valid_lanes);
+  }
+}
+
+void direct_forward(const float* input, const float* weight, const float* bias, float* output,
+                    const Conv2dShape& s) {
+  const index_t C = s.in_channels, O = s.out_channels, H = s.height, W = s.width;
+  const index_t OH = s.out_h, OW = s.out_w, KK = s.kernel_h * s.kernel_w, R = C * KK;
+  const Phases p = phases_of(s);
+  const index_t plane = p.size();
+  // Each tap's offset in the sample's phase planes: channel c's planes at c * plane.
+  index_t* tap = scratch<index_t>(14, R);
+  for (index_t c = 0; c < C; ++c)
+    for (index_t i = 0; i < s.kernel_h; ++i)
+      for (index_t j = 0; j < s.kernel_w; ++j)
+        tap[(c * s.kernel_h + i) * s.kernel_w + j] = c * plane + p.offset(i * s.dilation_h, j * s.dilation_w);
+  // Weights as [channel block][tap][8 channels], zero past O; bias likewise.
+  const index_t blocks = (O + kDirectChannels - 1) / kDirectChannels;
+  float* packed = scratch<float>(15, blocks * kDirectChannels * (R + 1));
+  float* packed_bias = packed + blocks * kDirectChannels * R;
+  for (index_t b = 0; b < blocks; ++b) {
+    for (int k = 0; k < kDirectChannels; ++k) {
+      const index_t o = b * kDirectChannels + k;
+      for (index_t r = 0; r < R; ++r)
+        packed[(b * R + r) * kDirectChannels + k] = o < O ? weight[o * R + r] : 0.0f;
+      packed_bias[b * kDirectChannels + k] = o < O && bias ? bias[o] : 0.0f;
+    }
+  }
+  // Work items: samples, each cut into row ranges when the batch is small (shape-only).
+  const index_t pieces = std::clamp<index_t>((8 + s.batch - 1) / s.batch, 1, OH);
+  const index_t rows_per = (OH + pieces - 1) / pieces;
+  const index_t vectors = (OW + kDirectLanes - 1) / kDirectLanes;
+  const index_t row_pieces = (vectors + kDirectVectors - 1) / kDirectVectors;
+#pragma omp parallel for schedule(static) num_threads(threads_for(s.batch * O * OH * OW * R))
+  for (index_t item = 0; item < s.batch * pieces; ++item) {
+    const index_t n = item / pieces, y0 = (item % pieces) * rows_per;
+    const index_t y1 = std::min(OH, y0 + rows_per);
+    if (y0 >= y1) continue;
+    // The sample's phase planes, plus one vector of zeros read by the last row's last lanes.
+    float* phases = scratch<float>(6, C * plane + kDirectLanes);
+    for (index_t c = 0; c < C; ++c) split_phases(input + (n * C + c) * H * W, phases + c * plane, p, s);
+    std::fill(phases + C * plane, phases + C * plane + kDirectLanes, 0.0f);
+    for (index_t y = y0; y < y1; ++y) {
+      for (index_t b = 0; b < blocks; ++b) {
+        const int valid = static_cast<int>(std::min<index_t>(kDirectChannels, O - b * kDirectChannels));
+        float* out = output + ((n * O + b * kDirectChannels) * OH + y) * OW;
+        const float* w = packed + b * R * kDirectChannels;
+        const float* bb = packed_bias + b * kDirectChannels;
+        // The row's vectors in `pieces` runs of near-equal length (7 = 3 + 2 + 2, not 3 + 3 + 1).
+        for (index_t k = 0, v0 = 0; k < row_pieces; ++k) {
+          const index_t nv = vectors / row_pieces + (k < vectors % row_pieces ? 1 : 0);
+          const index_t x0 = v0 * kDirectLanes;
+          const index_t last = std::min(kDirectLanes, OW - (x0 + (nv - 1) * kDirectLanes));
+          const float* base = phases + y * p.pw + x0;
+          if (nv == 3) direct_block<3>(base, tap, R, w, bb, out + x0, OH * OW, valid, last);
+          else if (nv == 2) direct_block<2>(base, tap, R, w, bb, out + x0, OH * OW, valid, last);
+          else direct_block<1>(base, tap, R, w, bb, out + x0, OH * OW, valid, last);
+          v0 += nv;
+        }
+      }
+    }
+  }
+}
+
 }  // namespace
 
 template <typename T>
@@ -222,6 +367,12 @@ void conv2d_forward(const T* input, const T* weight, const T* bias, T* output,
   if (winograd_applies(s)) {
     winograd_forward(input, weight, bias, output, s);
     return;
+  }
+  if constexpr (std::is_same_v<T, float>) {
+    if (direct_applies(s)) {
+      direct_forward(input, weight, bias, output, s);
+      return;
+    }
   }
   if (sample_parallel(s)) {
     // Blocks of `per` consecutive samples: one col, one GEMM (wide enough to amortize the

@@ -38,7 +38,9 @@ void conv2d_backward(const T* input, const T* weight, const T* grad_output, T* g
 // F(2x2, 3x3) Winograd convolution, used by conv2d_forward/backward when it applies
 // (3x3, stride 1, dilation 1, one group, >= 8 channels in and out, padding <= 2).
 bool winograd_applies(const Conv2dShape& s);
-void set_winograd_enabled(bool enabled);  // off: always im2col (for tests and benchmarks)
+// The switch covers both fast paths, Winograd and conv.cpp's direct float32 forward;
+// off: always im2col + GEMM (for tests and benchmarks).
+void set_winograd_enabled(bool enabled);
 bool winograd_is_enabled();
 
 template <typename T>
