@@ -217,6 +217,28 @@ def test_bce_clamps_log_at_minus_100_as_torch(torch, dtype):
         _assert_close(out, expected, dtype, f"bce {reduction}")
 
 
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES, ids=DTYPE_IDS)
+def test_bce_long_inputs_hard_and_soft_chunks_match_torch(torch, dtype):
+    """Long enough for the 16-lane loops and several 512-element chunks: chunks of hard
+    labels (one logarithm) next to chunks of soft ones (two), probabilities at 0 and 1,
+    denormals, values around exp(-100) where the clamp starts, and a ragged tail."""
+    rng = np.random.default_rng(48)
+    n = 5 * 512 + 37
+    x = rng.random(n)
+    special = [0.0, 1.0, 1e-45, 1e-44, 3.7e-44, 3.8e-44, 1e-43, 1e-40, 1e-30, 0.70710677, 0.70710678,
+               1 - 1e-7, 1 - 6e-8, 0.5]
+    x[::97][:len(special)] = special[:len(x[::97])]
+    x[-len(special):] = special
+    y = (rng.random(n) < 0.5).astype(np.float64)
+    y[512:1024] = rng.random(512)          # one chunk of soft targets
+    y[2000] = 0.25                         # one soft target in an otherwise hard chunk
+    y[-30:] = rng.random(30)               # soft targets in the tail
+    x, y = x.astype(dtype), y.astype(dtype)
+    for reduction in REDUCTIONS:
+        fastdl_function, torch_function = _fastdl_and_torch(torch, "bce", reduction)
+        _check_against_torch(torch, fastdl_function, torch_function, [x, y], rng, ["input", "target"])
+
+
 # ====================================================================== nll_loss
 def _log_probabilities(rng, shape, dtype, axis=1):
     return reference.log_softmax(2 * rng.standard_normal(shape), axis=axis).astype(dtype)

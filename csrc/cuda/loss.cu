@@ -284,7 +284,7 @@ __device__ T term_dx(Loss kind, T x, T y, T w, T p) {
   switch (kind) {
     case Loss::mse: return w * (T(2) * (x - y));
     case Loss::l1: return w * sign_of(x - y);
-    case Loss::bce: return w * (x - y) / fmax((T(1) - x) * x, T(1e-12));
+    case Loss::bce: return w * (x - y) / fmax((T(1) - x) * x, T(1e-12f));
     case Loss::bce_with_logits: {
       const T log_weight = (p - T(1)) * y + T(1);
       return w * (log_weight * sigmoid(x) - p * y);
