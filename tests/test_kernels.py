@@ -602,6 +602,31 @@ def test_max_pool2d_ties_and_infinities_match_torch(torch, dtype):
     _assert_close(leaf.grad.numpy(), torch_leaf.grad.numpy(), dtype, "grad of input")
 
 
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES, ids=["float32", "float64"])
+def test_max_pool2d_3x3_stride2_narrow_planes_match_torch(torch, dtype):
+    """3x3 windows, stride 2, padding 1 on planes of even width up to 64 run as whole flat
+    planes (pool.cpp's max_pool2d_forward_flat_3x3): odd and even heights, the smallest
+    planes, ties, infinities and NaNs — values and indices exactly PyTorch's."""
+    rng = np.random.default_rng(12)
+    for h, w in [(2, 2), (3, 4), (4, 2), (5, 6), (7, 16), (31, 32), (32, 32), (9, 64), (8, 62), (6, 66)]:
+        x = rng.integers(-2, 3, (2, 3, h, w)).astype(dtype)  # many ties
+        special = rng.random(x.shape)
+        x[special < 0.03] = np.inf
+        x[(special >= 0.03) & (special < 0.06)] = -np.inf
+        x[(special >= 0.06) & (special < 0.08)] = np.nan
+        x[1, 2] = -np.inf  # a plane of -inf: first in-bounds element, never the padding
+        leaf = fastdl.tensor(x, requires_grad=True)
+        out, indices = F.max_pool2d(leaf, 3, 2, 1, return_indices=True)
+        torch_leaf = torch.tensor(x, requires_grad=True)
+        expected, expected_indices = torch.nn.functional.max_pool2d(torch_leaf, 3, 2, 1, return_indices=True)
+        np.testing.assert_array_equal(out.detach().numpy(), expected.detach().numpy(), err_msg=f"{h}x{w}")
+        np.testing.assert_array_equal(indices.numpy(), expected_indices.numpy(), err_msg=f"{h}x{w}")
+        upstream = _upstream(rng, out.shape, dtype)
+        out.backward(upstream)
+        expected.backward(torch.tensor(upstream))
+        _assert_close(leaf.grad.numpy(), torch_leaf.grad.numpy(), dtype, f"grad of input {h}x{w}")
+
+
 def test_max_pool2d_single_nan_propagates_as_torch(torch):
     x = np.arange(32.0).reshape(2, 1, 4, 4)
     x[0, 0, 1, 0] = np.nan  # one NaN in the first window of the first plane

@@ -189,9 +189,11 @@ inline void column_max(const T* const* r, const std::int32_t* start, index_t wid
 // For stride 2: the column maxima of input columns 2m (even[m]) and 2m + 1 (odd[m]) for
 // m < W / 2, over R input rows, each row read as whole column pairs (no gap: GCC vectorizes
 // it with shuffles, where a load of one column per pair made it peel a scalar iteration).
-template <int R, typename T>
-void column_max_pairs(const T* const* r, const std::int32_t* start, index_t pairs, T* __restrict ve,
-                      T* __restrict vo, std::int32_t* __restrict ie, std::int32_t* __restrict io) {
+template <int R, index_t N, typename T>
+__attribute__((always_inline)) inline void column_max_pairs_block(
+    const T* const* r, const std::int32_t* start, index_t pairs_rt, T* __restrict ve, T* __restrict vo,
+    std::int32_t* __restrict ie, std::int32_t* __restrict io) {
+  const index_t pairs = N ? N : pairs_rt;
   const T* __restrict r0 = r[0];
   const T* __restrict r1 = r[R > 1 ? 1 : 0];
   const T* __restrict r2 = r[R > 2 ? 2 : 0];
@@ -218,14 +220,36 @@ void column_max_pairs(const T* const* r, const std::int32_t* start, index_t pair
   }
 }
 
+// Blocks of 16 pairs as fixed-size loops (no loop set-up: rows of 32 columns are one
+// block, and the set-up cost as much as the work), then the rest.
+template <int R, typename T>
+void column_max_pairs(const T* const* r, const std::int32_t* start, index_t pairs, T* ve, T* vo,
+                      std::int32_t* ie, std::int32_t* io) {
+  index_t m = 0;
+  for (; m + 16 <= pairs; m += 16) {
+    const T* rows[3] = {r[0] + 2 * m, r[R > 1 ? 1 : 0] + 2 * m, r[R > 2 ? 2 : 0] + 2 * m};
+    const std::int32_t starts[3] = {start[0] + std::int32_t(2 * m), start[R > 1 ? 1 : 0] + std::int32_t(2 * m),
+                                    start[R > 2 ? 2 : 0] + std::int32_t(2 * m)};
+    column_max_pairs_block<R, 16>(rows, starts, 16, ve + m, vo + m, ie + m, io + m);
+  }
+  if (m < pairs) {
+    const T* rows[3] = {r[0] + 2 * m, r[R > 1 ? 1 : 0] + 2 * m, r[R > 2 ? 2 : 0] + 2 * m};
+    const std::int32_t starts[3] = {start[0] + std::int32_t(2 * m), start[R > 1 ? 1 : 0] + std::int32_t(2 * m),
+                                    start[R > 2 ? 2 : 0] + std::int32_t(2 * m)};
+    column_max_pairs_block<R, 0>(rows, starts, pairs - m, ve + m, vo + m, ie + m, io + m);
+  }
+}
+
 // Column step over windows of K columns; window x's columns are (a[x], ai[x]), (b[x],
 // bi[x]) and, for K = 3, (c[x], ci[x]). Two loops of one candidate each for K = 3: with
-// both in one loop GCC 12 does not vectorize it. `at` (n entries) is scratch.
-template <int K, typename T>
-void window_max(const T* __restrict a, const std::int32_t* __restrict ai, const T* __restrict b,
-                const std::int32_t* __restrict bi, const T* __restrict c,
-                const std::int32_t* __restrict ci, index_t n, T* __restrict out,
-                std::int64_t* __restrict index, std::int32_t* __restrict at) {
+// both in one loop GCC 12 does not vectorize it. `at` (n entries) is scratch. N > 0 fixes
+// the count at compile time.
+template <int K, index_t N, typename T>
+__attribute__((always_inline)) inline void window_max_block(
+    const T* __restrict a, const std::int32_t* __restrict ai, const T* __restrict b,
+    const std::int32_t* __restrict bi, const T* __restrict c, const std::int32_t* __restrict ci,
+    index_t n_rt, T* __restrict out, std::int64_t* __restrict index, std::int32_t* __restrict at) {
+  const index_t n = N ? N : n_rt;
   for (index_t x = 0; x < n; ++x) {
     const bool take = max_takes(b[x], bi[x], a[x], ai[x]);
     out[x] = take ? b[x] : a[x];
@@ -238,6 +262,17 @@ void window_max(const T* __restrict a, const std::int32_t* __restrict ai, const 
       out[x] = take ? c[x] : out[x];
       index[x] = take ? ci[x] : at[x];
     }
+}
+
+// Blocks of 16 windows as fixed-size loops (as column_max_pairs), then the rest; `at`
+// needs 16 entries.
+template <int K, typename T>
+void window_max(const T* a, const std::int32_t* ai, const T* b, const std::int32_t* bi, const T* c,
+                const std::int32_t* ci, index_t n, T* out, std::int64_t* index, std::int32_t* at) {
+  index_t x = 0;
+  for (; x + 16 <= n; x += 16)
+    window_max_block<K, 16>(a + x, ai + x, b + x, bi + x, c + x, ci + x, 16, out + x, index + x, at);
+  if (x < n) window_max_block<K, 0>(a + x, ai + x, b + x, bi + x, c + x, ci + x, n - x, out + x, index + x, at);
 }
 
 // Windows that tile the plane in 2x2 blocks (kernel = stride = 2, no padding, dilation 1,
@@ -279,6 +314,70 @@ void max_pool2d_forward_2x2(const T* input, T* output, std::int64_t* indices, co
         index[x] = at;
       }
     }
+}
+
+// 3x3 windows, stride 2, padding 1 on narrow planes (even width up to 64, floor mode):
+// ResNet's pooling on 32x32 maps. Rows of 16 windows are too short for per-row loops
+// (their set-up cost as much as their work), so the row step runs over the whole plane as
+// one flat loop: the column maxima of rows r - 1, r, r + 1 for every row r at once, split
+// by column parity, their flat indices exact (row r's candidates lie at t - W, t, t + W).
+// Then each output row y takes the window step over the maxima of row 2y; its first window
+// covers input columns -1 (padding), 0 and 1, so it is redone without the column before
+// (which in the flat layout is the previous row's last).
+bool max_pool2d_flat_3x3(const Pool2dShape& s) {
+  return s.kernel_h == 3 && s.kernel_w == 3 && s.stride_h == 2 && s.stride_w == 2 && s.pad_h == 1 &&
+         s.pad_w == 1 && s.dilation_h == 1 && s.dilation_w == 1 && s.width % 2 == 0 && s.width <= 64 &&
+         s.height >= 2 && s.out_w == s.width / 2 && s.out_h == (s.height + 1) / 2 &&
+         s.height * s.width <= (index_t(1) << 16);
+}
+
+template <typename T>
+void max_pool2d_forward_flat_3x3(const T* input, T* output, std::int64_t* indices, const Pool2dShape& s) {
+  const index_t H = s.height, W = s.width, OH = s.out_h, OW = s.out_w, HW = H * W, OHW = OH * OW;
+  const index_t half = HW / 2;  // column pairs in the plane; OW = W / 2 per row
+  const int threads = threads_for(s.planes * (HW + 9 * OHW));
+  const index_t values_stride = per_thread_stride<T>(2 * half + 2), flat_stride = per_thread_stride<std::int32_t>(2 * half + 2);
+  std::vector<T> values(static_cast<std::size_t>(threads * values_stride));
+  std::vector<std::int32_t> flat(static_cast<std::size_t>(threads * flat_stride));
+  const std::int32_t w32 = static_cast<std::int32_t>(W);
+#pragma omp parallel num_threads(threads)
+  {
+    // vo[-1] is read (then redone) by row 0's first window: one entry before vo.
+    T* ve = values.data() + omp_get_thread_num() * values_stride;
+    T* vo = ve + half + 1;
+    std::int32_t* ie = flat.data() + omp_get_thread_num() * flat_stride;
+    std::int32_t* io = ie + half + 1;
+    vo[-1] = -std::numeric_limits<T>::infinity();
+    io[-1] = kPadIndex;
+    std::int32_t at[16];  // window_max's scratch
+#pragma omp for schedule(static)
+    for (index_t p = 0; p < s.planes; ++p) {
+      const T* in = input + p * HW;
+      const std::int32_t starts[3] = {0, w32, 2 * w32};
+      // Row 0 (row -1 is padding), rows 1 .. H-2 in one flat loop, row H-1 (row H is padding).
+      const T* first[2] = {in, in + W};
+      column_max_pairs<2>(first, starts, OW, ve, vo, ie, io);
+      if (H > 2) {
+        const T* middle[3] = {in, in + W, in + 2 * W};
+        column_max_pairs<3>(middle, starts, (H - 2) * OW, ve + OW, vo + OW, ie + OW, io + OW);
+      }
+      const T* last[2] = {in + (H - 2) * W, in + (H - 1) * W};
+      const std::int32_t last_starts[2] = {static_cast<std::int32_t>((H - 2) * W), static_cast<std::int32_t>((H - 1) * W)};
+      column_max_pairs<2>(last, last_starts, OW, ve + (H - 1) * OW, vo + (H - 1) * OW, ie + (H - 1) * OW, io + (H - 1) * OW);
+      T* out = output + p * OHW;
+      std::int64_t* idx = indices + p * OHW;
+      for (index_t y = 0; y < OH; ++y) {
+        const index_t r = 2 * y * OW;  // row 2y's first column pair
+        T* out_row = out + y * OW;
+        std::int64_t* idx_row = idx + y * OW;
+        window_max<3>(vo + r - 1, io + r - 1, ve + r, ie + r, vo + r, io + r, OW, out_row, idx_row, at);
+        // Window 0: input columns 0 and 1 only.
+        const bool take = max_takes(vo[r], io[r], ve[r], ie[r]);
+        out_row[0] = take ? vo[r] : ve[r];
+        idx_row[0] = take ? io[r] : ie[r];
+      }
+    }
+  }
 }
 
 // Kernels of at most 3 rows and 2 or 3 columns, column stride 1 or 2, dilation 1, column
@@ -376,6 +475,7 @@ bool max_pool2d_forward_separable(const T* input, T* output, std::int64_t* indic
 template <typename T>
 void max_pool2d_forward(const T* input, T* output, std::int64_t* indices, const Pool2dShape& s) {
   if (max_pool2d_tiles_2x2(s)) return max_pool2d_forward_2x2(input, output, indices, s);
+  if (max_pool2d_flat_3x3(s)) return max_pool2d_forward_flat_3x3(input, output, indices, s);
   if (max_pool2d_forward_separable(input, output, indices, s)) return;
   const index_t H = s.height, W = s.width, OH = s.out_h, OW = s.out_w;
   const index_t HW = H * W, OHW = OH * OW;
