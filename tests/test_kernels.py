@@ -269,6 +269,19 @@ CONV_CASES = [
     pytest.param((0, 3, 5, 5), 2, (3, 3), {}, id="empty-batch"),
 ]
 
+# Rows of outputs >= 16 wide and >= 85% of whole 16-lane vectors take conv.cpp's direct
+# forward in float32 (float64 runs im2col): stem-like strides, channel blocks cut short
+# (O not a multiple of 8), row tails, rows cut into 3 + 2 + 2 vectors, dilation, 1x1.
+DIRECT_CASES = [
+    pytest.param((2, 3, 38, 62), 13, (7, 7), dict(stride=2, padding=3), id="stem-k7-s2"),
+    pytest.param((3, 2, 9, 100), 9, (3, 5), dict(padding=(1, 2), dilation=(2, 1)), id="wide-tail"),
+    pytest.param((1, 4, 6, 50), 8, (3, 3), dict(dilation=2), id="dilated"),
+    pytest.param((2, 5, 8, 16), 17, (1, 1), {}, id="1x1-one-vector"),
+    pytest.param((4, 2, 12, 64), 6, (4, 4), dict(stride=2, padding=1), id="k4-s2"),
+    pytest.param((3, 7, 30), 5, (3, 3), dict(padding=1), id="unbatched"),
+    pytest.param((2, 3, 10, 29), 4, (4, 2), dict(padding="same"), id="same-even"),
+]
+
 
 def _conv_arrays(rng, input_shape, out_channels, kernel, kwargs, dtype, bias=True):
     channels = input_shape[-3]
@@ -279,18 +292,37 @@ def _conv_arrays(rng, input_shape, out_channels, kernel, kwargs, dtype, bias=Tru
     return [x, w, b]
 
 
+def _assert_close_to_scale(actual, expected, dtype, what: str) -> None:
+    """Like _assert_close, but entries that cancel to near zero are held to the rounding of
+    the largest entry: Winograd's transforms and long weight-gradient sums round at that
+    scale, not at the scale of the cancelled result."""
+    rtol, atol = TOLERANCES[np.dtype(dtype)]
+    expected = np.asarray(expected)
+    scale = float(np.max(np.abs(expected))) if expected.size else 0.0
+    np.testing.assert_allclose(actual, expected, rtol=rtol, atol=max(atol, rtol * scale / 10),
+                               err_msg=what)
+
+
+def _check_conv_against_torch_to_scale(torch, kwargs, arrays, rng):
+    out, grads, upstream = _run_fastdl(lambda x, w, b: F.conv2d(x, w, b, **kwargs), arrays, rng=rng)
+    expected, expected_grads = _run_torch(
+        torch, lambda x, w, b: torch.nn.functional.conv2d(x, w, b, **kwargs), arrays, upstream)
+    dtype = arrays[0].dtype
+    _assert_close_to_scale(out, expected, dtype, "output")
+    for name, g, e in zip(["input", "weight", "bias"], grads, expected_grads):
+        assert (g is None) == (e is None), f"grad of {name}: present in one library only"
+        if g is not None:
+            _assert_close_to_scale(g, e, dtype, f"grad of {name}")
+
+
 @pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel lengths")  # torch's own note
 @pytest.mark.parametrize("dtype", FLOAT_DTYPES, ids=["float32", "float64"])
 @pytest.mark.parametrize("bias", [True, False], ids=["bias", "no-bias"])
-@pytest.mark.parametrize("input_shape, out_channels, kernel, kwargs", CONV_CASES)
+@pytest.mark.parametrize("input_shape, out_channels, kernel, kwargs", CONV_CASES + DIRECT_CASES)
 def test_conv2d_matches_torch(torch, input_shape, out_channels, kernel, kwargs, bias, dtype):
     rng = np.random.default_rng(1)
     arrays = _conv_arrays(rng, input_shape, out_channels, kernel, kwargs, dtype, bias)
-    _check_against_torch(
-        torch,
-        lambda x, w, b: F.conv2d(x, w, b, **kwargs),
-        lambda x, w, b: torch.nn.functional.conv2d(x, w, b, **kwargs),
-        arrays, rng, ["input", "weight", "bias"])
+    _check_conv_against_torch_to_scale(torch, kwargs, arrays, rng)
 
 
 def _numeric_pairs(kwargs):
@@ -301,7 +333,7 @@ def _numeric_pairs(kwargs):
 
 
 # The reference takes numeric padding and batched input: the cases that have them.
-CONV_REFERENCE_CASES = [c for c in CONV_CASES
+CONV_REFERENCE_CASES = [c for c in CONV_CASES + DIRECT_CASES
                         if len(c.values[0]) == 4 and not isinstance(c.values[3].get("padding"), str)]
 
 
@@ -382,29 +414,6 @@ WINOGRAD_CASES = [
 ]
 
 
-def _assert_close_to_scale(actual, expected, dtype, what: str) -> None:
-    """Like _assert_close, but entries that cancel to near zero are held to the rounding of
-    the largest entry: Winograd's transforms and long weight-gradient sums round at that
-    scale, not at the scale of the cancelled result."""
-    rtol, atol = TOLERANCES[np.dtype(dtype)]
-    expected = np.asarray(expected)
-    scale = float(np.max(np.abs(expected))) if expected.size else 0.0
-    np.testing.assert_allclose(actual, expected, rtol=rtol, atol=max(atol, rtol * scale / 10),
-                               err_msg=what)
-
-
-def _check_conv_against_torch_to_scale(torch, kwargs, arrays, rng):
-    out, grads, upstream = _run_fastdl(lambda x, w, b: F.conv2d(x, w, b, **kwargs), arrays, rng=rng)
-    expected, expected_grads = _run_torch(
-        torch, lambda x, w, b: torch.nn.functional.conv2d(x, w, b, **kwargs), arrays, upstream)
-    dtype = arrays[0].dtype
-    _assert_close_to_scale(out, expected, dtype, "output")
-    for name, g, e in zip(["input", "weight", "bias"], grads, expected_grads):
-        assert (g is None) == (e is None), f"grad of {name}: present in one library only"
-        if g is not None:
-            _assert_close_to_scale(g, e, dtype, f"grad of {name}")
-
-
 @pytest.mark.parametrize("dtype", FLOAT_DTYPES, ids=["float32", "float64"])
 @pytest.mark.parametrize("input_shape, out_channels, kwargs", WINOGRAD_CASES)
 def test_conv2d_winograd_matches_torch(torch, input_shape, out_channels, kwargs, dtype):
@@ -462,31 +471,6 @@ def test_conv2d_winograd_partial_requires_grad(requires):
 
 def test_conv2d_winograd_switch_is_restored():
     assert _C._winograd_enabled()
-
-
-# ---------------------------------------------------------------- direct float32 forward
-# Rows of outputs >= 16 wide and >= 85% of whole 16-lane vectors take conv.cpp's direct
-# forward (float32; float64 runs im2col): stem-like strides, channel blocks cut short
-# (O not a multiple of 8), row tails, rows cut into 3 + 2 + 2 vectors, dilation, 1x1.
-DIRECT_CASES = [
-    pytest.param((2, 3, 38, 62), 13, (7, 7), dict(stride=2, padding=3), id="stem-k7-s2"),
-    pytest.param((3, 2, 9, 100), 9, (3, 5), dict(padding=(1, 2), dilation=(2, 1)), id="wide-tail"),
-    pytest.param((1, 4, 6, 50), 8, (3, 3), dict(dilation=2), id="dilated"),
-    pytest.param((2, 5, 8, 16), 17, (1, 1), {}, id="1x1-one-vector"),
-    pytest.param((4, 2, 12, 64), 6, (4, 4), dict(stride=2, padding=1), id="k4-s2"),
-    pytest.param((3, 7, 30), 5, (3, 3), dict(padding=1), id="unbatched"),
-    pytest.param((2, 3, 10, 29), 4, (4, 2), dict(padding="same"), id="same-even"),
-]
-
-
-@pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel lengths")  # torch's own note
-@pytest.mark.parametrize("dtype", FLOAT_DTYPES, ids=["float32", "float64"])
-@pytest.mark.parametrize("bias", [True, False], ids=["bias", "no-bias"])
-@pytest.mark.parametrize("input_shape, out_channels, kernel, kwargs", DIRECT_CASES)
-def test_conv2d_direct_matches_torch(torch, input_shape, out_channels, kernel, kwargs, bias, dtype):
-    rng = np.random.default_rng(45)
-    arrays = _conv_arrays(rng, input_shape, out_channels, kernel, kwargs, dtype, bias)
-    _check_conv_against_torch_to_scale(torch, kwargs, arrays, rng)
 
 
 @pytest.mark.parametrize("input_shape, out_channels, kernel, kwargs", DIRECT_CASES)
