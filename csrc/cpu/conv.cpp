@@ -5,8 +5,8 @@
 //   forward          out[n] (O x OHW)   = W (O x R/G) @ col          (straight into NCHW)
 //   grad of input    dcol (R x OHW)     = W^T @ dY[n]                 (then folded back, col2im)
 //   grad of weight   partial[group]    += dY[n] @ col^T               (summed over fixed groups)
-// Float32 forwards whose rows of outputs fill 16-lane vectors skip col altogether: see
-// direct_forward below. Smaller batches unfold a chunk of samples into one col (R x nb*OH*OW) and run ONE large
+// Float32 forwards whose rows of outputs fill 16-lane vectors skip col altogether where
+// AVX-512 is built in: see direct_forward below. Smaller batches unfold a chunk of samples into one col (R x nb*OH*OW) and run ONE large
 // GEMM per product, threaded by fastdl's tiled gemm (see runtime.cpp).
 // Every split — sample groups, chunks, GEMM tiles — depends on the shapes only, never on
 // the thread count, so results are bitwise reproducible on any number of threads.
@@ -217,6 +217,7 @@ index_t chunk_size(const Conv2dShape& s, index_t buffers) {
 }
 
 // ---------------------------------------------------------------- direct forward (float)
+#ifdef __AVX512F__  // without 512-bit registers its 24 accumulators would spill: im2col does better
 // For rows of outputs at least 16 wide, most of them in whole 16-lane vectors (the 7x7
 // stride-2 stem on 224x224 images, small-channel first layers), im2col + GEMM spends a
 // fifth of its time writing and re-reading col, and the GEMM's K (= C*KH*KW) is too short
@@ -238,11 +239,7 @@ inline Lanes16 broadcast_lanes(float x) { return x - Lanes16{}; }
 
 // dst[0, count) = lanes[0, count), count < 16.
 inline void store_first_lanes(float* dst, Lanes16 lanes, index_t count) {
-#ifdef __AVX512F__
   _mm512_mask_storeu_ps(dst, static_cast<__mmask16>((1u << count) - 1), reinterpret_cast<__m512>(lanes));
-#else
-  for (index_t k = 0; k < count; ++k) dst[k] = lanes[k];
-#endif
 }
 
 bool direct_applies(const Conv2dShape& s) {
@@ -356,6 +353,8 @@ void direct_forward(const float* input, const float* weight, const float* bias, 
   }
 }
 
+#endif  // __AVX512F__
+
 }  // namespace
 
 template <typename T>
@@ -368,12 +367,14 @@ void conv2d_forward(const T* input, const T* weight, const T* bias, T* output,
     winograd_forward(input, weight, bias, output, s);
     return;
   }
+#ifdef __AVX512F__
   if constexpr (std::is_same_v<T, float>) {
     if (direct_applies(s)) {
       direct_forward(input, weight, bias, output, s);
       return;
     }
   }
+#endif
   if (sample_parallel(s)) {
     // Blocks of `per` consecutive samples: one col, one GEMM (wide enough to amortize the
     // BLAS's packing of W), then scattered into NCHW with the bias.
