@@ -275,6 +275,21 @@ void window_max(const T* a, const std::int32_t* ai, const T* b, const std::int32
   if (x < n) window_max_block<K, 0>(a + x, ai + x, b + x, bi + x, c + x, ci + x, n - x, out + x, index + x, at);
 }
 
+// row[2b] = even[b], row[2b + 1] = odd[b] for b < n: blocks of 16 as fixed-size loops.
+template <index_t N, typename T>
+__attribute__((always_inline)) inline void interleave_block(const T* __restrict even, const T* __restrict odd,
+                                                            index_t n_rt, T* __restrict row) {
+  const index_t n = N ? N : n_rt;
+  for (index_t b = 0; b < n; ++b) row[2 * b] = even[b], row[2 * b + 1] = odd[b];
+}
+
+template <typename T>
+void interleave_pairs(const T* even, const T* odd, index_t n, T* row) {
+  index_t b = 0;
+  for (; b + 16 <= n; b += 16) interleave_block<16>(even + b, odd + b, 16, row + 2 * b);
+  if (b < n) interleave_block<0>(even + b, odd + b, n - b, row + 2 * b);
+}
+
 // Windows that tile the plane in 2x2 blocks (kernel = stride = 2, no padding, dilation 1,
 // every window whole): one loop per output row over both input rows, each read as whole
 // column pairs (no gap, so no scalar peeling); no buffer at all. The comparisons follow
@@ -693,6 +708,65 @@ void max_pool2d_backward_2x2(const T* grad_output, const std::int64_t* indices, 
     }
 }
 
+// The backward of max_pool2d_forward_flat_3x3 (planes at least 4 wide). Input pixel
+// (2a + i, 2b + j) is reached by window (a, b) at offset (1 + i, 1 + j) and, for i or j
+// = 1, by the windows one row and/or one column on (offset 0 along that axis). So each
+// of the four parity classes of input pixels is, at window (a, b), a sum over at most four
+// windows (a, b), (a, b + 1), (a + 1, b), (a + 1, b + 1) of "gradient if the saved index
+// is this pixel". Every such pixel index is T[k] + c for a window's flat position k, with
+// T[k] = 2a W + 2b (a table for the whole call) and a constant c: one flat loop over the
+// plane's windows computes all four classes, with no per-row loops and no divisions.
+// A neighbour past the row's end is the next row's first window, whose window never holds
+// the pixel once W >= 4; past the plane's end the copies hold index -1. Contributions add
+// in window order, as PyTorch's scatter does; an index outside its window passes nothing.
+template <typename T>
+void max_pool2d_backward_flat_3x3(const T* grad_output, const std::int64_t* indices, T* grad_input,
+                                  const Pool2dShape& s) {
+  const index_t H = s.height, W = s.width, OH = s.out_h, OW = s.out_w, HW = H * W, OHW = OH * OW;
+  const index_t padded = OHW + OW + 1;  // windows one row and one column past the plane
+  std::vector<std::int32_t> table(static_cast<std::size_t>(padded));
+  for (index_t k = 0; k < padded; ++k) table[k] = static_cast<std::int32_t>(2 * (k / OW) * W + 2 * (k % OW));
+  const std::int32_t* __restrict t = table.data();
+  const std::int32_t w = static_cast<std::int32_t>(W);
+  const int threads = threads_for(s.planes * (HW + 4 * OHW));
+  const index_t g_stride = per_thread_stride<T>(padded + 4 * OHW), i_stride = per_thread_stride<std::int32_t>(padded);
+  std::vector<T> grads(static_cast<std::size_t>(threads * g_stride), T(0));
+  std::vector<std::int32_t> saved(static_cast<std::size_t>(threads * i_stride), -1);
+#pragma omp parallel num_threads(threads)
+  {
+    T* __restrict g = grads.data() + omp_get_thread_num() * g_stride;  // [padded), then 4 classes
+    std::int32_t* __restrict at = saved.data() + omp_get_thread_num() * i_stride;
+    T* __restrict ee = g + padded;
+    T* __restrict eo = ee + OHW;
+    T* __restrict oe = eo + OHW;
+    T* __restrict oo = oe + OHW;
+#pragma omp for schedule(static)
+    for (index_t p = 0; p < s.planes; ++p) {
+      const T* __restrict src = grad_output + p * OHW;
+      const std::int64_t* __restrict src_at = indices + p * OHW;
+      for (index_t k = 0; k < OHW; ++k) g[k] = src[k], at[k] = static_cast<std::int32_t>(src_at[k]);
+#pragma omp simd
+      for (index_t k = 0; k < OHW; ++k) {
+        // Windows (a, b), (a, b + 1), (a + 1, b), (a + 1, b + 1): loaded unconditionally
+        // (a conditional load becomes a masked load, which GCC 12 does not vectorize here).
+        const T g0 = g[k], g1 = g[k + 1], g2 = g[k + OW], g3 = g[k + OW + 1];
+        const std::int32_t i0 = at[k] - t[k], i1 = at[k + 1] - t[k + 1];
+        const std::int32_t i2 = at[k + OW] - t[k + OW], i3 = at[k + OW + 1] - t[k + OW + 1];
+        ee[k] = T(0) + (i0 == 0 ? g0 : T(0));
+        eo[k] = (T(0) + (i0 == 1 ? g0 : T(0))) + (i1 == -1 ? g1 : T(0));
+        oe[k] = (T(0) + (i0 == w ? g0 : T(0))) + (i2 == -w ? g2 : T(0));
+        oo[k] = (((T(0) + (i0 == w + 1 ? g0 : T(0))) + (i1 == w - 1 ? g1 : T(0))) + (i2 == 1 - w ? g2 : T(0))) +
+                (i3 == -w - 1 ? g3 : T(0));
+      }
+      T* plane = grad_input + p * HW;
+      for (index_t a = 0; a < OH; ++a) {
+        interleave_pairs(ee + a * OW, eo + a * OW, OW, plane + 2 * a * W);
+        if (2 * a + 1 < H) interleave_pairs(oe + a * OW, oo + a * OW, OW, plane + (2 * a + 1) * W);
+      }
+    }
+  }
+}
+
 // Which backward gathers (any index is then safe). Stride 2 gathers column pairs (2x2
 // tiles in their own loop). The stride-1 gather pays a loop set-up per (input row, kernel
 // offset): on short rows the scatter (zero-fill the plane, in cache, then one scalar add
@@ -707,6 +781,7 @@ template <typename T>
 void max_pool2d_backward(const T* grad_output, const std::int64_t* indices, T* grad_input,
                          const Pool2dShape& s) {
   if (max_pool2d_tiles_2x2(s)) return max_pool2d_backward_2x2(grad_output, indices, grad_input, s);
+  if (max_pool2d_flat_3x3(s) && s.width >= 4) return max_pool2d_backward_flat_3x3(grad_output, indices, grad_input, s);
   if (max_pool2d_backward_gathers(s)) {
     if (s.stride_w == 1) return max_pool2d_backward_gather_unit(grad_output, indices, grad_input, s);
     if (s.stride_w == 2) return max_pool2d_backward_pairs(grad_output, indices, grad_input, s);
