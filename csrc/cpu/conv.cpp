@@ -5,9 +5,10 @@
 //   forward          out[n] (O x OHW)   = W (O x R/G) @ col          (straight into NCHW)
 //   grad of input    dcol (R x OHW)     = W^T @ dY[n]                 (then folded back, col2im)
 //   grad of weight   partial[group]    += dY[n] @ col^T               (summed over fixed groups)
-// Float32 forwards whose rows of outputs fill 16-lane vectors skip col altogether where
-// AVX-512 is built in: see direct_forward below. Smaller batches unfold a chunk of samples into one col (R x nb*OH*OW) and run ONE large
-// GEMM per product, threaded by fastdl's tiled gemm (see runtime.cpp).
+// Smaller batches unfold a chunk of samples into one col (R x nb*OH*OW) and run ONE large
+// GEMM per product, threaded by fastdl's tiled gemm (see runtime.cpp). Float32 forwards
+// whose rows of outputs fill 16-lane vectors skip col altogether where AVX-512 is built
+// in: see direct_forward below.
 // Every split — sample groups, chunks, GEMM tiles — depends on the shapes only, never on
 // the thread count, so results are bitwise reproducible on any number of threads.
 #include <algorithm>
@@ -318,6 +319,8 @@ void direct_forward(const float* input, const float* weight, const float* bias, 
     }
   }
   // Work items: samples, each cut into row ranges when the batch is small (shape-only).
+  // Each item splits its sample's whole phase planes: C*H*W copies against the C*KK*O
+  // FMAs per output that follow, so the repeat for small batches costs next to nothing.
   const index_t pieces = std::clamp<index_t>((8 + s.batch - 1) / s.batch, 1, OH);
   const index_t rows_per = (OH + pieces - 1) / pieces;
   const index_t vectors = (OW + kDirectLanes - 1) / kDirectLanes;

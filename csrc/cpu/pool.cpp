@@ -220,24 +220,25 @@ __attribute__((always_inline)) inline void column_max_pairs_block(
   }
 }
 
-// Blocks of 16 pairs as fixed-size loops (no loop set-up: rows of 32 columns are one
-// block, and the set-up cost as much as the work), then the rest.
+// f(first, count, fixed) over [0, n) in blocks of 16, with fixed = 16 as a compile-time
+// constant (a fixed-size loop: no set-up, which on rows of 16 windows cost as much as the
+// work), then the rest with fixed = 0 (a loop over the runtime count).
+template <typename F>
+__attribute__((always_inline)) inline void in_blocks_of_16(index_t n, F&& f) {
+  index_t i = 0;
+  for (; i + 16 <= n; i += 16) f(i, index_t(16), std::integral_constant<index_t, 16>{});
+  if (i < n) f(i, n - i, std::integral_constant<index_t, 0>{});
+}
+
 template <int R, typename T>
 void column_max_pairs(const T* const* r, const std::int32_t* start, index_t pairs, T* ve, T* vo,
                       std::int32_t* ie, std::int32_t* io) {
-  index_t m = 0;
-  for (; m + 16 <= pairs; m += 16) {
+  in_blocks_of_16(pairs, [&](index_t m, index_t count, auto fixed) __attribute__((always_inline)) {
     const T* rows[3] = {r[0] + 2 * m, r[R > 1 ? 1 : 0] + 2 * m, r[R > 2 ? 2 : 0] + 2 * m};
     const std::int32_t starts[3] = {start[0] + std::int32_t(2 * m), start[R > 1 ? 1 : 0] + std::int32_t(2 * m),
                                     start[R > 2 ? 2 : 0] + std::int32_t(2 * m)};
-    column_max_pairs_block<R, 16>(rows, starts, 16, ve + m, vo + m, ie + m, io + m);
-  }
-  if (m < pairs) {
-    const T* rows[3] = {r[0] + 2 * m, r[R > 1 ? 1 : 0] + 2 * m, r[R > 2 ? 2 : 0] + 2 * m};
-    const std::int32_t starts[3] = {start[0] + std::int32_t(2 * m), start[R > 1 ? 1 : 0] + std::int32_t(2 * m),
-                                    start[R > 2 ? 2 : 0] + std::int32_t(2 * m)};
-    column_max_pairs_block<R, 0>(rows, starts, pairs - m, ve + m, vo + m, ie + m, io + m);
-  }
+    column_max_pairs_block<R, decltype(fixed)::value>(rows, starts, count, ve + m, vo + m, ie + m, io + m);
+  });
 }
 
 // Column step over windows of K columns; window x's columns are (a[x], ai[x]), (b[x],
@@ -264,18 +265,17 @@ __attribute__((always_inline)) inline void window_max_block(
     }
 }
 
-// Blocks of 16 windows as fixed-size loops (as column_max_pairs), then the rest; `at`
-// needs 16 entries.
+// In blocks of 16 windows (in_blocks_of_16); `at` needs 16 entries.
 template <int K, typename T>
 void window_max(const T* a, const std::int32_t* ai, const T* b, const std::int32_t* bi, const T* c,
                 const std::int32_t* ci, index_t n, T* out, std::int64_t* index, std::int32_t* at) {
-  index_t x = 0;
-  for (; x + 16 <= n; x += 16)
-    window_max_block<K, 16>(a + x, ai + x, b + x, bi + x, c + x, ci + x, 16, out + x, index + x, at);
-  if (x < n) window_max_block<K, 0>(a + x, ai + x, b + x, bi + x, c + x, ci + x, n - x, out + x, index + x, at);
+  in_blocks_of_16(n, [&](index_t x, index_t count, auto fixed) __attribute__((always_inline)) {
+    window_max_block<K, decltype(fixed)::value>(a + x, ai + x, b + x, bi + x, c + x, ci + x, count, out + x,
+                                                index + x, at);
+  });
 }
 
-// row[2b] = even[b], row[2b + 1] = odd[b] for b < n: blocks of 16 as fixed-size loops.
+// row[2b] = even[b], row[2b + 1] = odd[b] for b < n, in blocks of 16 (in_blocks_of_16).
 template <index_t N, typename T>
 __attribute__((always_inline)) inline void interleave_block(const T* __restrict even, const T* __restrict odd,
                                                             index_t n_rt, T* __restrict row) {
@@ -285,9 +285,9 @@ __attribute__((always_inline)) inline void interleave_block(const T* __restrict 
 
 template <typename T>
 void interleave_pairs(const T* even, const T* odd, index_t n, T* row) {
-  index_t b = 0;
-  for (; b + 16 <= n; b += 16) interleave_block<16>(even + b, odd + b, 16, row + 2 * b);
-  if (b < n) interleave_block<0>(even + b, odd + b, n - b, row + 2 * b);
+  in_blocks_of_16(n, [&](index_t b, index_t count, auto fixed) __attribute__((always_inline)) {
+    interleave_block<decltype(fixed)::value>(even + b, odd + b, count, row + 2 * b);
+  });
 }
 
 // Windows that tile the plane in 2x2 blocks (kernel = stride = 2, no padding, dilation 1,
