@@ -282,6 +282,19 @@ DIRECT_CASES = [
     pytest.param((2, 3, 10, 29), 4, (4, 2), dict(padding="same"), id="same-even"),
 ]
 
+# Float32 convolutions with R = C*KH*KW >= 256 taps and output channels in whole 16-lane
+# vectors that neither Winograd nor the wide-row kernel takes run conv.cpp's channel-lane
+# kernels: blocks of <= 6 pixels x <= 64 channels (pixel tails 1-5, channel blocks of
+# 16/32/48/64). With C a multiple of 16 and O >= 64 the backward takes them too.
+CHANNEL_CASES = [
+    pytest.param((3, 32, 9, 13), 64, (3, 3), dict(stride=2, padding=1), id="s2-pixel-tail"),
+    pytest.param((2, 32, 7, 9), 80, (5, 5), dict(stride=(2, 1), padding=(1, 2)), id="k5-blocks-64+16"),
+    pytest.param((2, 32, 10, 10), 112, (3, 3), dict(padding=2, dilation=2), id="dilated-64+48"),
+    pytest.param((2, 30, 8, 8), 32, (3, 3), dict(stride=2, padding=1), id="forward-only-c30"),
+    pytest.param((2, 48, 6, 6), 48, (3, 3), dict(stride=3), id="forward-only-o48"),
+    pytest.param((256, 9, 9), 64, (1, 1), dict(stride=2), id="1x1-s2-unbatched"),
+    pytest.param((1, 16, 9, 9), 96, (5, 5), dict(padding="same"), id="same-k5"),
+]
 
 def _conv_arrays(rng, input_shape, out_channels, kernel, kwargs, dtype, bias=True):
     channels = input_shape[-3]
@@ -318,7 +331,7 @@ def _check_conv_against_torch_to_scale(torch, kwargs, arrays, rng):
 @pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel lengths")  # torch's own note
 @pytest.mark.parametrize("dtype", FLOAT_DTYPES, ids=["float32", "float64"])
 @pytest.mark.parametrize("bias", [True, False], ids=["bias", "no-bias"])
-@pytest.mark.parametrize("input_shape, out_channels, kernel, kwargs", CONV_CASES + DIRECT_CASES)
+@pytest.mark.parametrize("input_shape, out_channels, kernel, kwargs", CONV_CASES + DIRECT_CASES + CHANNEL_CASES)
 def test_conv2d_matches_torch(torch, input_shape, out_channels, kernel, kwargs, bias, dtype):
     rng = np.random.default_rng(1)
     arrays = _conv_arrays(rng, input_shape, out_channels, kernel, kwargs, dtype, bias)
@@ -333,7 +346,7 @@ def _numeric_pairs(kwargs):
 
 
 # The reference takes numeric padding and batched input: the cases that have them.
-CONV_REFERENCE_CASES = [c for c in CONV_CASES + DIRECT_CASES
+CONV_REFERENCE_CASES = [c for c in CONV_CASES + DIRECT_CASES + CHANNEL_CASES
                         if len(c.values[0]) == 4 and not isinstance(c.values[3].get("padding"), str)]
 
 
@@ -344,11 +357,12 @@ def test_conv2d_matches_reference(input_shape, out_channels, kernel, kwargs, dty
     x, w, b = _conv_arrays(rng, input_shape, out_channels, kernel, kwargs, dtype)
     out, (gx, gw, gb), upstream = _run_fastdl(lambda x, w, b: F.conv2d(x, w, b, **kwargs), [x, w, b], rng=rng)
     pairs = _numeric_pairs(kwargs)
-    _assert_close(out, reference.conv2d_forward(x, w, b, **pairs), dtype, "output")
+    # To scale: the channel-lane cases sum up to 800 products per entry.
+    _assert_close_to_scale(out, reference.conv2d_forward(x, w, b, **pairs), dtype, "output")
     rx, rw, rb = reference.conv2d_backward(x, w, upstream, **pairs)
-    _assert_close(gx, rx, dtype, "grad of input")
-    _assert_close(gw, rw, dtype, "grad of weight")
-    _assert_close(gb, rb, dtype, "grad of bias")
+    _assert_close_to_scale(gx, rx, dtype, "grad of input")
+    _assert_close_to_scale(gw, rw, dtype, "grad of weight")
+    _assert_close_to_scale(gb, rb, dtype, "grad of bias")
 
 
 @pytest.mark.parametrize("input_shape, out_channels, kernel, kwargs", [
@@ -485,6 +499,50 @@ def test_conv2d_direct_equals_im2col(input_shape, out_channels, kernel, kwargs):
     finally:
         _C._set_winograd(True)
     _assert_close(direct, im2col, np.float32, "direct vs im2col forward")
+
+
+@pytest.mark.parametrize("input_shape, out_channels, kernel, kwargs", CHANNEL_CASES)
+def test_conv2d_channel_kernels_equal_im2col(input_shape, out_channels, kernel, kwargs):
+    rng = np.random.default_rng(48)
+    arrays = _conv_arrays(rng, input_shape, out_channels, kernel, kwargs, np.float32)
+    upstream = None
+
+    def run():
+        nonlocal upstream
+        out, grads, upstream = _run_fastdl(lambda x, w, b: F.conv2d(x, w, b, **kwargs), arrays,
+                                           upstream=upstream, rng=rng)
+        return [out] + list(grads)
+
+    channel = run()
+    _C._set_winograd(False)
+    try:
+        im2col = run()
+    finally:
+        _C._set_winograd(True)
+    for name, a, e in zip(["output", "grad of input", "grad of weight", "grad of bias"], channel, im2col):
+        _assert_close_to_scale(a, e, np.float32, f"channel kernels vs im2col: {name}")
+
+
+def test_conv2d_channel_weight_grad_in_chunks(torch):
+    """Samples whose padded planes and dY^T fill the 64 MiB staging area go in chunks (2 + 2),
+    the weight gradient summed over the chunks in turn."""
+    rng = np.random.default_rng(49)
+    arrays = _conv_arrays(rng, (4, 32, 255, 511), 64, (3, 3), dict(stride=2), np.float32)
+    _check_conv_against_torch_to_scale(torch, dict(stride=2), arrays, rng)
+
+
+@pytest.mark.parametrize("batch", [1, 5], ids=["one-sample", "samples"])
+def test_conv2d_channel_one_thread_equals_two_threads(restore_threads, batch):
+    rng = np.random.default_rng(50)
+    arrays = _conv_arrays(rng, (batch, 32, 11, 11), 80, (3, 3), dict(stride=2, padding=1), np.float32)
+    upstream = _upstream(rng, (batch, 80, 6, 6), np.float32)
+
+    def run():
+        out, grads, _ = _run_fastdl(lambda x, w, b: F.conv2d(x, w, b, stride=2, padding=1), arrays,
+                                    upstream=upstream)
+        return [out] + list(grads)
+
+    _assert_bitwise_equal(_on_threads(1, run), _on_threads(2, run), "channel-lane conv2d")
 
 
 @pytest.mark.parametrize("batch", [2, 9], ids=["rows-split", "samples"])

@@ -6,9 +6,10 @@
 //   grad of input    dcol (R x OHW)     = W^T @ dY[n]                 (then folded back, col2im)
 //   grad of weight   partial[group]    += dY[n] @ col^T               (summed over fixed groups)
 // Smaller batches unfold a chunk of samples into one col (R x nb*OH*OW) and run ONE large
-// GEMM per product, threaded by fastdl's tiled gemm (see runtime.cpp). Float32 forwards
-// whose rows of outputs fill 16-lane vectors skip col altogether where AVX-512 is built
-// in: see direct_forward below.
+// GEMM per product, threaded by fastdl's tiled gemm (see runtime.cpp). Where AVX-512 is
+// built in, two float32 paths skip col altogether: forwards whose rows of outputs fill
+// 16-lane vectors (direct_forward), and layers with many channels and few pixels, forward
+// and backward (channel_direct_forward/backward: lanes over channels).
 // Every split — sample groups, chunks, GEMM tiles — depends on the shapes only, never on
 // the thread count, so results are bitwise reproducible on any number of threads.
 #include <algorithm>
@@ -319,41 +320,375 @@ void direct_forward(const float* input, const float* weight, const float* bias, 
     }
   }
   // Work items: samples, each cut into row ranges when the batch is small (shape-only).
-  // Each item splits its sample's whole phase planes: C*H*W copies against the C*KK*O
-  // FMAs per output that follow, so the repeat for small batches costs next to nothing.
+  // Items go to threads in sample-major runs, and a thread splits a sample's phase planes
+  // only when its next item starts a new sample (8 splits of a 128-channel sample made a
+  // one-sample batch a third slower than im2col).
   const index_t pieces = std::clamp<index_t>((8 + s.batch - 1) / s.batch, 1, OH);
   const index_t rows_per = (OH + pieces - 1) / pieces;
   const index_t vectors = (OW + kDirectLanes - 1) / kDirectLanes;
   const index_t row_pieces = (vectors + kDirectVectors - 1) / kDirectVectors;
-#pragma omp parallel for schedule(static) num_threads(threads_for(s.batch * O * OH * OW * R))
-  for (index_t item = 0; item < s.batch * pieces; ++item) {
-    const index_t n = item / pieces, y0 = (item % pieces) * rows_per;
-    const index_t y1 = std::min(OH, y0 + rows_per);
-    if (y0 >= y1) continue;
+#pragma omp parallel num_threads(threads_for(s.batch * O * OH * OW * R))
+  {
+    index_t split = -1;
     // The sample's phase planes, plus one vector of zeros read by the last row's last lanes.
     float* phases = scratch<float>(6, C * plane + kDirectLanes);
-    for (index_t c = 0; c < C; ++c) split_phases(input + (n * C + c) * H * W, phases + c * plane, p, s);
-    std::fill(phases + C * plane, phases + C * plane + kDirectLanes, 0.0f);
-    for (index_t y = y0; y < y1; ++y) {
-      for (index_t b = 0; b < blocks; ++b) {
-        const int valid = static_cast<int>(std::min<index_t>(kDirectChannels, O - b * kDirectChannels));
-        float* out = output + ((n * O + b * kDirectChannels) * OH + y) * OW;
-        const float* w = packed + b * R * kDirectChannels;
-        const float* bb = packed_bias + b * kDirectChannels;
-        // The row's vectors in `pieces` runs of near-equal length (7 = 3 + 2 + 2, not 3 + 3 + 1).
-        for (index_t k = 0, v0 = 0; k < row_pieces; ++k) {
-          const index_t nv = vectors / row_pieces + (k < vectors % row_pieces ? 1 : 0);
-          const index_t x0 = v0 * kDirectLanes;
-          const index_t last = std::min(kDirectLanes, OW - (x0 + (nv - 1) * kDirectLanes));
-          const float* base = phases + y * p.pw + x0;
-          if (nv == 3) direct_block<3>(base, tap, R, w, bb, out + x0, OH * OW, valid, last);
-          else if (nv == 2) direct_block<2>(base, tap, R, w, bb, out + x0, OH * OW, valid, last);
-          else direct_block<1>(base, tap, R, w, bb, out + x0, OH * OW, valid, last);
-          v0 += nv;
+#pragma omp for schedule(static)
+    for (index_t item = 0; item < s.batch * pieces; ++item) {
+      const index_t n = item / pieces, y0 = (item % pieces) * rows_per;
+      const index_t y1 = std::min(OH, y0 + rows_per);
+      if (y0 >= y1) continue;
+      if (n != split) {
+        for (index_t c = 0; c < C; ++c) split_phases(input + (n * C + c) * H * W, phases + c * plane, p, s);
+        std::fill(phases + C * plane, phases + C * plane + kDirectLanes, 0.0f);
+        split = n;
+      }
+      for (index_t y = y0; y < y1; ++y) {
+        for (index_t b = 0; b < blocks; ++b) {
+          const int valid = static_cast<int>(std::min<index_t>(kDirectChannels, O - b * kDirectChannels));
+          float* out = output + ((n * O + b * kDirectChannels) * OH + y) * OW;
+          const float* w = packed + b * R * kDirectChannels;
+          const float* bb = packed_bias + b * kDirectChannels;
+          // The row's vectors in `pieces` runs of near-equal length (7 = 3 + 2 + 2, not 3 + 3 + 1).
+          for (index_t k = 0, v0 = 0; k < row_pieces; ++k) {
+            const index_t nv = vectors / row_pieces + (k < vectors % row_pieces ? 1 : 0);
+            const index_t x0 = v0 * kDirectLanes;
+            const index_t last = std::min(kDirectLanes, OW - (x0 + (nv - 1) * kDirectLanes));
+            const float* base = phases + y * p.pw + x0;
+            if (nv == 3) direct_block<3>(base, tap, R, w, bb, out + x0, OH * OW, valid, last);
+            else if (nv == 2) direct_block<2>(base, tap, R, w, bb, out + x0, OH * OW, valid, last);
+            else direct_block<1>(base, tap, R, w, bb, out + x0, OH * OW, valid, last);
+            v0 += nv;
+          }
         }
       }
     }
   }
+}
+
+
+// ------------------------------------------ direct convolution over channel lanes (float)
+// Narrow outputs with many channels (the 128 -> 128 stride-2 3x3 layer on 16x16: 8x8
+// outputs, R = C*KH*KW = 1152) leave im2col + GEMM a third of its time unfolding, packing
+// and folding back. Here the 16 lanes run over channels instead, and one register block
+// serves all three products: P <= 6 rows x V <= 4 vectors of 16 channels (24
+// accumulators), and per step of the sum V vector loads and P broadcasts feed P*V FMAs.
+//   forward      rows = output pixels, lanes = output channels, sum over taps (c, i, j):
+//                broadcasts from the sample's zero-padded planes, weights packed [tap][o].
+//   grad input   rows = output pixels, lanes = input channels, sum over output channels o,
+//                one tap (i, j) at a time: added into a channels-last padded plane.
+//   grad weight  rows = taps (c, i, j), lanes = output channels, sum over the pixels of
+//                the batch: broadcasts from the padded inputs, vectors from dY^T.
+// Every result is one sum in an order fixed by the shapes (bias or zero first, then the
+// steps in order; samples, taps and pixels in order), so the threads' split changes no bits.
+
+// The zero-padded plane alone: one phase of stride 1 over the same padded extent.
+Phases padded_of(const Conv2dShape& s) {
+  Phases p = phases_of(s);
+  p.sh = p.sw = 1;
+  p.ph = p.rows;
+  p.pw = p.cols;
+  return p;
+}
+
+constexpr int kChannelRows = 6;     // rows per register block
+constexpr int kChannelVectors = 4;  // channel vectors per block: 64 channels
+constexpr index_t kChannelBlock = kChannelVectors * kDirectLanes;
+// Elements of padded inputs and dY^T that the weight gradient stages at once (64 MiB).
+constexpr index_t kChannelStage = index_t(1) << 24;
+
+bool channel_direct_applies(const Conv2dShape& s) {
+  if (!winograd_is_enabled() || s.groups != 1 || s.out_channels % kDirectLanes != 0) return false;
+  if (s.out_h * s.out_w < kChannelRows) return false;
+  // A 1x1 stride-1 unpadded convolution is a GEMM on the input itself: the BLAS does better.
+  if (s.kernel_h * s.kernel_w == 1 && s.stride_h * s.stride_w == 1 && s.pad_h + s.pad_w == 0) return false;
+  // Enough steps per sum to amortize the block's loads and stores and the transposes.
+  const index_t R = s.in_channels * s.kernel_h * s.kernel_w;
+  if (R < 256) return false;
+  const Phases p = padded_of(s);
+  return s.in_channels * p.size() <= (index_t(1) << 22);
+}
+
+// The backward's input gradient runs its lanes over input channels and sums over the
+// output channels.
+bool channel_backward_applies(const Conv2dShape& s) {
+  return channel_direct_applies(s) && s.in_channels % kDirectLanes == 0 && s.out_channels >= 64;
+}
+
+// acc[q][v] = init + sum over steps r of px[q][step[r]] * w[r * w_stride + 16 v ..], stored
+// to out[q] + 16 v; init is bias + 16 v when given, else what out[q] + 16 v holds.
+template <int V, int P>
+inline void channel_block(const float* const* px, const index_t* step, index_t steps,
+                          const float* w, index_t w_stride, const float* bias, float* const* out) {
+  Lanes16 acc[P][V];
+  const float* pixel[P];
+#pragma GCC unroll 6
+  for (int q = 0; q < P; ++q) pixel[q] = px[q];
+#pragma GCC unroll 4
+  for (int v = 0; v < V; ++v) {
+    const Lanes16 b = bias ? load_lanes(bias + v * kDirectLanes) : Lanes16{};
+#pragma GCC unroll 6
+    for (int q = 0; q < P; ++q) acc[q][v] = bias ? b : load_lanes(out[q] + v * kDirectLanes);
+  }
+  for (index_t r = 0; r < steps; ++r) {
+    const index_t t = step[r];
+    const float* wr = w + r * w_stride;
+    Lanes16 wv[V];
+#pragma GCC unroll 4
+    for (int v = 0; v < V; ++v) wv[v] = load_lanes(wr + v * kDirectLanes);
+    // One broadcast at a time, used at once: 24 accumulators + 4 vectors + 1 broadcast fit
+    // the 32 registers (all six broadcasts first made GCC re-read the vectors from memory).
+#pragma GCC unroll 6
+    for (int q = 0; q < P; ++q) {
+      const Lanes16 x = broadcast_lanes(pixel[q][t]);
+#pragma GCC unroll 4
+      for (int v = 0; v < V; ++v) acc[q][v] += x * wv[v];
+    }
+  }
+#pragma GCC unroll 6
+  for (int q = 0; q < P; ++q) {
+#pragma GCC unroll 4
+    for (int v = 0; v < V; ++v)
+      *reinterpret_cast<Lanes16Unaligned*>(out[q] + v * kDirectLanes) = acc[q][v];
+  }
+}
+
+template <int P>
+inline void channel_block_v(int vectors, const float* const* px, const index_t* step,
+                            index_t steps, const float* w, index_t w_stride, const float* bias,
+                            float* const* out) {
+  switch (vectors) {
+    case 4: channel_block<4, P>(px, step, steps, w, w_stride, bias, out); break;
+    case 3: channel_block<3, P>(px, step, steps, w, w_stride, bias, out); break;
+    case 2: channel_block<2, P>(px, step, steps, w, w_stride, bias, out); break;
+    default: channel_block<1, P>(px, step, steps, w, w_stride, bias, out); break;
+  }
+}
+
+// channel_block<V, P> for V = width / 16 (width a multiple of 16, <= 64), P = rows <= 6.
+void channel_block_any(index_t width, index_t rows, const float* const* px, const index_t* step,
+                       index_t steps, const float* w, index_t w_stride, const float* bias,
+                       float* const* out) {
+  const int v = static_cast<int>(width / kDirectLanes);
+  switch (rows) {
+    case 6: channel_block_v<6>(v, px, step, steps, w, w_stride, bias, out); break;
+    case 5: channel_block_v<5>(v, px, step, steps, w, w_stride, bias, out); break;
+    case 4: channel_block_v<4>(v, px, step, steps, w, w_stride, bias, out); break;
+    case 3: channel_block_v<3>(v, px, step, steps, w, w_stride, bias, out); break;
+    case 2: channel_block_v<2>(v, px, step, steps, w, w_stride, bias, out); break;
+    default: channel_block_v<1>(v, px, step, steps, w, w_stride, bias, out); break;
+  }
+}
+
+// dst[c * dst_stride + r] (+)= src[r * src_stride + c] for r < rows, c < cols, in 16 x 16
+// tiles: a plain loop read or wrote one cache line per element once strides passed 4 KiB.
+template <bool Add>
+void transpose_tiles(const float* src, index_t rows, index_t cols, index_t src_stride, float* dst,
+                     index_t dst_stride) {
+  for (index_t r0 = 0; r0 < rows; r0 += kDirectLanes) {
+    const index_t r1 = std::min(rows, r0 + kDirectLanes);
+    for (index_t c0 = 0; c0 < cols; c0 += kDirectLanes) {
+      const index_t c1 = std::min(cols, c0 + kDirectLanes);
+      for (index_t c = c0; c < c1; ++c) {
+        float* out = dst + c * dst_stride;
+        for (index_t r = r0; r < r1; ++r) {
+          if constexpr (Add) out[r] += src[r * src_stride + c];
+          else out[r] = src[r * src_stride + c];
+        }
+      }
+    }
+  }
+}
+
+// The sample's C zero-padded planes (p from padded_of), rows copied 16 lanes at a time:
+// std::copy's memmove call cost more than the copy on 16-float rows.
+void pad_sample(const float* src, float* dst, const Phases& p, const Conv2dShape& s) {
+  const index_t C = s.in_channels, H = s.height, W = s.width, plane = p.size();
+  index_t lo, hi;  // padded columns holding input columns
+  phase_columns(0, 1, s.pad_w, W, p.pw, lo, hi);
+  for (index_t c = 0; c < C; ++c) {
+    float* out = dst + c * plane;
+    for (index_t u = 0; u < p.ph; ++u) {
+      float* row = out + u * p.pw;
+      const index_t r = u - s.pad_h;
+      if (r < 0 || r >= H || lo >= hi) {
+        std::fill(row, row + p.pw, 0.0f);
+        continue;
+      }
+      const float* in = src + (c * H + r) * W - s.pad_w;  // in[v] is padded column v
+      std::fill(row, row + lo, 0.0f);
+      index_t v = lo;
+      for (; v + kDirectLanes <= hi; v += kDirectLanes)
+        *reinterpret_cast<Lanes16Unaligned*>(row + v) = load_lanes(in + v);
+      if (v < hi) {
+        const __mmask16 m = static_cast<__mmask16>((1u << (hi - v)) - 1);
+        _mm512_mask_storeu_ps(row + v, m, _mm512_maskz_loadu_ps(m, in + v));
+      }
+      std::fill(row + hi, row + p.pw, 0.0f);
+    }
+  }
+}
+
+// Offset of tap (c, i, j) in a sample's padded planes, in (c, i, j) order.
+index_t* tap_offsets(const Phases& p, const Conv2dShape& s, int slot) {
+  index_t* tap = scratch<index_t>(slot, s.in_channels * s.kernel_h * s.kernel_w);
+  for (index_t c = 0; c < s.in_channels; ++c)
+    for (index_t i = 0; i < s.kernel_h; ++i)
+      for (index_t j = 0; j < s.kernel_w; ++j)
+        tap[(c * s.kernel_h + i) * s.kernel_w + j] = c * p.size() + p.offset(i * s.dilation_h, j * s.dilation_w);
+  return tap;
+}
+
+// Offset in the padded planes of output pixel q's first tap.
+inline index_t pixel_offset(index_t q, const Phases& p, const Conv2dShape& s) {
+  return (q / s.out_w) * s.stride_h * p.pw + (q % s.out_w) * s.stride_w;
+}
+
+void channel_direct_forward(const float* input, const float* weight, const float* bias,
+                            float* output, const Conv2dShape& s) {
+  const index_t C = s.in_channels, O = s.out_channels, H = s.height, W = s.width;
+  const index_t OHW = s.out_h * s.out_w, R = C * s.kernel_h * s.kernel_w;
+  const Phases p = padded_of(s);  // broadcasts need no contiguous runs: no phase split
+  const index_t* tap = tap_offsets(p, s, 14);
+  // Weights as [64-channel block][tap][width of the block]; bias likewise.
+  const index_t blocks = (O + kChannelBlock - 1) / kChannelBlock;
+  float* packed = scratch<float>(15, O * R + blocks * kChannelBlock);
+  float* packed_bias = packed + O * R;
+  for (index_t b = 0; b < blocks; ++b) {
+    const index_t o0 = b * kChannelBlock, width = std::min(kChannelBlock, O - o0);
+    transpose_tiles<false>(weight + o0 * R, width, R, R, packed + o0 * R, width);
+    for (index_t k = 0; k < kChannelBlock; ++k)
+      packed_bias[o0 + k] = bias && o0 + k < O ? bias[o0 + k] : 0.0f;
+  }
+  // Work items (sample, channel block), sample-major: a thread pads a sample's planes
+  // again only when its next item starts a new sample.
+#pragma omp parallel num_threads(threads_for(s.batch * O * OHW * R))
+  {
+    index_t padded = -1;
+    float* planes = scratch<float>(6, C * p.size());
+    float* block = scratch<float>(5, OHW * kChannelBlock);  // [pixel][channel] of one item
+#pragma omp for schedule(static)
+    for (index_t item = 0; item < s.batch * blocks; ++item) {
+      const index_t n = item / blocks, o0 = (item % blocks) * kChannelBlock;
+      const index_t width = std::min(kChannelBlock, O - o0);
+      if (n != padded) {
+        pad_sample(input + n * C * H * W, planes, p, s);
+        padded = n;
+      }
+      for (index_t q0 = 0; q0 < OHW; q0 += kChannelRows) {
+        const index_t rows = std::min<index_t>(kChannelRows, OHW - q0);
+        const float* px[kChannelRows];
+        float* out[kChannelRows];
+        for (index_t q = 0; q < rows; ++q) {
+          px[q] = planes + pixel_offset(q0 + q, p, s);
+          out[q] = block + (q0 + q) * width;
+        }
+        channel_block_any(width, rows, px, tap, R, packed + o0 * R, width, packed_bias + o0, out);
+      }
+      // [pixel][channel] -> the NCHW planes of channels o0 .. o0 + width.
+      transpose_tiles<false>(block, OHW, width, width, output + (n * O + o0) * OHW, OHW);
+    }
+  }
+}
+
+void channel_direct_backward(const float* input, const float* weight, const float* grad_output,
+                             float* grad_input, float* grad_weight, const Conv2dShape& s) {
+  const index_t C = s.in_channels, O = s.out_channels, H = s.height, W = s.width;
+  const index_t OHW = s.out_h * s.out_w, KK = s.kernel_h * s.kernel_w, R = C * KK;
+  const Phases p = padded_of(s);
+  const index_t plane = p.size();
+  const int threads = threads_for(s.batch * O * OHW * R);
+  if (grad_input) {
+    // Weights as [64-input-channel block][tap (i, j)][o][width of the block].
+    const index_t blocks = (C + kChannelBlock - 1) / kChannelBlock;
+    float* packed = scratch<float>(15, O * R);
+    for (index_t b = 0; b < blocks; ++b) {
+      const index_t c0 = b * kChannelBlock, width = std::min(kChannelBlock, C - c0);
+      float* dst = packed + c0 * KK * O;
+      for (index_t o = 0; o < O; ++o)  // reads in order; writes KK rows of width per o
+        for (index_t l = 0; l < width; ++l)
+          for (index_t t = 0; t < KK; ++t)
+            dst[(t * O + o) * width + l] = weight[(o * C + c0 + l) * KK + t];
+    }
+    index_t* step = scratch<index_t>(14, O);  // output channel o of a pixel of dY
+    for (index_t o = 0; o < O; ++o) step[o] = o * OHW;
+#pragma omp parallel num_threads(threads)
+    {
+      float* sums = scratch<float>(6, plane * kChannelBlock);  // padded plane, channels last
+#pragma omp for schedule(static)
+      for (index_t item = 0; item < s.batch * blocks; ++item) {
+        const index_t n = item / blocks, c0 = (item % blocks) * kChannelBlock;
+        const index_t width = std::min(kChannelBlock, C - c0);
+        std::fill(sums, sums + plane * width, 0.0f);
+        const float* dy = grad_output + n * O * OHW;
+        for (index_t i = 0; i < s.kernel_h; ++i) {
+          for (index_t j = 0; j < s.kernel_w; ++j) {
+            const index_t t = i * s.kernel_w + j, tap = p.offset(i * s.dilation_h, j * s.dilation_w);
+            const float* w = packed + c0 * KK * O + t * O * width;
+            for (index_t q0 = 0; q0 < OHW; q0 += kChannelRows) {
+              const index_t rows = std::min<index_t>(kChannelRows, OHW - q0);
+              const float* px[kChannelRows];
+              float* out[kChannelRows];
+              for (index_t q = 0; q < rows; ++q) {
+                px[q] = dy + q0 + q;
+                out[q] = sums + (pixel_offset(q0 + q, p, s) + tap) * width;
+              }
+              channel_block_any(width, rows, px, step, O, w, width, nullptr, out);
+            }
+          }
+        }
+        // Channels-last padded sums -> the NCHW planes (pixels no output reads get zero).
+        float* dx = grad_input + (n * C + c0) * H * W;
+        const index_t read_cols = std::clamp<index_t>(p.pw - s.pad_w, 0, W);
+        for (index_t y = 0; y < H; ++y) {
+          const index_t u = y + s.pad_h, cols = u < p.ph ? read_cols : 0;
+          transpose_tiles<false>(sums + (u * p.pw + s.pad_w) * width, cols, width, width,
+                                 dx + y * W, H * W);
+          for (index_t l = 0; l < width && cols < W; ++l)
+            std::fill(dx + l * H * W + y * W + cols, dx + l * H * W + (y + 1) * W, 0.0f);
+        }
+      }
+    }
+  }
+  if (!grad_weight) return;
+  // Samples staged at once: padded inputs [n][c][plane] and dY^T [n][pixel][o].
+  const index_t per_sample = C * plane + OHW * O;
+  const index_t nb_max = std::clamp<index_t>(kChannelStage / per_sample, 1, s.batch);
+  float* planes = scratch<float>(3, nb_max * C * plane);
+  float* dyt = scratch<float>(2, nb_max * OHW * O);
+  index_t* step = scratch<index_t>(1, nb_max * OHW);  // pixel (n, q)'s first tap
+  const index_t* tap = tap_offsets(p, s, 4);
+  float* sums = scratch<float>(0, R * O);  // [tap][o], summed over every chunk in turn
+  std::fill(sums, sums + R * O, 0.0f);
+  const index_t blocks = (O + kChannelBlock - 1) / kChannelBlock;
+  const index_t groups = (R + kChannelRows - 1) / kChannelRows;
+  for (index_t n0 = 0; n0 < s.batch; n0 += nb_max) {
+    const index_t nb = std::min(nb_max, s.batch - n0);
+#pragma omp parallel for schedule(static) num_threads(threads)
+    for (index_t n = 0; n < nb; ++n) {
+      pad_sample(input + (n0 + n) * C * H * W, planes + n * C * plane, p, s);
+      const float* dy = grad_output + (n0 + n) * O * OHW;
+      float* dst = dyt + n * OHW * O;
+      for (index_t q = 0; q < OHW; ++q) {
+        for (index_t o = 0; o < O; ++o) dst[q * O + o] = dy[o * OHW + q];
+        step[n * OHW + q] = n * C * plane + pixel_offset(q, p, s);
+      }
+    }
+    // Items (channel block, group of 6 taps), block-major: a thread's items share dY^T's block.
+#pragma omp parallel for schedule(static) num_threads(threads)
+    for (index_t item = 0; item < blocks * groups; ++item) {
+      const index_t o0 = (item / groups) * kChannelBlock, r0 = (item % groups) * kChannelRows;
+      const index_t width = std::min(kChannelBlock, O - o0);
+      const index_t rows = std::min<index_t>(kChannelRows, R - r0);
+      const float* px[kChannelRows];
+      float* out[kChannelRows];
+      for (index_t m = 0; m < rows; ++m) {
+        px[m] = planes + tap[r0 + m];
+        out[m] = sums + (r0 + m) * O + o0;
+      }
+      channel_block_any(width, rows, px, step, nb * OHW, dyt + o0, O, nullptr, out);
+    }
+  }
+  transpose_tiles<true>(sums, R, O, O, grad_weight, R);
 }
 
 #endif  // __AVX512F__
@@ -374,6 +709,10 @@ void conv2d_forward(const T* input, const T* weight, const T* bias, T* output,
   if constexpr (std::is_same_v<T, float>) {
     if (direct_applies(s)) {
       direct_forward(input, weight, bias, output, s);
+      return;
+    }
+    if (channel_direct_applies(s)) {
+      channel_direct_forward(input, weight, bias, output, s);
       return;
     }
   }
@@ -440,6 +779,14 @@ void conv2d_backward(const T* input, const T* weight, const T* grad_output, T* g
     winograd_backward(input, weight, grad_output, grad_input, grad_weight, s);
     return;
   }
+#ifdef __AVX512F__
+  if constexpr (std::is_same_v<T, float>) {
+    if (channel_backward_applies(s)) {
+      channel_direct_backward(input, weight, grad_output, grad_input, grad_weight, s);
+      return;
+    }
+  }
+#endif
   if (sample_parallel(s)) {
     // Groups of consecutive samples, fixed by the batch size; one thread per group at a time.
     const index_t groups = std::min(kWeightGradGroups, s.batch);
