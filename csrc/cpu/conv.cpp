@@ -479,6 +479,38 @@ void channel_block_any(index_t width, index_t rows, const float* const* px, cons
   }
 }
 
+// One whole 16 x 16 tile in registers: rows interleaved in pairs, then quads (each
+// 128-bit lane of u[4i + m] holds column 4L + m of rows 4i .. 4i+3), then the 128-bit
+// lanes of four such vectors transposed as a 4 x 4 matrix.
+template <bool Add>
+inline void transpose_tile16(const float* src, index_t src_stride, float* dst, index_t dst_stride) {
+  __m512 r[16], t[16], u[16];
+  for (int i = 0; i < 16; ++i) r[i] = _mm512_loadu_ps(src + i * src_stride);
+  for (int i = 0; i < 8; ++i) {
+    t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+    t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+  }
+  for (int i = 0; i < 4; ++i) {
+    u[4 * i] = _mm512_shuffle_ps(t[4 * i], t[4 * i + 2], 0x44);
+    u[4 * i + 1] = _mm512_shuffle_ps(t[4 * i], t[4 * i + 2], 0xEE);
+    u[4 * i + 2] = _mm512_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0x44);
+    u[4 * i + 3] = _mm512_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0xEE);
+  }
+  for (int m = 0; m < 4; ++m) {
+    const __m512 v0 = _mm512_shuffle_f32x4(u[m], u[4 + m], 0x44);
+    const __m512 v1 = _mm512_shuffle_f32x4(u[m], u[4 + m], 0xEE);
+    const __m512 v2 = _mm512_shuffle_f32x4(u[8 + m], u[12 + m], 0x44);
+    const __m512 v3 = _mm512_shuffle_f32x4(u[8 + m], u[12 + m], 0xEE);
+    const __m512 out[4] = {_mm512_shuffle_f32x4(v0, v2, 0x88), _mm512_shuffle_f32x4(v0, v2, 0xDD),
+                           _mm512_shuffle_f32x4(v1, v3, 0x88), _mm512_shuffle_f32x4(v1, v3, 0xDD)};
+    for (int l = 0; l < 4; ++l) {
+      float* row = dst + (4 * l + m) * dst_stride;
+      if constexpr (Add) _mm512_storeu_ps(row, _mm512_add_ps(_mm512_loadu_ps(row), out[l]));
+      else _mm512_storeu_ps(row, out[l]);
+    }
+  }
+}
+
 // dst[c * dst_stride + r] (+)= src[r * src_stride + c] for r < rows, c < cols, in 16 x 16
 // tiles: a plain loop read or wrote one cache line per element once strides passed 4 KiB.
 template <bool Add>
@@ -488,6 +520,10 @@ void transpose_tiles(const float* src, index_t rows, index_t cols, index_t src_s
     const index_t r1 = std::min(rows, r0 + kDirectLanes);
     for (index_t c0 = 0; c0 < cols; c0 += kDirectLanes) {
       const index_t c1 = std::min(cols, c0 + kDirectLanes);
+      if (r1 - r0 == kDirectLanes && c1 - c0 == kDirectLanes) {
+        transpose_tile16<Add>(src + r0 * src_stride + c0, src_stride, dst + c0 * dst_stride + r0, dst_stride);
+        continue;
+      }
       for (index_t c = c0; c < c1; ++c) {
         float* out = dst + c * dst_stride;
         for (index_t r = r0; r < r1; ++r) {
@@ -499,23 +535,20 @@ void transpose_tiles(const float* src, index_t rows, index_t cols, index_t src_s
   }
 }
 
-// The sample's C zero-padded planes (p from padded_of), rows copied 16 lanes at a time:
-// std::copy's memmove call cost more than the copy on 16-float rows.
-void pad_sample(const float* src, float* dst, const Phases& p, const Conv2dShape& s) {
+// The sample's C zero-padded planes (p from padded_of), rows copied 16 lanes at a time
+// (std::copy's memmove call cost more than the copy on 16-float rows). The padding is
+// the same for every sample: with `borders` false, dst already holds it from an earlier
+// call and only the input's pixels are written.
+void pad_sample(const float* src, float* dst, const Phases& p, const Conv2dShape& s, bool borders) {
   const index_t C = s.in_channels, H = s.height, W = s.width, plane = p.size();
+  if (borders) std::fill(dst, dst + C * plane, 0.0f);
   index_t lo, hi;  // padded columns holding input columns
   phase_columns(0, 1, s.pad_w, W, p.pw, lo, hi);
+  const index_t u0 = std::min(s.pad_h, p.ph), u1 = std::clamp<index_t>(H + s.pad_h, u0, p.ph);
   for (index_t c = 0; c < C; ++c) {
-    float* out = dst + c * plane;
-    for (index_t u = 0; u < p.ph; ++u) {
-      float* row = out + u * p.pw;
-      const index_t r = u - s.pad_h;
-      if (r < 0 || r >= H || lo >= hi) {
-        std::fill(row, row + p.pw, 0.0f);
-        continue;
-      }
-      const float* in = src + (c * H + r) * W - s.pad_w;  // in[v] is padded column v
-      std::fill(row, row + lo, 0.0f);
+    for (index_t u = u0; u < u1; ++u) {
+      float* row = dst + c * plane + u * p.pw;
+      const float* in = src + (c * H + u - s.pad_h) * W - s.pad_w;  // in[v] is padded column v
       index_t v = lo;
       for (; v + kDirectLanes <= hi; v += kDirectLanes)
         *reinterpret_cast<Lanes16Unaligned*>(row + v) = load_lanes(in + v);
@@ -523,7 +556,6 @@ void pad_sample(const float* src, float* dst, const Phases& p, const Conv2dShape
         const __mmask16 m = static_cast<__mmask16>((1u << (hi - v)) - 1);
         _mm512_mask_storeu_ps(row + v, m, _mm512_maskz_loadu_ps(m, in + v));
       }
-      std::fill(row + hi, row + p.pw, 0.0f);
     }
   }
 }
@@ -571,10 +603,15 @@ void channel_direct_forward(const float* input, const float* weight, const float
       const index_t n = item / blocks, o0 = (item % blocks) * kChannelBlock;
       const index_t width = std::min(kChannelBlock, O - o0);
       if (n != padded) {
-        pad_sample(input + n * C * H * W, planes, p, s);
+        pad_sample(input + n * C * H * W, planes, p, s, padded < 0);
         padded = n;
       }
-      for (index_t q0 = 0; q0 < OHW; q0 += kChannelRows) {
+      // Meanwhile the next sample's input comes into the L2 cache, a 1/blocks share per
+      // item, spread over the pixel blocks (padding it then waits on no memory).
+      const index_t share = (n + 1 < s.batch ? C * H * W : 0) / blocks;
+      const float* next = input + (n + 1) * C * H * W + (item % blocks) * share;
+      const index_t runs = (OHW + kChannelRows - 1) / kChannelRows, per_run = share / runs + 16;
+      for (index_t q0 = 0, run = 0; q0 < OHW; q0 += kChannelRows, ++run) {
         const index_t rows = std::min<index_t>(kChannelRows, OHW - q0);
         const float* px[kChannelRows];
         float* out[kChannelRows];
@@ -582,6 +619,8 @@ void channel_direct_forward(const float* input, const float* weight, const float
           px[q] = planes + pixel_offset(q0 + q, p, s);
           out[q] = block + (q0 + q) * width;
         }
+        for (index_t e = run * per_run; e < std::min(share, (run + 1) * per_run); e += 16)
+          _mm_prefetch(reinterpret_cast<const char*>(next + e), _MM_HINT_T1);
         channel_block_any(width, rows, px, tap, R, packed + o0 * R, width, packed_bias + o0, out);
       }
       // [pixel][channel] -> the NCHW planes of channels o0 .. o0 + width.
@@ -665,7 +704,7 @@ void channel_direct_backward(const float* input, const float* weight, const floa
     const index_t nb = std::min(nb_max, s.batch - n0);
 #pragma omp parallel for schedule(static) num_threads(threads)
     for (index_t n = 0; n < nb; ++n) {
-      pad_sample(input + (n0 + n) * C * H * W, planes + n * C * plane, p, s);
+      pad_sample(input + (n0 + n) * C * H * W, planes + n * C * plane, p, s, n0 == 0);
       const float* dy = grad_output + (n0 + n) * O * OHW;
       float* dst = dyt + n * OHW * O;
       for (index_t q = 0; q < OHW; ++q) {
