@@ -11,6 +11,7 @@
 #include <cstring>
 #include <optional>
 #include <string>
+#include <limits>
 #include <vector>
 
 #include "bindings.h"
@@ -169,16 +170,14 @@ fastdl::cpu::Pool2dShape pool2d_shape(const py::array& input, Pair kernel, Pair 
   return s;
 }
 
-template <typename T>
-py::tuple max_pool2d_forward(const In<T>& input, Pair kernel, Pair stride, Pair padding,
-                             Pair dilation, bool ceil_mode) {
-  const auto s = pool2d_shape(input, kernel, stride, padding, dilation, ceil_mode);
+template <typename T, typename I>
+py::tuple max_pool2d_forward_as(const In<T>& input, const fastdl::cpu::Pool2dShape& s) {
   std::vector<py::ssize_t> shape{input.shape(0), input.shape(1), s.out_h, s.out_w};
   auto output = empty<T>(shape);
-  auto indices = empty<std::int64_t>(shape);
+  auto indices = empty<I>(shape);
   const T* x = input.data();
   T* y = output.mutable_data();
-  std::int64_t* idx = indices.mutable_data();
+  I* idx = indices.mutable_data();
   {
     py::gil_scoped_release release;
     fastdl::cpu::max_pool2d_forward<T>(x, y, idx, s);
@@ -186,8 +185,18 @@ py::tuple max_pool2d_forward(const In<T>& input, Pair kernel, Pair stride, Pair 
   return py::make_tuple(output, indices);
 }
 
+// compact: int32 indices where every plane index fits (autograd's own copy), else int64.
 template <typename T>
-py::array_t<T> max_pool2d_backward(const In<T>& grad_output, const In<std::int64_t>& indices,
+py::tuple max_pool2d_forward(const In<T>& input, Pair kernel, Pair stride, Pair padding,
+                             Pair dilation, bool ceil_mode, bool compact) {
+  const auto s = pool2d_shape(input, kernel, stride, padding, dilation, ceil_mode);
+  if (compact && s.height * s.width <= std::numeric_limits<std::int32_t>::max())
+    return max_pool2d_forward_as<T, std::int32_t>(input, s);
+  return max_pool2d_forward_as<T, std::int64_t>(input, s);
+}
+
+template <typename T, typename I>
+py::array_t<T> max_pool2d_backward(const In<T>& grad_output, const In<I>& indices,
                                    std::array<index_t, 4> input_shape,
                                    const std::optional<Pair>& kernel_size, const std::optional<Pair>& stride,
                                    const std::optional<Pair>& padding, const std::optional<Pair>& dilation) {
@@ -216,12 +225,12 @@ py::array_t<T> max_pool2d_backward(const In<T>& grad_output, const In<std::int64
     s.pad_h = (*padding)[0], s.pad_w = (*padding)[1];
     s.dilation_h = (*dilation)[0], s.dilation_w = (*dilation)[1];
   }
-  const std::int64_t* idx = indices.data();
+  const I* idx = indices.data();
   const index_t plane = s.height * s.width;
   if (!fastdl::cpu::max_pool2d_backward_gathers(s)) {
     // The scatter writes at each index. One comparison per index, one check at the end
     // (building check()'s message per index cost more than the whole backward pass).
-    std::int64_t largest = -1;
+    I largest = -1;
     for (index_t k = 0; k < indices.size(); ++k) largest = std::max(largest, idx[k]);
     check(largest < plane, "max_pool2d_backward: index out of range of the input plane");
   }
@@ -438,9 +447,14 @@ void define_typed(py::module_& m) {
         py::arg("grad_output"), py::arg("stride"), py::arg("padding"), py::arg("dilation"),
         py::arg("groups"), py::arg("needs"));
   m.def("max_pool2d_forward", fastdl::bindings::with_output_cache<&max_pool2d_forward<T>>, py::arg("input"), py::arg("kernel_size"),
-        py::arg("stride"), py::arg("padding"), py::arg("dilation"), py::arg("ceil_mode"));
-  m.def("max_pool2d_backward", fastdl::bindings::with_output_cache<&max_pool2d_backward<T>>, py::arg("grad_output"),
-        py::arg("indices"), py::arg("input_shape"), py::arg("kernel_size") = py::none(),
+        py::arg("stride"), py::arg("padding"), py::arg("dilation"), py::arg("ceil_mode"),
+        py::arg("compact") = false);
+  // int32 indices first: an exact dtype match picks its overload before any conversion.
+  m.def("max_pool2d_backward", fastdl::bindings::with_output_cache<&max_pool2d_backward<T, std::int32_t>>,
+        py::arg("grad_output"), py::arg("indices"), py::arg("input_shape"), py::arg("kernel_size") = py::none(),
+        py::arg("stride") = py::none(), py::arg("padding") = py::none(), py::arg("dilation") = py::none());
+  m.def("max_pool2d_backward", fastdl::bindings::with_output_cache<&max_pool2d_backward<T, std::int64_t>>,
+        py::arg("grad_output"), py::arg("indices"), py::arg("input_shape"), py::arg("kernel_size") = py::none(),
         py::arg("stride") = py::none(), py::arg("padding") = py::none(), py::arg("dilation") = py::none());
   m.def("linear_forward", fastdl::bindings::with_output_cache<&linear_forward<T>>, py::arg("input"), py::arg("weight"), py::arg("bias"));
   m.def("linear_backward", fastdl::bindings::with_output_cache<&linear_backward<T>>, py::arg("input"), py::arg("weight"),

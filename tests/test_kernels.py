@@ -669,6 +669,39 @@ def test_max_pool2d_3x3_stride2_narrow_planes_match_torch(torch, dtype):
         _assert_close(leaf.grad.numpy(), torch_leaf.grad.numpy(), dtype, f"grad of input {h}x{w}")
 
 
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES, ids=["float32", "float64"])
+@pytest.mark.parametrize("shape, kernel, stride, padding, dilation, ceil_mode", [
+    pytest.param((2, 3, 8, 8), (2, 2), (2, 2), (0, 0), (1, 1), False, id="tiles-2x2"),
+    pytest.param((2, 3, 9, 32), (3, 3), (2, 2), (1, 1), (1, 1), False, id="flat-3x3"),
+    pytest.param((2, 2, 7, 66), (3, 3), (2, 2), (1, 1), (1, 1), False, id="pairs-3x3"),
+    pytest.param((2, 2, 6, 40), (3, 2), (1, 1), (1, 1), (1, 1), False, id="gather-unit"),
+    pytest.param((2, 2, 9, 10), (2, 3), (3, 2), (1, 0), (2, 3), True, id="scatter-any"),
+])
+def test_max_pool2d_int32_indices_equal_int64(shape, kernel, stride, padding, dilation, ceil_mode, dtype):
+    """Without return_indices the autograd keeps int32 indices (compact=True): the same
+    outputs, the same indices and bitwise the same input gradient as with PyTorch's int64,
+    on every kernel path, ties, infinities and NaNs included."""
+    rng = np.random.default_rng(13)
+    x = rng.integers(-2, 3, shape).astype(dtype)
+    special = rng.random(shape)
+    x[special < 0.04] = np.inf
+    x[(special >= 0.04) & (special < 0.08)] = -np.inf
+    x[(special >= 0.08) & (special < 0.1)] = np.nan
+    wide = _C.max_pool2d_forward(x, kernel, stride, padding, dilation, ceil_mode)
+    narrow = _C.max_pool2d_forward(x, kernel, stride, padding, dilation, ceil_mode, compact=True)
+    assert wide[1].dtype == np.int64 and narrow[1].dtype == np.int32
+    np.testing.assert_array_equal(narrow[0], wide[0])
+    np.testing.assert_array_equal(narrow[1], wide[1])
+    g = _upstream(rng, wide[0].shape, dtype)
+    for geometry in [(kernel, stride, padding, dilation), ()]:  # gather paths, then the scatter
+        _assert_bitwise_equal([_C.max_pool2d_backward(g, narrow[1], shape, *geometry)],
+                              [_C.max_pool2d_backward(g, wide[1], shape, *geometry)], "int32 vs int64 indices")
+    leaf = fastdl.tensor(x, requires_grad=True)
+    F.max_pool2d(leaf, kernel, stride, padding, dilation, ceil_mode).backward(fastdl.tensor(g))
+    _assert_bitwise_equal([leaf.grad.numpy()], [_C.max_pool2d_backward(g, wide[1], shape, kernel, stride,
+                                                                         padding, dilation)], "autograd")
+
+
 def test_max_pool2d_single_nan_propagates_as_torch(torch):
     x = np.arange(32.0).reshape(2, 1, 4, 4)
     x[0, 0, 1, 0] = np.nan  # one NaN in the first window of the first plane

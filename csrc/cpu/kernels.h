@@ -62,8 +62,10 @@ struct Pool2dShape {
   index_t out_h, out_w;
 };
 
-template <typename T>
-void max_pool2d_forward(const T* input, T* output, std::int64_t* indices, const Pool2dShape& s);
+// I: std::int64_t (PyTorch's index dtype, return_indices) or std::int32_t (planes of fewer
+// than 2^31 pixels: autograd's own copy, half the bytes written and read again).
+template <typename T, typename I>
+void max_pool2d_forward(const T* input, T* output, I* indices, const Pool2dShape& s);
 
 // grad_input (written) = scatter-add of grad_output at the saved indices. With the window
 // geometry known (kernel_h > 0: the forward's s) and each index inside its window (as the
@@ -71,8 +73,8 @@ void max_pool2d_forward(const T* input, T* output, std::int64_t* indices, const 
 // unknown) scatters any in-plane index.
 bool max_pool2d_backward_gathers(const Pool2dShape& s);  // any index is then safe
 
-template <typename T>
-void max_pool2d_backward(const T* grad_output, const std::int64_t* indices, T* grad_input,
+template <typename T, typename I>
+void max_pool2d_backward(const T* grad_output, const I* indices, T* grad_input,
                          const Pool2dShape& s);
 
 // ---------------------------------------------------------------- linear.cpp

@@ -70,8 +70,8 @@ void interior_columns(index_t width, index_t out_w, index_t kernel, index_t stri
 // ------------------------------------------------------------------ max_pool2d
 // The window of one output element, clipped to the input, scanned in PyTorch's order:
 // the first maximum wins and every NaN is taken (so the last NaN).
-template <typename T>
-void max_window(const T* in, const Pool2dShape& s, index_t y, index_t x, T& out, std::int64_t& index) {
+template <typename T, typename I>
+void max_window(const T* in, const Pool2dShape& s, index_t y, index_t x, T& out, I& index) {
   const index_t y0 = y * s.stride_h - s.pad_h, x0 = x * s.stride_w - s.pad_w;
   T best = -std::numeric_limits<T>::infinity();
   index_t best_index = -1;
@@ -101,9 +101,9 @@ using Bits = std::conditional_t<sizeof(T) == 4, std::uint32_t, std::uint64_t>;
 // The selects are written with bit masks: the vectorized body becomes blends either way,
 // but the compiler's scalar remainder (up to 15 columns of every row) would otherwise
 // branch on the data, and random data mispredicts those branches half the time.
-template <int S, bool init, typename T>
+template <int S, bool init, typename T, typename I>
 void max_update(const T* __restrict src, index_t stride_rt, index_t first, index_t n,
-                T* __restrict best, std::int64_t* __restrict index) {
+                T* __restrict best, I* __restrict index) {
   const index_t stride = S ? S : stride_rt;
   if (init) {
 #pragma omp simd
@@ -123,13 +123,13 @@ void max_update(const T* __restrict src, index_t stride_rt, index_t first, index
     const Bits<T> value_mask = Bits<T>(0) - Bits<T>(take);
     const Bits<T> chosen = (v_bits & value_mask) | (b_bits & ~value_mask);
     std::memcpy(&best[x], &chosen, sizeof(T));
-    const std::int64_t index_mask = -std::int64_t(take);
+    const I index_mask = -I(take);
     index[x] = ((first + x * stride) & index_mask) | (index[x] & ~index_mask);
   }
 }
 
-template <bool init, typename T>
-void max_update_any(const T* src, index_t stride, index_t first, index_t n, T* best, std::int64_t* index) {
+template <bool init, typename T, typename I>
+void max_update_any(const T* src, index_t stride, index_t first, index_t n, T* best, I* index) {
   if (stride == 1) max_update<1, init>(src, 1, first, n, best, index);
   else if (stride == 2) max_update<2, init>(src, 2, first, n, best, index);
   else max_update<0, init>(src, stride, first, n, best, index);
@@ -245,11 +245,11 @@ void column_max_pairs(const T* const* r, const std::int32_t* start, index_t pair
 // bi[x]) and, for K = 3, (c[x], ci[x]). Two loops of one candidate each for K = 3: with
 // both in one loop GCC 12 does not vectorize it. `at` (n entries) is scratch. N > 0 fixes
 // the count at compile time.
-template <int K, index_t N, typename T>
+template <int K, index_t N, typename T, typename I>
 __attribute__((always_inline)) inline void window_max_block(
     const T* __restrict a, const std::int32_t* __restrict ai, const T* __restrict b,
     const std::int32_t* __restrict bi, const T* __restrict c, const std::int32_t* __restrict ci,
-    index_t n_rt, T* __restrict out, std::int64_t* __restrict index, std::int32_t* __restrict at) {
+    index_t n_rt, T* __restrict out, I* __restrict index, std::int32_t* __restrict at) {
   const index_t n = N ? N : n_rt;
   for (index_t x = 0; x < n; ++x) {
     const bool take = max_takes(b[x], bi[x], a[x], ai[x]);
@@ -266,9 +266,9 @@ __attribute__((always_inline)) inline void window_max_block(
 }
 
 // In blocks of 16 windows (in_blocks_of_16); `at` needs 16 entries.
-template <int K, typename T>
+template <int K, typename T, typename I>
 void window_max(const T* a, const std::int32_t* ai, const T* b, const std::int32_t* bi, const T* c,
-                const std::int32_t* ci, index_t n, T* out, std::int64_t* index, std::int32_t* at) {
+                const std::int32_t* ci, index_t n, T* out, I* index, std::int32_t* at) {
   in_blocks_of_16(n, [&](index_t x, index_t count, auto fixed) __attribute__((always_inline)) {
     window_max_block<K, decltype(fixed)::value>(a + x, ai + x, b + x, bi + x, c + x, ci + x, count, out + x,
                                                 index + x, at);
@@ -300,8 +300,8 @@ bool max_pool2d_tiles_2x2(const Pool2dShape& s) {
          2 * s.out_w <= s.width && s.height * s.width < (index_t(1) << 31);
 }
 
-template <typename T>
-void max_pool2d_forward_2x2(const T* input, T* output, std::int64_t* indices, const Pool2dShape& s) {
+template <typename T, typename I>
+void max_pool2d_forward_2x2(const T* input, T* output, I* indices, const Pool2dShape& s) {
   const index_t W = s.width, OH = s.out_h, OW = s.out_w, HW = s.height * W, OHW = OH * OW;
 #pragma omp parallel for schedule(static) num_threads(threads_for(s.planes * (HW + 4 * OHW)))
   for (index_t p = 0; p < s.planes; ++p)
@@ -309,7 +309,7 @@ void max_pool2d_forward_2x2(const T* input, T* output, std::int64_t* indices, co
       const T* __restrict r0 = input + p * HW + 2 * y * W;
       const T* __restrict r1 = r0 + W;
       T* __restrict out = output + p * OHW + y * OW;
-      std::int64_t* __restrict index = indices + p * OHW + y * OW;
+      I* __restrict index = indices + p * OHW + y * OW;
       const std::int32_t b0 = static_cast<std::int32_t>(2 * y * W), b1 = b0 + static_cast<std::int32_t>(W);
       for (index_t x = 0; x < OW; ++x) {
         const std::int32_t c = static_cast<std::int32_t>(2 * x);
@@ -332,13 +332,13 @@ void max_pool2d_forward_2x2(const T* input, T* output, std::int64_t* indices, co
 }
 
 // 3x3 windows, stride 2, padding 1 on narrow planes (even width up to 64, floor mode):
-// ResNet's pooling on 32x32 maps. Rows of 16 windows are too short for per-row loops
-// (their set-up cost as much as their work), so the row step runs over the whole plane as
-// one flat loop: the column maxima of rows r - 1, r, r + 1 for every row r at once, split
-// by column parity, their flat indices exact (row r's candidates lie at t - W, t, t + W).
-// Then each output row y takes the window step over the maxima of row 2y; its first window
-// covers input columns -1 (padding), 0 and 1, so it is redone without the column before
-// (which in the flat layout is the previous row's last).
+// ResNet's pooling on 32x32 maps. The row step takes the column maxima of rows 2y - 1,
+// 2y, 2y + 1 for each output row y, split by column parity, in fixed blocks of 16 pairs
+// (in_blocks_of_16: rows of 16 windows spent as long setting up a loop as doing the
+// work); an earlier flat loop over every row r of the plane did twice the work. Each output
+// row y then takes the window step over its maxima; its first window covers input columns
+// -1 (padding), 0 and 1, so it is redone without the column before (which in the buffer is
+// the previous row's last).
 bool max_pool2d_flat_3x3(const Pool2dShape& s) {
   return s.kernel_h == 3 && s.kernel_w == 3 && s.stride_h == 2 && s.stride_w == 2 && s.pad_h == 1 &&
          s.pad_w == 1 && s.dilation_h == 1 && s.dilation_w == 1 && s.width % 2 == 0 && s.width <= 64 &&
@@ -346,8 +346,8 @@ bool max_pool2d_flat_3x3(const Pool2dShape& s) {
          s.height * s.width <= (index_t(1) << 16);
 }
 
-template <typename T>
-void max_pool2d_forward_flat_3x3(const T* input, T* output, std::int64_t* indices, const Pool2dShape& s) {
+template <typename T, typename I>
+void max_pool2d_forward_flat_3x3(const T* input, T* output, I* indices, const Pool2dShape& s) {
   const index_t H = s.height, W = s.width, OH = s.out_h, OW = s.out_w, HW = H * W, OHW = OH * OW;
   const index_t half = HW / 2;  // column pairs in the plane; OW = W / 2 per row
   const int threads = threads_for(s.planes * (HW + 9 * OHW));
@@ -368,23 +368,25 @@ void max_pool2d_forward_flat_3x3(const T* input, T* output, std::int64_t* indice
 #pragma omp for schedule(static)
     for (index_t p = 0; p < s.planes; ++p) {
       const T* in = input + p * HW;
-      const std::int32_t starts[3] = {0, w32, 2 * w32};
-      // Row 0 (row -1 is padding), rows 1 .. H-2 in one flat loop, row H-1 (row H is padding).
+      // Row 0 (row -1 is padding), then the centre rows 2y of the other windows (a last
+      // centre row H - 1 has row H, padding, below it).
       const T* first[2] = {in, in + W};
-      column_max_pairs<2>(first, starts, OW, ve, vo, ie, io);
-      if (H > 2) {
-        const T* middle[3] = {in, in + W, in + 2 * W};
-        column_max_pairs<3>(middle, starts, (H - 2) * OW, ve + OW, vo + OW, ie + OW, io + OW);
+      const std::int32_t first_starts[2] = {0, w32};
+      column_max_pairs<2>(first, first_starts, OW, ve, vo, ie, io);
+      for (index_t y = 1; y < OH; ++y) {
+        const index_t top = 2 * y - 1;
+        const T* rows[3] = {in + top * W, in + (top + 1) * W, in + (top + 2) * W};
+        const std::int32_t starts[3] = {static_cast<std::int32_t>(top * W), static_cast<std::int32_t>((top + 1) * W),
+                                        static_cast<std::int32_t>((top + 2) * W)};
+        if (top + 2 < H) column_max_pairs<3>(rows, starts, OW, ve + y * OW, vo + y * OW, ie + y * OW, io + y * OW);
+        else column_max_pairs<2>(rows, starts, OW, ve + y * OW, vo + y * OW, ie + y * OW, io + y * OW);
       }
-      const T* last[2] = {in + (H - 2) * W, in + (H - 1) * W};
-      const std::int32_t last_starts[2] = {static_cast<std::int32_t>((H - 2) * W), static_cast<std::int32_t>((H - 1) * W)};
-      column_max_pairs<2>(last, last_starts, OW, ve + (H - 1) * OW, vo + (H - 1) * OW, ie + (H - 1) * OW, io + (H - 1) * OW);
       T* out = output + p * OHW;
-      std::int64_t* idx = indices + p * OHW;
+      I* idx = indices + p * OHW;
       for (index_t y = 0; y < OH; ++y) {
-        const index_t r = 2 * y * OW;  // row 2y's first column pair
+        const index_t r = y * OW;  // centre row 2y's first column pair
         T* out_row = out + y * OW;
-        std::int64_t* idx_row = idx + y * OW;
+        I* idx_row = idx + y * OW;
         window_max<3>(vo + r - 1, io + r - 1, ve + r, ie + r, vo + r, io + r, OW, out_row, idx_row, at);
         // Window 0: input columns 0 and 1 only.
         const bool take = max_takes(vo[r], io[r], ve[r], ie[r]);
@@ -397,8 +399,8 @@ void max_pool2d_forward_flat_3x3(const T* input, T* output, std::int64_t* indice
 
 // Kernels of at most 3 rows and 2 or 3 columns, column stride 1 or 2, dilation 1, column
 // padding at most 1, planes under 2^31 elements. Returns false (nothing done) otherwise.
-template <typename T>
-bool max_pool2d_forward_separable(const T* input, T* output, std::int64_t* indices,
+template <typename T, typename I>
+bool max_pool2d_forward_separable(const T* input, T* output, I* indices,
                                   const Pool2dShape& s) {
   const index_t kw = s.kernel_w, sw = s.stride_w, pw = s.pad_w;
   if (s.dilation_h != 1 || s.dilation_w != 1 || kw < 2 || kw > 3 || s.kernel_h > 3 || sw > 2 ||
@@ -429,10 +431,10 @@ bool max_pool2d_forward_separable(const T* input, T* output, std::int64_t* indic
     for (index_t p = 0; p < s.planes; ++p) {
       const T* in = input + p * HW;
       T* out = output + p * OHW;
-      std::int64_t* idx = indices + p * OHW;
+      I* idx = indices + p * OHW;
       for (index_t y = 0; y < OH; ++y) {
         T* out_row = out + y * OW;
-        std::int64_t* idx_row = idx + y * OW;
+        I* idx_row = idx + y * OW;
         const T* rows[3];
         std::int32_t starts[3];
         int valid = 0;
@@ -444,7 +446,7 @@ bool max_pool2d_forward_separable(const T* input, T* output, std::int64_t* indic
         }
         if (valid == 0) {  // every row of these windows is padding
           std::fill(out_row, out_row + OW, lowest);
-          std::fill(idx_row, idx_row + OW, std::int64_t(-1));
+          std::fill(idx_row, idx_row + OW, I(-1));
           continue;
         }
         if (sw == 2) {
@@ -487,8 +489,8 @@ bool max_pool2d_forward_separable(const T* input, T* output, std::int64_t* indic
 
 }  // namespace
 
-template <typename T>
-void max_pool2d_forward(const T* input, T* output, std::int64_t* indices, const Pool2dShape& s) {
+template <typename T, typename I>
+void max_pool2d_forward(const T* input, T* output, I* indices, const Pool2dShape& s) {
   if (max_pool2d_tiles_2x2(s)) return max_pool2d_forward_2x2(input, output, indices, s);
   if (max_pool2d_flat_3x3(s)) return max_pool2d_forward_flat_3x3(input, output, indices, s);
   if (max_pool2d_forward_separable(input, output, indices, s)) return;
@@ -500,10 +502,10 @@ void max_pool2d_forward(const T* input, T* output, std::int64_t* indices, const 
   for (index_t p = 0; p < s.planes; ++p) {
     const T* in = input + p * HW;
     T* out = output + p * OHW;
-    std::int64_t* idx = indices + p * OHW;
+    I* idx = indices + p * OHW;
     for (index_t y = 0; y < OH; ++y) {
       T* out_row = out + y * OW;
-      std::int64_t* idx_row = idx + y * OW;
+      I* idx_row = idx + y * OW;
       for (index_t x = 0; x < lo; ++x) max_window(in, s, y, x, out_row[x], idx_row[x]);
       for (index_t x = hi; x < OW; ++x) max_window(in, s, y, x, out_row[x], idx_row[x]);
       // Interior columns: kernel offsets in row-major order, all columns at once.
@@ -520,7 +522,7 @@ void max_pool2d_forward(const T* input, T* output, std::int64_t* indices, const 
       }
       if (first) {  // every row of these windows is padding
         std::fill(out_row + lo, out_row + hi, -std::numeric_limits<T>::infinity());
-        std::fill(idx_row + lo, idx_row + hi, std::int64_t(-1));
+        std::fill(idx_row + lo, idx_row + hi, I(-1));
       }
     }
   }
@@ -544,8 +546,8 @@ ReachingRows max_window_rows(const Pool2dShape& s) {
 // index is that element: for fixed (y, j) the loop over x is unit-stride. Contributions to
 // one element add in the order (window row, kernel column): fixed. An index outside its
 // window (only hand-made indices) passes nothing.
-template <typename T>
-void max_pool2d_backward_gather_unit(const T* grad_output, const std::int64_t* indices,
+template <typename T, typename I>
+void max_pool2d_backward_gather_unit(const T* grad_output, const I* indices,
                                      T* grad_input, const Pool2dShape& s) {
   const index_t H = s.height, W = s.width, OH = s.out_h, OW = s.out_w, pw = s.pad_w;
   const index_t HW = H * W, OHW = OH * OW;
@@ -561,16 +563,16 @@ void max_pool2d_backward_gather_unit(const T* grad_output, const std::int64_t* i
 #pragma omp for schedule(static)
     for (index_t p = 0; p < s.planes; ++p) {
       const T* gout = grad_output + p * OHW;
-      const std::int64_t* idx = indices + p * OHW;
+      const I* idx = indices + p * OHW;
       reaching.build_rows(grad_input + p * HW, W, [&](index_t iy, T* row, const index_t* ys, index_t count) {
         std::fill(buf - 1, buf - 1 + len, T(0));
         for (index_t k = 0; k < count; ++k) {
           const T* __restrict g = gout + ys[k] * OW;
-          const std::int64_t* __restrict at = idx + ys[k] * OW;
+          const I* __restrict at = idx + ys[k] * OW;
           for (index_t j = 0; j < s.kernel_w; ++j) {
             const index_t q = j - pw;
             T* __restrict dst = buf + q;
-            const std::int64_t first = iy * W + q;  // the index output column 0 would pass
+            const I first = iy * W + q;  // the index output column 0 would pass
 #pragma omp simd
             for (index_t x = 0; x < OW; ++x) dst[x] += at[x] == first + x ? g[x] : T(0);
           }
@@ -625,8 +627,8 @@ void gather_row(int rows, const T* const* g, const std::int32_t* const* at, std:
   else gather_pairs<K, PW, 1>(g, at, base, pairs, add, row);
 }
 
-template <typename T>
-void max_pool2d_backward_pairs(const T* grad_output, const std::int64_t* indices, T* grad_input,
+template <typename T, typename I>
+void max_pool2d_backward_pairs(const T* grad_output, const I* indices, T* grad_input,
                                const Pool2dShape& s) {
   const index_t H = s.height, W = s.width, OH = s.out_h, OW = s.out_w, pw = s.pad_w, kw = s.kernel_w;
   const index_t HW = H * W, OHW = OH * OW, pairs = W / 2;
@@ -653,7 +655,7 @@ void max_pool2d_backward_pairs(const T* grad_output, const std::int64_t* indices
     for (index_t p = 0; p < s.planes; ++p) {
       for (index_t y = 0; y < OH; ++y) {
         const T* __restrict src = grad_output + p * OHW + y * OW;
-        const std::int64_t* __restrict src_at = indices + p * OHW + y * OW;
+        const I* __restrict src_at = indices + p * OHW + y * OW;
         T* __restrict dst = g_plane + y * stride;
         std::int32_t* __restrict dst_at = at_plane + y * stride;
 #pragma omp simd
@@ -684,8 +686,8 @@ void max_pool2d_backward_pairs(const T* grad_output, const std::int64_t* indices
 // 2x2 tiles (max_pool2d_tiles_2x2): every input element lies in at most one window, so
 // each input row is written once, in one loop over its windows: a column pair gets the
 // window's gradient where the saved index points at it, else 0.
-template <typename T>
-void max_pool2d_backward_2x2(const T* grad_output, const std::int64_t* indices, T* grad_input,
+template <typename T, typename I>
+void max_pool2d_backward_2x2(const T* grad_output, const I* indices, T* grad_input,
                              const Pool2dShape& s) {
   const index_t H = s.height, W = s.width, OH = s.out_h, OW = s.out_w, HW = H * W, OHW = OH * OW;
 #pragma omp parallel for schedule(static) num_threads(threads_for(s.planes * (HW + OHW)))
@@ -698,8 +700,8 @@ void max_pool2d_backward_2x2(const T* grad_output, const std::int64_t* indices, 
         continue;
       }
       const T* __restrict g = grad_output + p * OHW + y * OW;
-      const std::int64_t* __restrict at = indices + p * OHW + y * OW;
-      const std::int64_t base = iy * W;
+      const I* __restrict at = indices + p * OHW + y * OW;
+      const I base = iy * W;
       for (index_t x = 0; x < OW; ++x) {
         row[2 * x] = at[x] == base + 2 * x ? g[x] : T(0);
         row[2 * x + 1] = at[x] == base + 2 * x + 1 ? g[x] : T(0);
@@ -719,8 +721,8 @@ void max_pool2d_backward_2x2(const T* grad_output, const std::int64_t* indices, 
 // A neighbour past the row's end is the next row's first window, whose window never holds
 // the pixel once W >= 4; past the plane's end the copies hold index -1. Contributions add
 // in window order, as PyTorch's scatter does; an index outside its window passes nothing.
-template <typename T>
-void max_pool2d_backward_flat_3x3(const T* grad_output, const std::int64_t* indices, T* grad_input,
+template <typename T, typename I>
+void max_pool2d_backward_flat_3x3(const T* grad_output, const I* indices, T* grad_input,
                                   const Pool2dShape& s) {
   const index_t H = s.height, W = s.width, OH = s.out_h, OW = s.out_w, HW = H * W, OHW = OH * OW;
   const index_t padded = OHW + OW + 1;  // windows one row and one column past the plane
@@ -743,7 +745,7 @@ void max_pool2d_backward_flat_3x3(const T* grad_output, const std::int64_t* indi
 #pragma omp for schedule(static)
     for (index_t p = 0; p < s.planes; ++p) {
       const T* __restrict src = grad_output + p * OHW;
-      const std::int64_t* __restrict src_at = indices + p * OHW;
+      const I* __restrict src_at = indices + p * OHW;
       for (index_t k = 0; k < OHW; ++k) g[k] = src[k], at[k] = static_cast<std::int32_t>(src_at[k]);
 #pragma omp simd
       for (index_t k = 0; k < OHW; ++k) {
@@ -777,8 +779,8 @@ bool max_pool2d_backward_gathers(const Pool2dShape& s) {
           ((s.stride_w == 2 && s.height * s.width < (index_t(1) << 31)) || (s.stride_w == 1 && s.out_w >= 32)));
 }
 
-template <typename T>
-void max_pool2d_backward(const T* grad_output, const std::int64_t* indices, T* grad_input,
+template <typename T, typename I>
+void max_pool2d_backward(const T* grad_output, const I* indices, T* grad_input,
                          const Pool2dShape& s) {
   if (max_pool2d_tiles_2x2(s)) return max_pool2d_backward_2x2(grad_output, indices, grad_input, s);
   if (max_pool2d_flat_3x3(s) && s.width >= 4) return max_pool2d_backward_flat_3x3(grad_output, indices, grad_input, s);
@@ -791,7 +793,7 @@ void max_pool2d_backward(const T* grad_output, const std::int64_t* indices, T* g
   for (index_t p = 0; p < s.planes; ++p) {
     T* gin = grad_input + p * HW;
     const T* gout = grad_output + p * OHW;
-    const std::int64_t* idx = indices + p * OHW;
+    const I* idx = indices + p * OHW;
     std::fill(gin, gin + HW, T(0));
     for (index_t q = 0; q < OHW; ++q) {
       // Indices come from the forward pass; the binding re-checks those it is handed.
@@ -800,10 +802,14 @@ void max_pool2d_backward(const T* grad_output, const std::int64_t* indices, T* g
   }
 }
 
-template void max_pool2d_forward<float>(const float*, float*, std::int64_t*, const Pool2dShape&);
-template void max_pool2d_forward<double>(const double*, double*, std::int64_t*, const Pool2dShape&);
-template void max_pool2d_backward<float>(const float*, const std::int64_t*, float*, const Pool2dShape&);
-template void max_pool2d_backward<double>(const double*, const std::int64_t*, double*, const Pool2dShape&);
+#define FASTDL_MAX_POOL2D(T, I)                                                                \
+  template void max_pool2d_forward<T, I>(const T*, T*, I*, const Pool2dShape&);              \
+  template void max_pool2d_backward<T, I>(const T*, const I*, T*, const Pool2dShape&);
+FASTDL_MAX_POOL2D(float, std::int64_t)
+FASTDL_MAX_POOL2D(double, std::int64_t)
+FASTDL_MAX_POOL2D(float, std::int32_t)
+FASTDL_MAX_POOL2D(double, std::int32_t)
+#undef FASTDL_MAX_POOL2D
 
 // ------------------------------------------------------------------ avg_pool2d
 namespace {

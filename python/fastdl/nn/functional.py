@@ -238,17 +238,22 @@ def max_pool2d(input: Tensor, kernel_size, stride=None, padding=0, dilation=1,
             result, index_tensor = result.squeeze(0), index_tensor.squeeze(0)
         return (result, index_tensor) if return_indices else result
     x = input.data
-    out, indices = _C.max_pool2d_forward(x, kernel, stride, padding, dilation, bool(ceil_mode))
+    # Without return_indices the indices are autograd's alone: int32 where planes allow
+    # (half the bytes of PyTorch's int64, written here and read again by the backward).
+    out, indices = _C.max_pool2d_forward(x, kernel, stride, padding, dilation, bool(ceil_mode),
+                                         compact=not return_indices)
     shape = x.shape
 
     def backward(grad):
         return (_C.max_pool2d_backward(grad, indices, shape, kernel, stride, padding, dilation),)
 
     result = _result(out, (input,), backward, "MaxPool2d")
+    if not return_indices:
+        return result.squeeze(0) if unbatched else result
     index_tensor = Tensor(indices)
     if unbatched:
         result, index_tensor = result.squeeze(0), index_tensor.squeeze(0)
-    return (result, index_tensor) if return_indices else result
+    return result, index_tensor
 
 
 # ---------------------------------------------------------------------- activations
