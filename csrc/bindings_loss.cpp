@@ -208,28 +208,36 @@ fastdl::cpu::Loss loss_kind(int kind) {
   return static_cast<fastdl::cpu::Loss>(kind);
 }
 
+// (loss or None, sum, out_of_range, grad_input or None): grad_input, with grad_scale given,
+// is elementwise_loss_backward's input gradient for the scalar grad grad_scale.
 template <typename T>
 py::tuple elementwise_loss_forward(int kind, const In<T>& input, const In<T>& target,
                                    const std::optional<In<T>>& weight,
-                                   const std::optional<In<T>>& pos_weight, bool reduction_none) {
+                                   const std::optional<In<T>>& pos_weight, bool reduction_none,
+                                   std::optional<double> grad_scale) {
   const auto k = loss_kind(kind);
   check(same_shape(input, target), "target " + shape_of(target) + " must have the shape of input " + shape_of(input));
   const auto w = periodic(weight, input, "weight"), p = periodic(pos_weight, input, "pos_weight");
-  py::object loss_obj = py::none();
-  T* loss = nullptr;
+  py::object loss_obj = py::none(), grad_obj = py::none();
+  T *loss = nullptr, *gx = nullptr;
   if (reduction_none) {
     py::array_t<T> a(shape_vector(input));
     loss = a.mutable_data(), loss_obj = a;
   }
+  if (grad_scale) {
+    py::array_t<T> a(shape_vector(input));
+    gx = a.mutable_data(), grad_obj = a;
+  }
   const T *x = input.data(), *y = target.data();
   const index_t n = input.size();
+  const T scale = static_cast<T>(grad_scale.value_or(1.0));
   double sum = 0.0;
   bool out_of_range = false;
   {
     py::gil_scoped_release release;
-    sum = fastdl::cpu::elementwise_loss_forward<T>(k, x, y, w, p, loss, n, &out_of_range);
+    sum = fastdl::cpu::elementwise_loss_forward<T>(k, x, y, w, p, loss, n, &out_of_range, gx, scale);
   }
-  return py::make_tuple(loss_obj, sum, out_of_range);
+  return py::make_tuple(loss_obj, sum, out_of_range, grad_obj);
 }
 
 template <typename T>
@@ -271,7 +279,8 @@ void define_typed(py::module_& m) {
         py::arg("input"), py::arg("target"), py::arg("weight"), py::arg("logsumexp"),
         py::arg("grad"), py::arg("label_smoothing"));
   m.def("elementwise_loss_forward", with_output_cache<&elementwise_loss_forward<T>>, py::arg("kind"), py::arg("input"),
-        py::arg("target"), py::arg("weight"), py::arg("pos_weight"), py::arg("reduction_none"));
+        py::arg("target"), py::arg("weight"), py::arg("pos_weight"), py::arg("reduction_none"),
+        py::arg("grad_scale") = py::none());
   m.def("elementwise_loss_backward", with_output_cache<&elementwise_loss_backward<T>>, py::arg("kind"),
         py::arg("input"), py::arg("target"), py::arg("weight"), py::arg("pos_weight"),
         py::arg("grad"), py::arg("needs_input"), py::arg("needs_target"));

@@ -81,6 +81,35 @@ def test_elementwise_loss_matches_torch(torch, kind, reduction, dtype):
     _check_against_torch(torch, fastdl_function, torch_function, [x, y], rng, ["input", "target"])
 
 
+REDUCED_CASES = [(kind, reduction) for kind, reduction in CASES if reduction != "none"]
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES, ids=DTYPE_IDS)
+@pytest.mark.parametrize("kind, reduction", REDUCED_CASES)
+def test_reduced_loss_gradient_from_the_forward_pass(torch, kind, reduction, dtype):
+    """loss.backward() on a reduced loss takes the input gradient the forward pass wrote
+    (fused with the loss, from the x and y it had read): PyTorch's gradient, and bitwise the
+    backward kernel's, which a second backward (retain_graph) runs: the sum is exactly 2x."""
+    rng = np.random.default_rng(48)
+    x, y = _inputs(rng, kind, BIG, dtype)
+    weight = (0.5 + rng.random(BIG)).astype(dtype) if kind in ("bce", "bce_with_logits", "mse") else None
+    fastdl_function, torch_function = _fastdl_and_torch(torch, kind, reduction, weight=weight)
+    leaf = fastdl.tensor(x, requires_grad=True)
+    loss = fastdl_function(leaf, fastdl.tensor(y))
+    loss.backward(retain_graph=True)
+    fused = leaf.grad.numpy().copy()
+    torch_leaf = torch.tensor(x, requires_grad=True)
+    torch_function(torch_leaf, torch.tensor(y)).backward()
+    _assert_close(fused, torch_leaf.grad.numpy(), dtype, "fused grad of input")
+    loss.backward()
+    _assert_bitwise_equal([leaf.grad.numpy()], [2 * fused], "fused + backward kernel's grad")
+    with fastdl.no_grad():
+        plain = fastdl_function(fastdl.tensor(x, requires_grad=True), fastdl.tensor(y))
+    assert not plain.requires_grad
+    np.testing.assert_array_equal(plain.numpy(), loss.detach().numpy())
+
+
 @pytest.mark.parametrize("dtype", FLOAT_DTYPES, ids=DTYPE_IDS)
 @pytest.mark.parametrize("weight_shape", [(6, 5), (5,), (1, 5), (6, 1), (1,)],
                          ids=["same", "classes", "1-classes", "rows-expanded", "one"])

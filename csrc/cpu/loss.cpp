@@ -735,10 +735,10 @@ double forward_sum_cheap(const T* x, const T* y, index_t n) {
 
 template <Loss kind, typename T>
 double forward_loop(const T* x, const T* y, const T* w, index_t wp, const T* pw, index_t pp,
-                    T* loss, index_t n, bool* out_of_range) {
+                    T* loss, index_t n, bool* out_of_range, T* gx, T gscale) {
   using Op = Term<kind, T>;
   if constexpr (kind == Loss::mse || kind == Loss::l1)
-    if (!loss && w == ones<T>() && pw == ones<T>()) return forward_sum_cheap<kind>(x, y, n);
+    if (!loss && !gx && w == ones<T>() && pw == ones<T>()) return forward_sum_cheap<kind>(x, y, n);
   const index_t blocks = (n + kReduceBlock - 1) / kReduceBlock;
   std::vector<double> partial(loss ? 0 : blocks);
   double* partial_sums = partial.data();
@@ -769,6 +769,10 @@ double forward_loop(const T* x, const T* y, const T* w, index_t wp, const T* pw,
           bce_with_logits_values(xs, ys, wj, pj, v, len);
         } else {
           for (index_t k = 0; k < len; ++k) v[k] = Op::value(xs[k], ys[k], wj[k], pj[k]);
+        }
+        if (gx) {  // backward_loop's expression with a scalar grad: the same bits
+          T* g = gx + j0;
+          for (index_t k = 0; k < len; ++k) g[k] = Op::dx(xs[k], ys[k], wj[k], pj[k]) * gscale;
         }
         if (!loss) accumulate(lanes, v, len);
       }
@@ -822,16 +826,21 @@ struct Operands {
 
 template <typename T>
 double elementwise_loss_forward(Loss kind, const T* input, const T* target, Broadcast weight,
-                                Broadcast pos_weight, T* loss, index_t n, bool* out_of_range) {
+                                Broadcast pos_weight, T* loss, index_t n, bool* out_of_range,
+                                T* grad_input, T grad_scale) {
   const Operands<T> o(weight, pos_weight);
   if (out_of_range) *out_of_range = false;
+  const auto run = [&](auto kind_constant, bool* range) {
+    return forward_loop<decltype(kind_constant)::value>(input, target, o.w, o.wp, o.p, o.pp, loss, n, range,
+                                                        grad_input, grad_scale);
+  };
   switch (kind) {
-    case Loss::mse: return forward_loop<Loss::mse>(input, target, o.w, o.wp, o.p, o.pp, loss, n, nullptr);
-    case Loss::l1: return forward_loop<Loss::l1>(input, target, o.w, o.wp, o.p, o.pp, loss, n, nullptr);
-    case Loss::bce: return forward_loop<Loss::bce>(input, target, o.w, o.wp, o.p, o.pp, loss, n, out_of_range);
-    case Loss::bce_with_logits: return forward_loop<Loss::bce_with_logits>(input, target, o.w, o.wp, o.p, o.pp, loss, n, nullptr);
-    case Loss::kl_div: return forward_loop<Loss::kl_div>(input, target, o.w, o.wp, o.p, o.pp, loss, n, nullptr);
-    case Loss::kl_div_log_target: return forward_loop<Loss::kl_div_log_target>(input, target, o.w, o.wp, o.p, o.pp, loss, n, nullptr);
+    case Loss::mse: return run(std::integral_constant<Loss, Loss::mse>{}, nullptr);
+    case Loss::l1: return run(std::integral_constant<Loss, Loss::l1>{}, nullptr);
+    case Loss::bce: return run(std::integral_constant<Loss, Loss::bce>{}, out_of_range);
+    case Loss::bce_with_logits: return run(std::integral_constant<Loss, Loss::bce_with_logits>{}, nullptr);
+    case Loss::kl_div: return run(std::integral_constant<Loss, Loss::kl_div>{}, nullptr);
+    case Loss::kl_div_log_target: return run(std::integral_constant<Loss, Loss::kl_div_log_target>{}, nullptr);
   }
   return 0.0;
 }
@@ -878,7 +887,7 @@ void elementwise_loss_backward(Loss kind, const T* input, const T* target, Broad
   template void nll_loss_backward<T>(const std::int64_t*, const T*, const T*, bool, T*, index_t,    \
                                      index_t, index_t, std::int64_t);                               \
   template double elementwise_loss_forward<T>(Loss, const T*, const T*, Broadcast, Broadcast, T*,   \
-                                              index_t, bool*);                                      \
+                                              index_t, bool*, T*, T);                               \
   template void elementwise_loss_backward<T>(Loss, const T*, const T*, Broadcast, Broadcast,       \
                                              const T*, bool, T*, T*, index_t);
 

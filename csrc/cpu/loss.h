@@ -93,9 +93,13 @@ struct Broadcast {
 
 // Writes loss (n) when not null, else returns the sum of the loss (fixed order, double).
 // For bce, *out_of_range is set when an input leaves [0, 1] (or is NaN); the caller raises.
+// With grad_input (n) not null, also writes what elementwise_loss_backward would give for a
+// scalar grad of grad_scale, bit for bit, from the chunk of x and y already in cache: the
+// backward pass of a reduced loss then reads nothing again.
 template <typename T>
 double elementwise_loss_forward(Loss kind, const T* input, const T* target, Broadcast weight,
-                                Broadcast pos_weight, T* loss, index_t n, bool* out_of_range);
+                                Broadcast pos_weight, T* loss, index_t n, bool* out_of_range,
+                                T* grad_input = nullptr, T grad_scale = T(1));
 
 // grad_input and grad_target (n, either null), written: dl/dx * g and dl/dy * g, where g is
 // grad[i] or, with grad_is_scalar, grad[0] (the caller folds 1/n of a mean into it).

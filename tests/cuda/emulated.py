@@ -327,7 +327,7 @@ class Emulated:
             return None if b is None else v(b, (period,))
 
         def elementwise_forward(kind, x, y, w, wp, pw, pp, loss, sums, flag, n):
-            rl, total, bad = _C.elementwise_loss_forward(kind, v(x, (n,)), v(y, (n,)), periodic(w, wp),
+            rl, total, bad, _ = _C.elementwise_loss_forward(kind, v(x, (n,)), v(y, (n,)), periodic(w, wp),
                                                          periodic(pw, pp), loss is not None)
             if loss is not None:
                 v(loss, (n,))[:] = rl

@@ -950,19 +950,29 @@ def _elementwise_loss(kind: str, name: str, input: Tensor, target: Tensor, reduc
     pos_weight = _periodic(pos_weight, input.shape, "pos_weight")
     x, y = input.data, target.data
     n = x.size
-    loss, loss_sum, out_of_range = _C.elementwise_loss_forward(
-        _LOSS_KIND[kind], x, y, weight, pos_weight, reduction == "none")
-    if out_of_range:
-        raise RuntimeError(f"{name}: all elements of input should be between 0 and 1")
-    if reduction == "none":
-        value, scale = loss, None
-    else:
+    scale = None
+    if reduction != "none":
         denominator = n if divisor is None else divisor
         scale = (1.0 / denominator if denominator else float("nan")) if reduction != "sum" else 1.0
-        value = _scalar_or_array(loss_sum * scale, x.dtype)
+    # A reduced loss whose input alone needs a gradient gets it from the forward pass, from
+    # the x and y it has just read, as the backward would compute it for grad 1 (the usual
+    # loss.backward()): the backward then reads the inputs no second time.
+    from ..autograd import is_grad_enabled
+    fuse = (scale is not None and is_grad_enabled() and input.requires_grad
+            and not target.requires_grad)
+    loss, loss_sum, out_of_range, fused = _C.elementwise_loss_forward(
+        _LOSS_KIND[kind], x, y, weight, pos_weight, reduction == "none",
+        float(x.dtype.type(scale)) if fuse else None)
+    if out_of_range:
+        raise RuntimeError(f"{name}: all elements of input should be between 0 and 1")
+    value = loss if scale is None else _scalar_or_array(loss_sum * scale, x.dtype)
+    saved = [fused]
 
     def backward(grad):
         g = np.asarray(grad, dtype=x.dtype)
+        if saved[0] is not None and g.ndim == 0 and g == 1:
+            ready, saved[0] = saved[0], None  # handed out once: its receiver may own it
+            return ready, None
         if scale is not None:
             g = np.asarray(g * x.dtype.type(scale), dtype=x.dtype)
         return _C.elementwise_loss_backward(_LOSS_KIND[kind], x, y, weight, pos_weight, g,
