@@ -437,11 +437,9 @@ def test_conv2d_winograd_matches_torch(torch, input_shape, out_channels, kwargs,
     _check_conv_against_torch_to_scale(torch, kwargs, arrays, rng)
 
 
-@pytest.mark.parametrize("dtype", FLOAT_DTYPES, ids=["float32", "float64"])
-@pytest.mark.parametrize("input_shape, out_channels, kwargs", WINOGRAD_CASES)
-def test_conv2d_winograd_equals_im2col(input_shape, out_channels, kwargs, dtype):
-    rng = np.random.default_rng(41)
-    arrays = _conv_arrays(rng, input_shape, out_channels, (3, 3), kwargs, dtype)
+def _check_conv_equals_im2col(arrays, kwargs, rng, what: str) -> None:
+    """conv2d with conv.cpp's own paths on (Winograd, the direct kernels) against im2col +
+    GEMM alone (_C._set_winograd(False)): the output and every gradient, to scale."""
     function = lambda x, w, b: F.conv2d(x, w, b, **kwargs)  # noqa: E731
     out, grads, upstream = _run_fastdl(function, arrays, rng=rng)
     _C._set_winograd(False)
@@ -449,9 +447,18 @@ def test_conv2d_winograd_equals_im2col(input_shape, out_channels, kwargs, dtype)
         out0, grads0, _ = _run_fastdl(function, arrays, upstream)
     finally:
         _C._set_winograd(True)
-    _assert_close_to_scale(out, out0, dtype, "output")
+    dtype = arrays[0].dtype
+    _assert_close_to_scale(out, out0, dtype, f"{what} vs im2col: output")
     for name, g, g0 in zip(["input", "weight", "bias"], grads, grads0):
-        _assert_close_to_scale(g, g0, dtype, f"grad of {name}")
+        _assert_close_to_scale(g, g0, dtype, f"{what} vs im2col: grad of {name}")
+
+
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES, ids=["float32", "float64"])
+@pytest.mark.parametrize("input_shape, out_channels, kwargs", WINOGRAD_CASES)
+def test_conv2d_winograd_equals_im2col(input_shape, out_channels, kwargs, dtype):
+    rng = np.random.default_rng(41)
+    arrays = _conv_arrays(rng, input_shape, out_channels, (3, 3), kwargs, dtype)
+    _check_conv_equals_im2col(arrays, kwargs, rng, "Winograd")
 
 
 def test_conv2d_winograd_finite_differences():
@@ -490,37 +497,15 @@ def test_conv2d_winograd_switch_is_restored():
 @pytest.mark.parametrize("input_shape, out_channels, kernel, kwargs", DIRECT_CASES)
 def test_conv2d_direct_equals_im2col(input_shape, out_channels, kernel, kwargs):
     rng = np.random.default_rng(46)
-    x, w, b = _conv_arrays(rng, input_shape, out_channels, kernel, kwargs, np.float32)
-    run = lambda: F.conv2d(fastdl.tensor(x), fastdl.tensor(w), fastdl.tensor(b), **kwargs).numpy()  # noqa: E731
-    direct = run()
-    _C._set_winograd(False)
-    try:
-        im2col = run()
-    finally:
-        _C._set_winograd(True)
-    _assert_close(direct, im2col, np.float32, "direct vs im2col forward")
+    arrays = _conv_arrays(rng, input_shape, out_channels, kernel, kwargs, np.float32)
+    _check_conv_equals_im2col(arrays, kwargs, rng, "direct forward")
 
 
 @pytest.mark.parametrize("input_shape, out_channels, kernel, kwargs", CHANNEL_CASES)
 def test_conv2d_channel_kernels_equal_im2col(input_shape, out_channels, kernel, kwargs):
     rng = np.random.default_rng(48)
     arrays = _conv_arrays(rng, input_shape, out_channels, kernel, kwargs, np.float32)
-    upstream = None
-
-    def run():
-        nonlocal upstream
-        out, grads, upstream = _run_fastdl(lambda x, w, b: F.conv2d(x, w, b, **kwargs), arrays,
-                                           upstream=upstream, rng=rng)
-        return [out] + list(grads)
-
-    channel = run()
-    _C._set_winograd(False)
-    try:
-        im2col = run()
-    finally:
-        _C._set_winograd(True)
-    for name, a, e in zip(["output", "grad of input", "grad of weight", "grad of bias"], channel, im2col):
-        _assert_close_to_scale(a, e, np.float32, f"channel kernels vs im2col: {name}")
+    _check_conv_equals_im2col(arrays, kwargs, rng, "channel-lane kernels")
 
 
 def test_conv2d_channel_weight_grad_in_chunks(torch):
