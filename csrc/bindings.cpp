@@ -9,9 +9,9 @@
 #include <algorithm>
 #include <array>
 #include <cstring>
+#include <limits>
 #include <optional>
 #include <string>
-#include <limits>
 #include <vector>
 
 #include "bindings.h"

@@ -365,7 +365,6 @@ void direct_forward(const float* input, const float* weight, const float* bias, 
   }
 }
 
-
 // ------------------------------------------ direct convolution over channel lanes (float)
 // Narrow outputs with many channels (the 128 -> 128 stride-2 3x3 layer on 16x16: 8x8
 // outputs, R = C*KH*KW = 1152) leave im2col + GEMM a third of its time unfolding, packing
@@ -705,12 +704,8 @@ void channel_direct_backward(const float* input, const float* weight, const floa
 #pragma omp parallel for schedule(static) num_threads(threads)
     for (index_t n = 0; n < nb; ++n) {
       pad_sample(input + (n0 + n) * C * H * W, planes + n * C * plane, p, s, n0 == 0);
-      const float* dy = grad_output + (n0 + n) * O * OHW;
-      float* dst = dyt + n * OHW * O;
-      for (index_t q = 0; q < OHW; ++q) {
-        for (index_t o = 0; o < O; ++o) dst[q * O + o] = dy[o * OHW + q];
-        step[n * OHW + q] = n * C * plane + pixel_offset(q, p, s);
-      }
+      transpose_tiles<false>(grad_output + (n0 + n) * O * OHW, O, OHW, OHW, dyt + n * OHW * O, O);
+      for (index_t q = 0; q < OHW; ++q) step[n * OHW + q] = n * C * plane + pixel_offset(q, p, s);
     }
     // Items (channel block, group of 6 taps), block-major: a thread's items share dY^T's block.
 #pragma omp parallel for schedule(static) num_threads(threads)

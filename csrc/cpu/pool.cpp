@@ -33,6 +33,12 @@ namespace {
 
 index_t floor_div(index_t a, index_t b) { return a >= 0 ? a / b : -((-a + b - 1) / b); }
 
+// Asks for bytes [from, to) of src, a cache line at a time, ahead of their use.
+inline void prefetch_bytes(const void* src, index_t from, index_t to) {
+  const char* bytes = static_cast<const char*>(src);
+  for (index_t b = from; b < to; b += 64) __builtin_prefetch(bytes + b);
+}
+
 // For each input row iy, the output rows whose windows hold it, in increasing order. The
 // same for every plane, so worked out once per call.
 struct ReachingRows {
@@ -455,10 +461,7 @@ bool max_pool2d_forward_separable(const T* input, T* output, I* indices,
         const index_t ahead = (y + 2) * s.stride_h - s.pad_h + s.kernel_h - 1;
         for (index_t k = 0; k < s.stride_h; ++k) {
           const index_t iy = ahead - k;
-          if (iy >= 0 && iy < H) {
-            const char* row = reinterpret_cast<const char*>(in + iy * W);
-            for (index_t b = 0; b < W * index_t(sizeof(T)); b += 64) __builtin_prefetch(row + b);
-          }
+          if (iy >= 0 && iy < H) prefetch_bytes(in + iy * W, 0, W * index_t(sizeof(T)));
         }
         if (sw == 2) {
           const index_t pairs = W / 2;
@@ -674,14 +677,14 @@ void max_pool2d_backward_pairs(const T* grad_output, const I* indices, T* grad_i
       }
       // The next plane's grad_output and indices, asked for a share per input row: copied
       // in one go at the plane's start, they otherwise wait on memory there.
-      const char* next_g = reinterpret_cast<const char*>(grad_output + (p + 1) * OHW);
-      const char* next_at = reinterpret_cast<const char*>(indices + (p + 1) * OHW);
+      const T* next_g = grad_output + (p + 1) * OHW;
+      const I* next_at = indices + (p + 1) * OHW;
       const index_t g_bytes = p + 1 < s.planes ? OHW * index_t(sizeof(T)) : 0;
       const index_t at_bytes = p + 1 < s.planes ? OHW * index_t(sizeof(I)) : 0;
       const index_t g_share = (g_bytes / H + 63) / 64 * 64, at_share = (at_bytes / H + 63) / 64 * 64;
       reaching.build_rows(grad_input + p * HW, W, [&](index_t iy, T* row, const index_t* ys, index_t count) {
-        for (index_t b = iy * g_share; b < std::min(g_bytes, (iy + 1) * g_share); b += 64) __builtin_prefetch(next_g + b);
-        for (index_t b = iy * at_share; b < std::min(at_bytes, (iy + 1) * at_share); b += 64) __builtin_prefetch(next_at + b);
+        prefetch_bytes(next_g, iy * g_share, std::min(g_bytes, (iy + 1) * g_share));
+        prefetch_bytes(next_at, iy * at_share, std::min(at_bytes, (iy + 1) * at_share));
         const T* g[2];
         const std::int32_t* at[2];
         for (index_t k = 0; k < count; k += 2) {  // window rows two at a time

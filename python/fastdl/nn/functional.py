@@ -13,6 +13,7 @@ from typing import Optional, Tuple, Union
 import numpy as np
 
 from .. import _C
+from ..autograd import is_grad_enabled
 from ..tensor import Tensor, _check_same_device, _result
 from . import _functional_cuda
 
@@ -780,7 +781,6 @@ def softmax(input: Tensor, dim: Optional[int] = None, _stacklevel: int = 3, dtyp
 
 
 def _no_parameter_grad(tensor: Optional[Tensor], name: str) -> None:
-    from ..autograd import is_grad_enabled
     if tensor is not None and tensor.requires_grad and is_grad_enabled():
         raise NotImplementedError(f"{name}: gradients with respect to {name} are not supported; "
                                   f"pass {name}.detach()")
@@ -957,7 +957,6 @@ def _elementwise_loss(kind: str, name: str, input: Tensor, target: Tensor, reduc
     # A reduced loss whose input alone needs a gradient gets it from the forward pass, from
     # the x and y it has just read, as the backward would compute it for grad 1 (the usual
     # loss.backward()): the backward then reads the inputs no second time.
-    from ..autograd import is_grad_enabled
     fuse = (scale is not None and is_grad_enabled() and input.requires_grad
             and not target.requires_grad)
     loss, loss_sum, out_of_range, fused = _C.elementwise_loss_forward(
