@@ -417,6 +417,60 @@ def test_activation_modules_and_inplace(torch):
     assert "negative_slope=0.3" in repr(nn.LeakyReLU(0.3))
 
 
+# Outputs of 8 MiB or more are written with streaming stores, a block at a time through a
+# staging buffer (csrc/cpu/stream.h); smaller ones with plain stores. Elements past the
+# last whole block, an output not aligned to the vector width, and thread slices must
+# all come out as the plain path writes them.
+STREAMED_ELEMENTS = (8 << 20) // 4 + 77  # float32: just over the threshold, odd tail
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_streamed_activation_outputs_equal_plain_ones(restore_threads, threads):
+    fastdl.set_num_threads(threads)
+    rng = np.random.default_rng(37)
+    x = (rng.standard_normal(STREAMED_ELEMENTS) * 4).astype(np.float32)
+    upstream = rng.standard_normal(x.size).astype(np.float32)
+    piece = 1 << 16  # far below the threshold: plain stores
+    functions = dict(ACTIVATIONS, relu=(F.relu, None, None))
+    for name, (ours, _, _) in functions.items():
+        out, (grad,), _ = _run_fastdl(ours, [x], upstream)
+        for start in (0, piece * 7, x.size - 100):
+            stop = min(x.size, start + piece)
+            part, (part_grad,), _ = _run_fastdl(ours, [x[start:stop]], upstream[start:stop])
+            _assert_bitwise_equal([out[start:stop], grad[start:stop]], [part, part_grad],
+                                  f"{name} [{start}:{stop}] on {threads} thread(s)")
+    # In place on a view 4 bytes past a vector boundary: the streamed writes start unaligned.
+    buffer = np.concatenate([[0], x]).astype(np.float32)
+    view = fastdl.from_numpy(buffer[1:])
+    assert view.data.ctypes.data % 64 != 0
+    F.leaky_relu(view, 0.1, inplace=True)
+    _assert_bitwise_equal([buffer[1:], buffer[:1]], [F.leaky_relu(fastdl.tensor(x), 0.1).numpy(),
+                                                     np.zeros(1, np.float32)], "in-place leaky_relu")
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_streamed_batch_norm_equals_plain(restore_threads, threads):
+    """Channels are independent: the first 8 channels of a streamed (8 MiB) batch norm
+    equal a batch norm of those 8 channels alone (2 MiB, plain stores), bit for bit."""
+    fastdl.set_num_threads(threads)
+    rng = np.random.default_rng(38)
+    x = (rng.standard_normal((64, 32, 32, 32)) + 2).astype(np.float32)
+    upstream = rng.standard_normal(x.shape).astype(np.float32)
+    w, b = rng.standard_normal(32).astype(np.float32), rng.standard_normal(32).astype(np.float32)
+
+    def run(channels):
+        leaf = fastdl.tensor(np.ascontiguousarray(x[:, channels]), requires_grad=True)
+        weight = fastdl.tensor(w[channels], requires_grad=True)
+        bias = fastdl.tensor(b[channels], requires_grad=True)
+        y = F.batch_norm(leaf, None, None, weight, bias, training=True)
+        y.backward(np.ascontiguousarray(upstream[:, channels]))
+        return [y.detach().numpy(), leaf.grad.numpy(), weight.grad.numpy(), bias.grad.numpy()]
+
+    full, first = run(slice(None)), run(slice(0, 8))
+    _assert_bitwise_equal([a[:, :8] if a.ndim > 1 else a[:8] for a in full], first,
+                          f"batch norm on {threads} thread(s)")
+
+
 # ====================================================================== dropout
 @pytest.mark.parametrize("dtype", FLOAT_DTYPES, ids=DTYPE_IDS)
 @pytest.mark.parametrize("p", [0.1, 0.5, 0.9])

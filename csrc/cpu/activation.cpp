@@ -1,26 +1,30 @@
 // Element-wise activations (https://pytorch.org/docs/stable/generated/torch.nn.ReLU.html).
-// Plain loops the compiler vectorizes for the -march it builds for.
+// Plain loops the compiler vectorizes for the -march it builds for, run by map_elements
+// (cpu/stream.h), which streams large outputs.
 #include <cmath>
 #include <cstdint>
 
 #include "cpu/kernels.h"
 #include "cpu/norm.h"
+#include "cpu/stream.h"
 
 namespace fastdl::cpu {
 
 template <typename T>
 void relu_forward(const T* input, T* output, index_t n) {
-#pragma omp parallel for simd schedule(static) num_threads(threads_for(n))
-  for (index_t k = 0; k < n; ++k) {
+  map_elements(output, n, [=](index_t k) {
     const T v = input[k];
-    output[k] = v < T(0) ? T(0) : v;  // NaN < 0 is false: NaN passes through
-  }
+    return v < T(0) ? T(0) : v;  // NaN < 0 is false: NaN passes through
+  });
 }
 
 template <typename T>
 void relu_backward(const T* output, const T* grad_output, T* grad_input, index_t n) {
-#pragma omp parallel for simd schedule(static) num_threads(threads_for(n))
-  for (index_t k = 0; k < n; ++k) grad_input[k] = output[k] <= T(0) ? T(0) : grad_output[k];
+  map_elements(grad_input, n,
+               [=](index_t k) {
+    const T g = grad_output[k];  // read unconditionally: no masked load
+    return output[k] <= T(0) ? T(0) : g;
+  });
 }
 
 // ---------------------------------------------------------------- exp for sigmoid and tanh
@@ -112,56 +116,53 @@ inline T expm1_nonpositive(T y) {
 // ---------------------------------------------------------------- sigmoid
 template <typename T>
 void sigmoid_forward(const T* input, T* output, index_t n) {
-#pragma omp parallel for simd schedule(static) num_threads(threads_for(n))
-  for (index_t k = 0; k < n; ++k) {
+  map_elements(output, n, [=](index_t k) {
     const T x = input[k];
     const T e = exp_nonpositive(-std::abs(x));  // exp(-|x|) in (0, 1]: never overflows
     const T numerator = x >= T(0) ? T(1) : e;   // sigmoid(-|x|) = e / (1 + e)
-    output[k] = numerator / (T(1) + e);
-  }
+    return numerator / (T(1) + e);
+  });
 }
 
 template <typename T>
 void sigmoid_backward(const T* output, const T* grad_output, T* grad_input, index_t n) {
-#pragma omp parallel for simd schedule(static) num_threads(threads_for(n))
-  for (index_t k = 0; k < n; ++k) grad_input[k] = grad_output[k] * (T(1) - output[k]) * output[k];
+  map_elements(grad_input, n,
+               [=](index_t k) { return grad_output[k] * (T(1) - output[k]) * output[k]; });
 }
 
 // ---------------------------------------------------------------- tanh
 template <typename T>
 void tanh_forward(const T* input, T* output, index_t n) {
-#pragma omp parallel for simd schedule(static) num_threads(threads_for(n))
-  for (index_t k = 0; k < n; ++k) {
+  map_elements(output, n, [=](index_t k) {
     const T x = input[k];
     const T m = expm1_nonpositive(T(-2) * std::abs(x));  // in (-1, 0]
-    output[k] = std::copysign(-m / (T(2) + m), x);
-  }
+    return std::copysign(-m / (T(2) + m), x);
+  });
 }
 
 template <typename T>
 void tanh_backward(const T* output, const T* grad_output, T* grad_input, index_t n) {
-#pragma omp parallel for simd schedule(static) num_threads(threads_for(n))
-  for (index_t k = 0; k < n; ++k) grad_input[k] = grad_output[k] * (T(1) - output[k] * output[k]);
+  map_elements(grad_input, n,
+               [=](index_t k) { return grad_output[k] * (T(1) - output[k] * output[k]); });
 }
 
 // ---------------------------------------------------------------- leaky_relu
 template <typename T>
 void leaky_relu_forward(const T* input, T* output, index_t n, double negative_slope) {
   const T slope = static_cast<T>(negative_slope);
-#pragma omp parallel for simd schedule(static) num_threads(threads_for(n))
-  for (index_t k = 0; k < n; ++k) {
+  map_elements(output, n, [=](index_t k) {
     const T x = input[k];
-    output[k] = x > T(0) ? x : x * slope;  // NaN * slope stays NaN
-  }
+    return x > T(0) ? x : x * slope;  // NaN * slope stays NaN
+  });
 }
 
 template <typename T>
 void leaky_relu_backward(const T* input, const T* grad_output, T* grad_input, index_t n,
                          double negative_slope) {
   const T slope = static_cast<T>(negative_slope);
-#pragma omp parallel for simd schedule(static) num_threads(threads_for(n))
-  for (index_t k = 0; k < n; ++k)
-    grad_input[k] = input[k] > T(0) ? grad_output[k] : grad_output[k] * slope;
+  map_elements(grad_input, n, [=](index_t k) {
+    return input[k] > T(0) ? grad_output[k] : grad_output[k] * slope;
+  });
 }
 
 template void relu_forward<float>(const float*, float*, index_t);

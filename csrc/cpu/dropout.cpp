@@ -7,6 +7,7 @@
 #include <cstdint>
 
 #include "cpu/norm.h"
+#include "cpu/stream.h"
 
 namespace fastdl::cpu {
 
@@ -30,11 +31,10 @@ template <typename T>
 void apply_mask(const T* in, T* out, index_t n, std::uint64_t seed, double p) {
   const std::uint64_t threshold = drop_threshold(p);
   const T scale = T(1) / static_cast<T>(1.0 - p);  // as torch: the mask divided by (1 - p)
-#pragma omp parallel for simd schedule(static) num_threads(threads_for(n))
-  for (index_t i = 0; i < n; ++i) {
+  map_elements(out, n, [=](index_t i) {
     const bool keep = splitmix64(seed, static_cast<std::uint64_t>(i)) >= threshold;
-    out[i] = in[i] * (keep ? scale : T(0));  // a multiply, as torch: NaN * 0 stays NaN
-  }
+    return in[i] * (keep ? scale : T(0));  // a multiply, as torch: NaN * 0 stays NaN
+  });
 }
 
 }  // namespace
