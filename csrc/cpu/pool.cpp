@@ -1173,35 +1173,62 @@ void adaptive_avg_pool2d_forward(const T* input, T* output, const AdaptivePool2d
     for (index_t p = 0; p < s.planes; ++p) output[p] = plane_sum(input + p * HW, HW) / T(H) / T(W);
     return;
   }
-  // The window sums first, then the two divisions in a loop of their own: 1.7 -> 1.1 ms
-  // on 64x64x32x32 -> 7x7 (the divisions no longer wait on each window's additions).
-  std::vector<T> widths(static_cast<std::size_t>(OW));
-  for (index_t x = 0; x < OW; ++x) widths[x] = T(cols[x].second - cols[x].first);
-  const index_t thread_stride = per_thread_stride<T>(W);
-  std::vector<T> buffers(static_cast<std::size_t>(threads * thread_stride));
+  // Output rows go in groups of kGroup: the group's row-window sums first (each column
+  // summed down the window's rows in registers), then each window's sum over its columns
+  // for the group's rows at once: kGroup independent additions in flight instead of one
+  // dependent chain per window. Then one division per output by its window's element
+  // count, as PyTorch divides, in a vector loop over the plane. 64x64x32x32 -> 7x7 on one
+  // thread: 2.2 -> 0.9-1.2 ms (a plain read of the input: 0.4 ms).
+  constexpr index_t kGroup = 8;
+  std::vector<T> counts(static_cast<std::size_t>(OHW));  // elements per window
+  for (index_t y = 0; y < OH; ++y)
+    for (index_t x = 0; x < OW; ++x)
+      counts[y * OW + x] = T((rows[y].second - rows[y].first) * (cols[x].second - cols[x].first));
+  const index_t thread_stride = per_thread_stride<T>(kGroup * W);
+  std::vector<T> buffers(static_cast<std::size_t>(threads * thread_stride), T(0));
 #pragma omp parallel num_threads(threads)
   {
-    T* sums = buffers.data() + omp_get_thread_num() * thread_stride;
+    T* sums = buffers.data() + omp_get_thread_num() * thread_stride;  // [kGroup][W]
 #pragma omp for schedule(static)
     for (index_t p = 0; p < s.planes; ++p) {
       const T* in = input + p * HW;
       T* out = output + p * OHW;
-      for (index_t y = 0; y < OH; ++y) {
-        const auto [r0, r1] = rows[y];
-        std::copy(in + r0 * W, in + r0 * W + W, sums);
-        for (index_t iy = r0 + 1; iy < r1; ++iy) add_rows(in + iy * W, W, sums);
-        const T height = T(r1 - r0);
-        T* o = out + y * OW;
+      for (index_t y0 = 0; y0 < OH; y0 += kGroup) {
+        const index_t group = std::min(kGroup, OH - y0);
+        for (index_t j = 0; j < group; ++j) {
+          const auto [r0, r1] = rows[y0 + j];
+          const T* __restrict top = in + r0 * W;
+          T* __restrict row = sums + j * W;
+          // Down the window's rows kLanes columns at a time, in registers.
+          constexpr index_t kLanes = 128 / sizeof(T);
+          index_t c = 0;
+          for (; c + kLanes <= W; c += kLanes) {
+            T acc[kLanes];
+#pragma omp simd
+            for (index_t k = 0; k < kLanes; ++k) acc[k] = top[c + k];
+            for (index_t iy = 1; iy < r1 - r0; ++iy)
+#pragma omp simd
+              for (index_t k = 0; k < kLanes; ++k) acc[k] += top[iy * W + c + k];
+#pragma omp simd
+            for (index_t k = 0; k < kLanes; ++k) row[c + k] = acc[k];
+          }
+          for (; c < W; ++c) {
+            T acc = top[c];
+            for (index_t iy = 1; iy < r1 - r0; ++iy) acc += top[iy * W + c];
+            row[c] = acc;
+          }
+        }
         for (index_t x = 0; x < OW; ++x) {
           const auto [c0, c1] = cols[x];
-          T sum = 0;
-          for (index_t c = c0; c < c1; ++c) sum += sums[c];
-          o[x] = sum;
+          T acc[kGroup] = {};
+          for (index_t c = c0; c < c1; ++c)
+            for (index_t j = 0; j < kGroup; ++j) acc[j] += sums[j * W + c];
+          for (index_t j = 0; j < group; ++j) out[(y0 + j) * OW + x] = acc[j];
         }
-        const T* w = widths.data();
-#pragma omp simd
-        for (index_t x = 0; x < OW; ++x) o[x] = o[x] / height / w[x];
       }
+      const T* __restrict n = counts.data();
+#pragma omp simd
+      for (index_t k = 0; k < OHW; ++k) out[k] /= n[k];
     }
   }
 }
