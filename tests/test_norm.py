@@ -417,10 +417,11 @@ def test_activation_modules_and_inplace(torch):
     assert "negative_slope=0.3" in repr(nn.LeakyReLU(0.3))
 
 
-# Outputs of 8 MiB or more are written with streaming stores, a block at a time through a
-# staging buffer (csrc/cpu/stream.h); smaller ones with plain stores. Elements past the
-# last whole block, an output not aligned to the vector width, and thread slices must
-# all come out as the plain path writes them.
+# Outputs of 8 MiB or more of relu, leaky_relu and the backward of sigmoid and tanh are
+# written with streaming stores, a block at a time through a staging buffer
+# (csrc/cpu/stream.h); smaller ones with plain stores. Elements past the last whole
+# block, an output not aligned to the vector width, and thread slices must all come out
+# as the plain path writes them.
 STREAMED_ELEMENTS = (8 << 20) // 4 + 77  # float32: just over the threshold, odd tail
 
 
@@ -449,9 +450,10 @@ def test_streamed_activation_outputs_equal_plain_ones(restore_threads, threads):
 
 
 @pytest.mark.parametrize("threads", [1, 2])
-def test_streamed_batch_norm_equals_plain(restore_threads, threads):
-    """Channels are independent: the first 8 channels of a streamed (8 MiB) batch norm
-    equal a batch norm of those 8 channels alone (2 MiB, plain stores), bit for bit."""
+def test_batch_norm_channel_chunks_equal_channels_alone(restore_threads, threads):
+    """Batch norm walks memory in chunks of channels (4 MiB of input each: here 16 channels
+    forward, 8 backward, so 2-4 chunks per thread). Channels are independent: the first 8
+    channels equal a batch norm of those 8 channels alone, bit for bit."""
     fastdl.set_num_threads(threads)
     rng = np.random.default_rng(38)
     x = (rng.standard_normal((64, 32, 32, 32)) + 2).astype(np.float32)

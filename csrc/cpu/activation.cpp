@@ -12,7 +12,7 @@ namespace fastdl::cpu {
 
 template <typename T>
 void relu_forward(const T* input, T* output, index_t n) {
-  map_elements(output, n, [=](index_t k) {
+  map_elements(output, n, Stores::streamed_if_large, [=](index_t k) {
     const T v = input[k];
     return v < T(0) ? T(0) : v;  // NaN < 0 is false: NaN passes through
   });
@@ -20,7 +20,7 @@ void relu_forward(const T* input, T* output, index_t n) {
 
 template <typename T>
 void relu_backward(const T* output, const T* grad_output, T* grad_input, index_t n) {
-  map_elements(grad_input, n,
+  map_elements(grad_input, n, Stores::streamed_if_large,
                [=](index_t k) {
     const T g = grad_output[k];  // read unconditionally: no masked load
     return output[k] <= T(0) ? T(0) : g;
@@ -116,7 +116,7 @@ inline T expm1_nonpositive(T y) {
 // ---------------------------------------------------------------- sigmoid
 template <typename T>
 void sigmoid_forward(const T* input, T* output, index_t n) {
-  map_elements(output, n, [=](index_t k) {
+  map_elements(output, n, Stores::plain, [=](index_t k) {
     const T x = input[k];
     const T e = exp_nonpositive(-std::abs(x));  // exp(-|x|) in (0, 1]: never overflows
     const T numerator = x >= T(0) ? T(1) : e;   // sigmoid(-|x|) = e / (1 + e)
@@ -126,14 +126,14 @@ void sigmoid_forward(const T* input, T* output, index_t n) {
 
 template <typename T>
 void sigmoid_backward(const T* output, const T* grad_output, T* grad_input, index_t n) {
-  map_elements(grad_input, n,
+  map_elements(grad_input, n, Stores::streamed_if_large,
                [=](index_t k) { return grad_output[k] * (T(1) - output[k]) * output[k]; });
 }
 
 // ---------------------------------------------------------------- tanh
 template <typename T>
 void tanh_forward(const T* input, T* output, index_t n) {
-  map_elements(output, n, [=](index_t k) {
+  map_elements(output, n, Stores::plain, [=](index_t k) {
     const T x = input[k];
     const T m = expm1_nonpositive(T(-2) * std::abs(x));  // in (-1, 0]
     return std::copysign(-m / (T(2) + m), x);
@@ -142,7 +142,7 @@ void tanh_forward(const T* input, T* output, index_t n) {
 
 template <typename T>
 void tanh_backward(const T* output, const T* grad_output, T* grad_input, index_t n) {
-  map_elements(grad_input, n,
+  map_elements(grad_input, n, Stores::streamed_if_large,
                [=](index_t k) { return grad_output[k] * (T(1) - output[k] * output[k]); });
 }
 
@@ -150,7 +150,7 @@ void tanh_backward(const T* output, const T* grad_output, T* grad_input, index_t
 template <typename T>
 void leaky_relu_forward(const T* input, T* output, index_t n, double negative_slope) {
   const T slope = static_cast<T>(negative_slope);
-  map_elements(output, n, [=](index_t k) {
+  map_elements(output, n, Stores::streamed_if_large, [=](index_t k) {
     const T x = input[k];
     return x > T(0) ? x : x * slope;  // NaN * slope stays NaN
   });
@@ -160,7 +160,7 @@ template <typename T>
 void leaky_relu_backward(const T* input, const T* grad_output, T* grad_input, index_t n,
                          double negative_slope) {
   const T slope = static_cast<T>(negative_slope);
-  map_elements(grad_input, n, [=](index_t k) {
+  map_elements(grad_input, n, Stores::streamed_if_large, [=](index_t k) {
     return input[k] > T(0) ? grad_output[k] : grad_output[k] * slope;
   });
 }

@@ -11,13 +11,12 @@
 // pass, which finds the chunk's input still in cache. (Walking one channel at a time,
 // its N runs lie C*S elements apart: for 32x32 images 4 KiB runs 256 KiB apart, which all
 // fall in the same L2 sets, so the second pass read them from L3 at a third of the
-// speed.) Large outputs are written with streaming stores (cpu/stream.h).
+// speed.)
 #include <algorithm>
 #include <cmath>
 #include <vector>
 
 #include "cpu/norm.h"
-#include "cpu/stream.h"
 
 namespace fastdl::cpu {
 
@@ -127,7 +126,6 @@ void batch_norm_forward(const T* input, const T* weight, const T* bias, T* outpu
                         const BatchNormShape& s) {
   const index_t N = s.batch, C = s.channels, S = s.spatial, CS = C * S, count = N * S;
   const int threads = threads_for(N * CS);
-  const bool stream = S >= kShortRun && streams<T>(N * CS);
   std::vector<double> shift(C, 0.0), sum(C, 0.0), sum_sq(C, 0.0);
 
   // Pass 1, the statistics of run (n, c).
@@ -171,19 +169,14 @@ void batch_norm_forward(const T* input, const T* weight, const T* bias, T* outpu
         const double alpha = save_invstd[c] * (weight ? double(weight[c]) : 1.0);
         const T m = static_cast<T>(save_mean[c]), a = static_cast<T>(alpha),
                 b = static_cast<T>(bias ? double(bias[c]) : 0.0);
-        const T* x = input + n * CS + c * S;
-        write_streamed(output + n * CS + c * S, 0, S, stream,
-                       [&](index_t i0, index_t i1, T* __restrict y) {
+        const T* __restrict x = input + n * CS + c * S;
+        T* __restrict y = output + n * CS + c * S;
 #pragma omp simd
-                         for (index_t i = i0; i < i1; ++i) y[i - i0] = (x[i] - m) * a + b;
-                       });
+        for (index_t i = 0; i < S; ++i) y[i] = (x[i] - m) * a + b;
       }
   };
 #pragma omp parallel num_threads(threads)
-  {
-    for_channel_chunks<T>(N, C, S, 1, prepare, moments, normalize);
-    if (stream) stream_fence();
-  }
+  for_channel_chunks<T>(N, C, S, 1, prepare, moments, normalize);
 }
 
 template <typename T>
@@ -193,7 +186,6 @@ void batch_norm_backward(const T* input, const T* grad_output, const double* sav
   const index_t N = s.batch, C = s.channels, S = s.spatial, CS = C * S, count = N * S;
   const int threads = threads_for(2 * N * CS);
   const bool need_sums = grad_weight || grad_bias || (training && grad_input);
-  const bool stream = S >= kShortRun && streams<T>(N * CS);
   const double m = static_cast<double>(count);
   std::vector<double> sum(C, 0.0), dot(C, 0.0);
 
@@ -233,21 +225,15 @@ void batch_norm_backward(const T* input, const T* grad_output, const double* sav
         const T k = static_cast<T>(training ? dot[c] * invstd * invstd / m : 0.0);
         const T alpha = static_cast<T>(invstd * (weight ? static_cast<double>(weight[c]) : 1.0));
         const index_t at = n * CS + c * S;
-        const T* x = input + at;
-        const T* gy = grad_output + at;
-        write_streamed(grad_input + at, 0, S, stream,
-                       [&](index_t i0, index_t i1, T* __restrict gx) {
+        const T* __restrict x = input + at;
+        const T* __restrict gy = grad_output + at;
+        T* __restrict gx = grad_input + at;
 #pragma omp simd
-                         for (index_t i = i0; i < i1; ++i)
-                           gx[i - i0] = (gy[i] - grad_mean - (x[i] - mean) * k) * alpha;
-                       });
+        for (index_t i = 0; i < S; ++i) gx[i] = (gy[i] - grad_mean - (x[i] - mean) * k) * alpha;
       }
   };
 #pragma omp parallel num_threads(threads)
-  {
-    for_channel_chunks<T>(N, C, S, 2, [](index_t, index_t) {}, sums, grad_input_pass);
-    if (stream) stream_fence();
-  }
+  for_channel_chunks<T>(N, C, S, 2, [](index_t, index_t) {}, sums, grad_input_pass);
 }
 
 template void batch_norm_forward<float>(const float*, const float*, const float*, float*, float*,

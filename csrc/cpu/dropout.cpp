@@ -31,7 +31,7 @@ template <typename T>
 void apply_mask(const T* in, T* out, index_t n, std::uint64_t seed, double p) {
   const std::uint64_t threshold = drop_threshold(p);
   const T scale = T(1) / static_cast<T>(1.0 - p);  // as torch: the mask divided by (1 - p)
-  map_elements(out, n, [=](index_t i) {
+  map_elements(out, n, Stores::plain, [=](index_t i) {
     const bool keep = splitmix64(seed, static_cast<std::uint64_t>(i)) >= threshold;
     return in[i] * (keep ? scale : T(0));  // a multiply, as torch: NaN * 0 stays NaN
   });
