@@ -110,6 +110,30 @@ def test_reduced_loss_gradient_from_the_forward_pass(torch, kind, reduction, dty
     np.testing.assert_array_equal(plain.numpy(), loss.detach().numpy())
 
 
+@pytest.mark.parametrize("size", [3 * 8192 + 37, (8 << 20) // 4 + 77], ids=["tails", "streamed"])
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES, ids=DTYPE_IDS)
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+@pytest.mark.parametrize("kind", ["mse", "l1"])
+def test_unweighted_mse_l1_one_pass_gradient(kind, reduction, dtype, size):
+    """Unweighted mse/l1 sum their terms and write the gradient in one loop (a gradient of
+    8 MiB or more through streaming stores): the loss is bitwise the gradient-free pass's,
+    the gradient bitwise the backward kernel's (a second backward doubles it exactly)."""
+    rng = np.random.default_rng(49)
+    x, y = (rng.standard_normal(size).astype(dtype) for _ in range(2))
+    function = F.mse_loss if kind == "mse" else F.l1_loss
+    leaf = fastdl.tensor(x, requires_grad=True)
+    loss = function(leaf, fastdl.tensor(y), reduction=reduction)
+    loss.backward(retain_graph=True)
+    fused = leaf.grad.numpy().copy()
+    loss.backward()
+    _assert_bitwise_equal([leaf.grad.numpy()], [2 * fused], f"{kind} fused + backward kernel's grad")
+    plain = function(fastdl.tensor(x), fastdl.tensor(y), reduction=reduction)
+    np.testing.assert_array_equal(plain.numpy(), loss.detach().numpy())
+    scale = 1 / size if reduction == "mean" else 1
+    expected = 2 * (x - y) * dtype(scale) if kind == "mse" else np.sign(x - y) * dtype(scale)
+    np.testing.assert_allclose(fused, expected.astype(dtype), rtol=1e-6, atol=0)
+
+
 @pytest.mark.parametrize("dtype", FLOAT_DTYPES, ids=DTYPE_IDS)
 @pytest.mark.parametrize("weight_shape", [(6, 5), (5,), (1, 5), (6, 1), (1,)],
                          ids=["same", "classes", "1-classes", "rows-expanded", "one"])
