@@ -272,8 +272,11 @@ ADAPTIVE_CASES = [
     pytest.param((2, 3, 5, 6), (5, 6), id="identity"),
     pytest.param((1, 2, 1, 1), 3, id="one-pixel-upsampled"),
     pytest.param((1, 2, 13, 3), (6, 2), id="odd"),
-    # 11 output rows: a group of 8 and one of 3; 37 columns: whole lane blocks and a tail
-    pytest.param((2, 3, 40, 37), (11, 5), id="row-groups-column-lanes"),
+    # 11 output rows: a group of 8 and one of 3. Rows of up to 128 bytes are summed in
+    # registers, wider ones through add_rows: 32 columns take the first in float32 and
+    # the second in float64, 37 the second in both.
+    pytest.param((2, 3, 40, 37), (11, 5), id="row-groups-wide-rows"),
+    pytest.param((1, 2, 20, 32), (11, 5), id="row-groups-32-columns"),
     pytest.param((3, 9, 7), 4, id="unbatched"),
     pytest.param((3, 9, 7), (2, None), id="unbatched-none"),
     pytest.param((0, 3, 6, 6), 2, id="empty-batch"),
