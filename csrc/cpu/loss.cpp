@@ -741,7 +741,7 @@ double forward_sum_cheap(const T* __restrict x, const T* __restrict y, index_t n
           lanes[k] += static_cast<double>(Op::value(a, t, T(1), T(1)));
           if constexpr (grad) g[j + k] = Op::dx(a, t, T(1), T(1)) * gscale;
         }
-      for (int k = 0; j < len; ++j, ++k) {
+      for (int k = 0; k < kLanes && j < len; ++j, ++k) {  // fewer than kLanes left
         lanes[k] += static_cast<double>(Op::value(x[i + j], y[i + j], T(1), T(1)));
         if constexpr (grad) g[j] = Op::dx(x[i + j], y[i + j], T(1), T(1)) * gscale;
       }
