@@ -1193,8 +1193,8 @@ void adaptive_avg_pool2d_forward(const T* input, T* output, const AdaptivePool2d
     for (index_t p = 0; p < s.planes; ++p) output[p] = plane_sum(input + p * HW, HW) / T(H) / T(W);
     return;
   }
-  // Output rows go in groups of kGroup: the group's row-window sums first (each column
-  // summed down the window's rows in registers), then each window's sum over its columns
+  // Output rows go in groups of kGroup: the group's row-window sums first (see kLanes
+  // below for how), then each window's sum over its columns
   // for the group's rows at once: kGroup independent additions in flight instead of one
   // dependent chain per window. Then one division per output by its window's element
   // count, as PyTorch divides, in a vector loop over the plane. 64x64x32x32 -> 7x7 on one

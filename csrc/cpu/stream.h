@@ -73,23 +73,6 @@ inline void stream_fence() {
 #endif
 }
 
-// Writes out[begin, end): fill(i0, i1, dst) computes out[i0, i1) into dst[0, i1 - i0),
-// straight into out when not streaming, else a block at a time through a buffer that
-// is then streamed out. The caller fences.
-template <typename T, typename Fill>
-inline void write_streamed(T* out, index_t begin, index_t end, bool stream, Fill&& fill) {
-  if (!stream) {
-    fill(begin, end, out + begin);
-    return;
-  }
-  alignas(64) T buffer[kStreamBlock<T>];
-  for (index_t i = begin; i < end; i += kStreamBlock<T>) {
-    const index_t j = std::min(end, i + kStreamBlock<T>);
-    fill(i, j, buffer);
-    stream_copy(out + i, buffer, j - i);
-  }
-}
-
 // dst[k - i0] = value(k) for k in [i0, i1), vectorized. `value` is taken by copy: a local
 // closure's pointers stay in registers (read through a reference, GCC reloaded them
 // every element and did not vectorize).
@@ -117,9 +100,17 @@ inline void map_elements(T* out, index_t n, Stores stores, Value&& value) {
     const index_t t = omp_get_thread_num(), team = omp_get_num_threads();
     const index_t begin = std::min(n, blocks * t / team * kStreamBlock<T>);
     const index_t end = std::min(n, blocks * (t + 1) / team * kStreamBlock<T>);
-    write_streamed(out, begin, end, stream,
-                   [&](index_t i0, index_t i1, T* dst) { map_block(dst, i0, i1, value); });
-    if (stream) stream_fence();
+    if (!stream) {
+      map_block(out + begin, begin, end, value);
+    } else {  // a block at a time through an L1 buffer, streamed out
+      alignas(64) T buffer[kStreamBlock<T>];
+      for (index_t i = begin; i < end; i += kStreamBlock<T>) {
+        const index_t j = std::min(end, i + kStreamBlock<T>);
+        map_block(buffer, i, j, value);
+        stream_copy(out + i, buffer, j - i);
+      }
+      stream_fence();
+    }
   }
 }
 
