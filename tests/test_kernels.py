@@ -655,6 +655,42 @@ def test_max_pool2d_3x3_stride2_narrow_planes_match_torch(torch, dtype):
 
 
 @pytest.mark.parametrize("dtype", FLOAT_DTYPES, ids=["float32", "float64"])
+@pytest.mark.parametrize("kernel, stride, padding", [(2, 2, 0), (3, 2, 1), (3, 1, 1)], ids=["2x2", "3x3-s2", "3x3-s1"])
+def test_max_pool2d_every_row_width_matches_torch(torch, restore_threads, kernel, stride, padding, dtype):
+    """Rows of 1 to 40 windows: whole blocks of 16 and a last partial block, computed whole on
+    copies (pool.cpp's stage/unstage) or past the row end where the input goes on, up to
+    the tensor's very end (the last plane's last row). Ties, infinities and NaNs; values
+    and indices exactly PyTorch's, the gradient too, on 1 and 2 threads alike."""
+    rng = np.random.default_rng(21)
+    for w in range(1, 41):
+        h = 3 + w % 4
+        x = rng.integers(-2, 3, (3, 2, h, w)).astype(dtype)
+        special = rng.random(x.shape)
+        x[special < 0.03] = np.inf
+        x[(special >= 0.03) & (special < 0.06)] = -np.inf
+        x[(special >= 0.06) & (special < 0.08)] = np.nan
+        kwargs = dict(kernel_size=kernel, stride=stride, padding=padding)
+        try:
+            expected, expected_indices = torch.nn.functional.max_pool2d(torch.tensor(x), return_indices=True, **kwargs)
+        except RuntimeError:  # a window wider than the padded input
+            continue
+        upstream = _upstream(rng, tuple(expected.shape), dtype)
+        torch_leaf = torch.tensor(x, requires_grad=True)
+        torch.nn.functional.max_pool2d(torch_leaf, **kwargs).backward(torch.tensor(upstream))
+        results = []
+        for threads in (1, 2):
+            fastdl.set_num_threads(threads)
+            leaf = fastdl.tensor(x, requires_grad=True)
+            out, indices = F.max_pool2d(leaf, return_indices=True, **kwargs)
+            out.backward(upstream)
+            results.append([out.detach().numpy(), indices.numpy(), leaf.grad.numpy()])
+        _assert_bitwise_equal(results[0], results[1], f"1 vs 2 threads, width {w}")
+        np.testing.assert_array_equal(results[0][0], expected.numpy(), err_msg=f"width {w}")
+        np.testing.assert_array_equal(results[0][1], expected_indices.numpy(), err_msg=f"width {w}")
+        _assert_close(results[0][2], torch_leaf.grad.numpy(), dtype, f"grad of input, width {w}")
+
+
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES, ids=["float32", "float64"])
 @pytest.mark.parametrize("shape, kernel, stride, padding, dilation, ceil_mode", [
     pytest.param((2, 3, 8, 8), (2, 2), (2, 2), (0, 0), (1, 1), False, id="tiles-2x2"),
     pytest.param((2, 3, 9, 32), (3, 3), (2, 2), (1, 1), (1, 1), False, id="flat-3x3"),

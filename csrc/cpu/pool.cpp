@@ -43,6 +43,61 @@ inline void prefetch_bytes(const void* src, index_t from, index_t to) {
   for (index_t b = from; b < to; b += 64) __builtin_prefetch(bytes + b);
 }
 
+// ---- the last partial block of a row, through fixed-size buffers.
+// GCC 12 gives a vectorized loop a scalar remainder, and in the max-pooling loops that
+// remainder branches on the data: random data mispredicts half of those branches (3x3/s2
+// max pooling on 14x14 planes, all remainder: 8.5 ns per input element, 0.33 on 32x32).
+// So the kernels below run whole blocks of 16 only; a row's last, partial block is copied
+// into zero-padded buffers of a whole block, computed there, and its `count` results
+// copied out. With AVX-512 each copy is a few masked 64-byte moves.
+
+// dst[0, count) = src[0, count) and dst[count, Cap) = 0.
+template <index_t Cap, typename T>
+__attribute__((always_inline)) inline void stage(T* dst, const T* src, index_t count) {
+#ifdef __AVX512BW__
+  static_assert(Cap * sizeof(T) % 64 == 0, "whole 64-byte pieces");
+  const char* from = reinterpret_cast<const char*>(src);
+  char* to = reinterpret_cast<char*>(dst);
+  const index_t bytes = count * index_t(sizeof(T));
+  for (index_t b = 0; b < Cap * index_t(sizeof(T)); b += 64) {
+    const index_t left = bytes - b;
+    const __mmask64 m = left >= 64 ? ~__mmask64(0) : left <= 0 ? __mmask64(0) : (__mmask64(1) << left) - 1;
+    _mm512_storeu_si512(to + b, _mm512_maskz_loadu_epi8(m, from + b));
+  }
+#else
+  std::memcpy(dst, src, static_cast<std::size_t>(count) * sizeof(T));
+  std::fill(dst + count, dst + Cap, T(0));
+#endif
+}
+
+// dst[0, count) = src[0, count), count * sizeof(T) <= 256.
+template <typename T>
+__attribute__((always_inline)) inline void unstage(T* dst, const T* src, index_t count) {
+#ifdef __AVX512BW__
+  const char* from = reinterpret_cast<const char*>(src);
+  char* to = reinterpret_cast<char*>(dst);
+  const index_t bytes = count * index_t(sizeof(T));
+  for (index_t b = 0; b < bytes; b += 64) {
+    const index_t left = bytes - b;
+    const __mmask64 m = left >= 64 ? ~__mmask64(0) : (__mmask64(1) << left) - 1;
+    _mm512_mask_storeu_epi8(to + b, m, _mm512_loadu_si512(from + b));
+  }
+#else
+  std::memcpy(dst, src, static_cast<std::size_t>(count) * sizeof(T));
+#endif
+}
+
+// f(first, count, staged) over [0, n) in blocks of 16: whole blocks with staged = false,
+// then a partial one (count < 16) with staged = true, for f to run as a whole block on
+// staged copies. Both flags are compile-time constants, and so is the whole block's size:
+// a fixed-size loop has no set-up, which on rows of 16 windows cost as much as the work.
+template <typename F>
+__attribute__((always_inline)) inline void in_blocks_of_16(index_t n, F&& f) {
+  index_t i = 0;
+  for (; i + 16 <= n; i += 16) f(i, index_t(16), std::false_type{});
+  if (i < n) f(i, n - i, std::true_type{});
+}
+
 // For each input row iy, the output rows whose windows hold it, in increasing order. The
 // same for every plane, so worked out once per call.
 struct ReachingRows {
@@ -166,17 +221,19 @@ __attribute__((always_inline)) inline bool max_takes(T v, std::int32_t i, T best
   return (v > best) | ((v == best) & (i < at)) | (nan & ((!best_nan) | (i > at)));
 }
 
-// Row step over R input rows r[0..R), columns [0, width): value and flat index of each
-// column's maximum, into (val, idx).
-template <int R, typename T>
-inline void column_max(const T* const* r, const std::int32_t* start, index_t width,
-                       T* __restrict val, std::int32_t* __restrict idx) {
+// Row step over R input rows r[0..R), columns [0, n) (n = N when N > 0): value and flat
+// index of each column's maximum, into (val, idx).
+template <int R, index_t N, typename T>
+__attribute__((always_inline)) inline void column_max_block(const T* const* r, const std::int32_t* start,
+                                                            index_t n_rt, T* __restrict val,
+                                                            std::int32_t* __restrict idx) {
+  const index_t n = N ? N : n_rt;
   const T* __restrict r0 = r[0];
   const T* __restrict r1 = r[R > 1 ? 1 : 0];
   const T* __restrict r2 = r[R > 2 ? 2 : 0];
   const std::int32_t b0 = start[0], b1 = start[R > 1 ? 1 : 0], b2 = start[R > 2 ? 2 : 0];
 #pragma omp simd
-  for (index_t c = 0; c < width; ++c) {
+  for (index_t c = 0; c < n; ++c) {
     T best = r0[c];
     std::int32_t at = b0 + static_cast<std::int32_t>(c);
     if constexpr (R > 1) {
@@ -196,20 +253,44 @@ inline void column_max(const T* const* r, const std::int32_t* start, index_t wid
   }
 }
 
+// The R input rows r[k] + offset (k < R) and their flat starts, for a block at `offset`.
+template <int R, typename T>
+struct RowsAt {
+  const T* rows[3];
+  std::int32_t starts[3];
+  RowsAt(const T* const* r, const std::int32_t* start, index_t offset) {
+    for (int k = 0; k < 3; ++k) {
+      const int q = k < R ? k : 0;
+      rows[k] = r[q] + offset;
+      starts[k] = start[q] + static_cast<std::int32_t>(offset);
+    }
+  }
+};
+
+// column_max_block over columns [0, width): whole blocks, then the rest as a runtime loop.
+template <int R, typename T>
+__attribute__((always_inline)) inline void column_max(const T* const* r, const std::int32_t* start, index_t width, T* val, std::int32_t* idx) {
+  in_blocks_of_16(width, [&](index_t c, index_t count, auto partial) __attribute__((always_inline)) {
+    RowsAt<R, T> at(r, start, c);
+    column_max_block<R, partial ? 0 : 16>(at.rows, at.starts, count, val + c, idx + c);
+  });
+}
+
 // For stride 2: the column maxima of input columns 2m (even[m]) and 2m + 1 (odd[m]) for
-// m < W / 2, over R input rows, each row read as whole column pairs (no gap: GCC vectorizes
-// it with shuffles, where a load of one column per pair made it peel a scalar iteration).
+// m < n (n = N when N > 0), over R input rows, each row read as whole column pairs (no gap:
+// GCC vectorizes it with shuffles, where a load of one column per pair made it peel a
+// scalar iteration).
 template <int R, index_t N, typename T>
 __attribute__((always_inline)) inline void column_max_pairs_block(
-    const T* const* r, const std::int32_t* start, index_t pairs_rt, T* __restrict ve, T* __restrict vo,
+    const T* const* r, const std::int32_t* start, index_t n_rt, T* __restrict ve, T* __restrict vo,
     std::int32_t* __restrict ie, std::int32_t* __restrict io) {
-  const index_t pairs = N ? N : pairs_rt;
+  const index_t n = N ? N : n_rt;
   const T* __restrict r0 = r[0];
   const T* __restrict r1 = r[R > 1 ? 1 : 0];
   const T* __restrict r2 = r[R > 2 ? 2 : 0];
   const std::int32_t b0 = start[0], b1 = start[R > 1 ? 1 : 0], b2 = start[R > 2 ? 2 : 0];
 #pragma omp simd
-  for (index_t m = 0; m < pairs; ++m) {
+  for (index_t m = 0; m < n; ++m) {
     const std::int32_t c = static_cast<std::int32_t>(2 * m);
     T e = r0[2 * m], o = r0[2 * m + 1];
     std::int32_t ei = b0 + c, oi = b0 + c + 1;
@@ -230,24 +311,24 @@ __attribute__((always_inline)) inline void column_max_pairs_block(
   }
 }
 
-// f(first, count, fixed) over [0, n) in blocks of 16, with fixed = 16 as a compile-time
-// constant (a fixed-size loop: no set-up, which on rows of 16 windows cost as much as the
-// work), then the rest with fixed = 0 (a loop over the runtime count).
-template <typename F>
-__attribute__((always_inline)) inline void in_blocks_of_16(index_t n, F&& f) {
-  index_t i = 0;
-  for (; i + 16 <= n; i += 16) f(i, index_t(16), std::integral_constant<index_t, 16>{});
-  if (i < n) f(i, n - i, std::integral_constant<index_t, 0>{});
-}
-
-template <int R, typename T>
-void column_max_pairs(const T* const* r, const std::int32_t* start, index_t pairs, T* ve, T* vo,
-                      std::int32_t* ie, std::int32_t* io) {
-  in_blocks_of_16(pairs, [&](index_t m, index_t count, auto fixed) __attribute__((always_inline)) {
-    const T* rows[3] = {r[0] + 2 * m, r[R > 1 ? 1 : 0] + 2 * m, r[R > 2 ? 2 : 0] + 2 * m};
-    const std::int32_t starts[3] = {start[0] + std::int32_t(2 * m), start[R > 1 ? 1 : 0] + std::int32_t(2 * m),
-                                    start[R > 2 ? 2 : 0] + std::int32_t(2 * m)};
-    column_max_pairs_block<R, decltype(fixed)::value>(rows, starts, count, ve + m, vo + m, ie + m, io + m);
+// column_max_pairs_block over column pairs [0, pairs). Whole: the outputs have room for a
+// whole last block (its extra entries are junk, for the caller to overwrite or ignore),
+// and the last block reads whole rows too where they end before `end` (else copies);
+// otherwise the rest after whole blocks is a runtime loop.
+template <int R, bool Whole, typename T>
+__attribute__((always_inline)) inline void column_max_pairs(const T* const* r, const std::int32_t* start, index_t pairs, T* ve, T* vo,
+                      std::int32_t* ie, std::int32_t* io, const T* end) {
+  in_blocks_of_16(pairs, [&](index_t m, index_t count, auto partial) __attribute__((always_inline)) {
+    RowsAt<R, T> at(r, start, 2 * m);
+    if constexpr (partial && !Whole) {
+      column_max_pairs_block<R, 0>(at.rows, at.starts, count, ve + m, vo + m, ie + m, io + m);
+      return;
+    }
+    alignas(64) T copies[3][32];
+    if constexpr (partial)
+      for (int k = 0; k < R; ++k)
+        if (at.rows[k] + 32 > end) stage<32>(copies[k], at.rows[k], 2 * count), at.rows[k] = copies[k];
+    column_max_pairs_block<R, 16>(at.rows, at.starts, count, ve + m, vo + m, ie + m, io + m);
   });
 }
 
@@ -275,13 +356,22 @@ __attribute__((always_inline)) inline void window_max_block(
     }
 }
 
-// In blocks of 16 windows (in_blocks_of_16); `at` needs 16 entries.
-template <int K, typename T, typename I>
-void window_max(const T* a, const std::int32_t* ai, const T* b, const std::int32_t* bi, const T* c,
+// window_max_block over windows [0, n); `at` needs 16 entries. Whole: the inputs may be
+// read a whole block past n (the last block is computed whole into a copy, then its n
+// results copied out); otherwise the rest after whole blocks is a runtime loop.
+template <int K, bool Whole, typename T, typename I>
+__attribute__((always_inline)) inline void window_max(const T* a, const std::int32_t* ai, const T* b, const std::int32_t* bi, const T* c,
                 const std::int32_t* ci, index_t n, T* out, I* index, std::int32_t* at) {
-  in_blocks_of_16(n, [&](index_t x, index_t count, auto fixed) __attribute__((always_inline)) {
-    window_max_block<K, decltype(fixed)::value>(a + x, ai + x, b + x, bi + x, c + x, ci + x, count, out + x,
-                                                index + x, at);
+  in_blocks_of_16(n, [&](index_t x, index_t count, auto partial) __attribute__((always_inline)) {
+    if constexpr (partial && Whole) {
+      alignas(64) T v[16];
+      alignas(64) I ix[16];
+      window_max_block<K, 16>(a + x, ai + x, b + x, bi + x, c + x, ci + x, count, v, ix, at);
+      unstage(out + x, v, count), unstage(index + x, ix, count);
+    } else {
+      window_max_block<K, partial ? 0 : 16>(a + x, ai + x, b + x, bi + x, c + x, ci + x, count, out + x,
+                                             index + x, at);
+    }
   });
 }
 
@@ -326,34 +416,56 @@ bool max_pool2d_tiles_2x2(const Pool2dShape& s) {
          2 * s.out_w <= s.width && s.height * s.width < (index_t(1) << 31);
 }
 
+// 16 windows of one row: input rows r0, r1 (flat starts b0, b1), columns 2x and 2x + 1.
+template <typename T, typename I>
+__attribute__((always_inline)) inline void max_tiles_2x2_block(const T* __restrict r0, const T* __restrict r1,
+                                                               std::int32_t b0, std::int32_t b1,
+                                                               T* __restrict out, I* __restrict index) {
+#pragma omp simd
+  for (index_t x = 0; x < 16; ++x) {
+    const std::int32_t c = static_cast<std::int32_t>(2 * x);
+    T best = r0[2 * x];
+    std::int32_t at = b0 + c;
+    const T v1 = r0[2 * x + 1], v2 = r1[2 * x], v3 = r1[2 * x + 1];
+    const bool t1 = (v1 > best) | (v1 != v1);
+    best = t1 ? v1 : best;
+    at = t1 ? b0 + c + 1 : at;
+    const bool t2 = (v2 > best) | (v2 != v2);
+    best = t2 ? v2 : best;
+    at = t2 ? b1 + c : at;
+    const bool t3 = (v3 > best) | (v3 != v3);
+    best = t3 ? v3 : best;
+    at = t3 ? b1 + c + 1 : at;
+    out[x] = best;
+    index[x] = at;
+  }
+}
+
 template <typename T, typename I>
 void max_pool2d_forward_2x2(const T* input, T* output, I* indices, const Pool2dShape& s) {
   const index_t W = s.width, OH = s.out_h, OW = s.out_w, HW = s.height * W, OHW = OH * OW;
+  const T* end = input + s.planes * HW;  // a partial block reads past its row up to here
 #pragma omp parallel for schedule(static) num_threads(threads_for(s.planes * (HW + 4 * OHW)))
   for (index_t p = 0; p < s.planes; ++p)
     for (index_t y = 0; y < OH; ++y) {
-      const T* __restrict r0 = input + p * HW + 2 * y * W;
-      const T* __restrict r1 = r0 + W;
-      T* __restrict out = output + p * OHW + y * OW;
-      I* __restrict index = indices + p * OHW + y * OW;
+      const T* r0 = input + p * HW + 2 * y * W;
+      const T* r1 = r0 + W;
+      T* out = output + p * OHW + y * OW;
+      I* index = indices + p * OHW + y * OW;
       const std::int32_t b0 = static_cast<std::int32_t>(2 * y * W), b1 = b0 + static_cast<std::int32_t>(W);
-      for (index_t x = 0; x < OW; ++x) {
+      in_blocks_of_16(OW, [&](index_t x, index_t count, auto staged) __attribute__((always_inline)) {
         const std::int32_t c = static_cast<std::int32_t>(2 * x);
-        T best = r0[2 * x];
-        std::int32_t at = b0 + c;
-        const T v1 = r0[2 * x + 1], v2 = r1[2 * x], v3 = r1[2 * x + 1];
-        const bool t1 = (v1 > best) | (v1 != v1);
-        best = t1 ? v1 : best;
-        at = t1 ? b0 + c + 1 : at;
-        const bool t2 = (v2 > best) | (v2 != v2);
-        best = t2 ? v2 : best;
-        at = t2 ? b1 + c : at;
-        const bool t3 = (v3 > best) | (v3 != v3);
-        best = t3 ? v3 : best;
-        at = t3 ? b1 + c + 1 : at;
-        out[x] = best;
-        index[x] = at;
-      }
+        if constexpr (staged) {
+          alignas(64) T top[32], bottom[32], v[16];
+          alignas(64) I ix[16];
+          const T *t = r0 + 2 * x, *b = r1 + 2 * x;
+          if (b + 32 > end) stage<32>(top, t, 2 * count), stage<32>(bottom, b, 2 * count), t = top, b = bottom;
+          max_tiles_2x2_block(t, b, b0 + c, b1 + c, v, ix);
+          unstage(out + x, v, count), unstage(index + x, ix, count);
+        } else {
+          max_tiles_2x2_block(r0 + 2 * x, r1 + 2 * x, b0 + c, b1 + c, out + x, index + x);
+        }
+      });
     }
 }
 
@@ -361,10 +473,10 @@ void max_pool2d_forward_2x2(const T* input, T* output, I* indices, const Pool2dS
 // ResNet's pooling on 32x32 maps. The row step takes the column maxima of rows 2y - 1,
 // 2y, 2y + 1 for each output row y, split by column parity, in fixed blocks of 16 pairs
 // (in_blocks_of_16: rows of 16 windows spent as long setting up a loop as doing the
-// work); an earlier flat loop over every row r of the plane did twice the work. Each output
-// row y then takes the window step over its maxima; its first window covers input columns
-// -1 (padding), 0 and 1, so it is redone without the column before (which in the buffer is
-// the previous row's last).
+// work); an earlier flat loop over every row r of the plane did twice the work. The window
+// step then runs over the whole plane's maxima at once (rows lie end to end); each row's
+// first window covers input columns -1 (padding), 0 and 1, so it is redone without the
+// column before (which in the buffer is the previous row's last).
 bool max_pool2d_flat_3x3(const Pool2dShape& s) {
   return s.kernel_h == 3 && s.kernel_w == 3 && s.stride_h == 2 && s.stride_w == 2 && s.pad_h == 1 &&
          s.pad_w == 1 && s.dilation_h == 1 && s.dilation_w == 1 && s.width % 2 == 0 && s.width <= 64 &&
@@ -375,19 +487,22 @@ bool max_pool2d_flat_3x3(const Pool2dShape& s) {
 template <typename T, typename I>
 void max_pool2d_forward_flat_3x3(const T* input, T* output, I* indices, const Pool2dShape& s) {
   const index_t H = s.height, W = s.width, OH = s.out_h, OW = s.out_w, HW = H * W, OHW = OH * OW;
-  const index_t half = HW / 2;  // column pairs in the plane; OW = W / 2 per row
+  const T* end = input + s.planes * HW;  // a partial block reads past its row up to here
   const int threads = threads_for(s.planes * (HW + 9 * OHW));
-  const index_t values_stride = per_thread_stride<T>(2 * half + 2), flat_stride = per_thread_stride<std::int32_t>(2 * half + 2);
+  // Per thread: the column maxima of every row, even (ve, ie) and odd (vo, io) columns,
+  // each OHW entries and a block's slack (steps write and read whole blocks); vo[-1] is
+  // read (then redone) by row 0's first window: one entry before vo.
+  const index_t region = OHW + 16;
+  const index_t values_stride = per_thread_stride<T>(2 * region + 1), flat_stride = per_thread_stride<std::int32_t>(2 * region + 1);
   std::vector<T> values(static_cast<std::size_t>(threads * values_stride));
   std::vector<std::int32_t> flat(static_cast<std::size_t>(threads * flat_stride));
   const std::int32_t w32 = static_cast<std::int32_t>(W);
 #pragma omp parallel num_threads(threads)
   {
-    // vo[-1] is read (then redone) by row 0's first window: one entry before vo.
     T* ve = values.data() + omp_get_thread_num() * values_stride;
-    T* vo = ve + half + 1;
+    T* vo = ve + region + 1;
     std::int32_t* ie = flat.data() + omp_get_thread_num() * flat_stride;
-    std::int32_t* io = ie + half + 1;
+    std::int32_t* io = ie + region + 1;
     vo[-1] = -std::numeric_limits<T>::infinity();
     io[-1] = kPadIndex;
     std::int32_t at[16];  // window_max's scratch
@@ -398,26 +513,24 @@ void max_pool2d_forward_flat_3x3(const T* input, T* output, I* indices, const Po
       // centre row H - 1 has row H, padding, below it).
       const T* first[2] = {in, in + W};
       const std::int32_t first_starts[2] = {0, w32};
-      column_max_pairs<2>(first, first_starts, OW, ve, vo, ie, io);
+      column_max_pairs<2, true>(first, first_starts, OW, ve, vo, ie, io, end);
       for (index_t y = 1; y < OH; ++y) {
         const index_t top = 2 * y - 1;
         const T* rows[3] = {in + top * W, in + (top + 1) * W, in + (top + 2) * W};
         const std::int32_t starts[3] = {static_cast<std::int32_t>(top * W), static_cast<std::int32_t>((top + 1) * W),
                                         static_cast<std::int32_t>((top + 2) * W)};
-        if (top + 2 < H) column_max_pairs<3>(rows, starts, OW, ve + y * OW, vo + y * OW, ie + y * OW, io + y * OW);
-        else column_max_pairs<2>(rows, starts, OW, ve + y * OW, vo + y * OW, ie + y * OW, io + y * OW);
+        if (top + 2 < H) column_max_pairs<3, true>(rows, starts, OW, ve + y * OW, vo + y * OW, ie + y * OW, io + y * OW, end);
+        else column_max_pairs<2, true>(rows, starts, OW, ve + y * OW, vo + y * OW, ie + y * OW, io + y * OW, end);
       }
       T* out = output + p * OHW;
       I* idx = indices + p * OHW;
-      for (index_t y = 0; y < OH; ++y) {
-        const index_t r = y * OW;  // centre row 2y's first column pair
-        T* out_row = out + y * OW;
-        I* idx_row = idx + y * OW;
-        window_max<3>(vo + r - 1, io + r - 1, ve + r, ie + r, vo + r, io + r, OW, out_row, idx_row, at);
-        // Window 0: input columns 0 and 1 only.
+      // Window x of row y (k = y OW + x) covers the column maxima vo[k - 1], ve[k], vo[k]:
+      // one flat pass over the plane's windows, then each row's window 0 redone.
+      window_max<3, true>(vo - 1, io - 1, ve, ie, vo, io, OHW, out, idx, at);
+      for (index_t r = 0; r < OHW; r += OW) {  // window 0: input columns 0 and 1 only
         const bool take = max_takes(vo[r], io[r], ve[r], ie[r]);
-        out_row[0] = take ? vo[r] : ve[r];
-        idx_row[0] = take ? io[r] : ie[r];
+        out[r] = take ? vo[r] : ve[r];
+        idx[r] = take ? io[r] : ie[r];
       }
     }
   }
@@ -434,6 +547,7 @@ bool max_pool2d_forward_separable(const T* input, T* output, I* indices,
     return false;
   const index_t H = s.height, W = s.width, OH = s.out_h, OW = s.out_w;
   const index_t HW = H * W, OHW = OH * OW;
+  const T* end = input + s.planes * HW;  // a partial block reads past its row up to here
   // Padded columns a row of windows reads (and every input column), rounded up to even.
   const index_t span = (std::max((OW - 1) * sw + kw, pw + W) + 1) / 2 * 2 + 2, half = span / 2;
   const int threads = threads_for(s.planes * (HW + OHW * s.kernel_h * kw));
@@ -486,9 +600,9 @@ bool max_pool2d_forward_separable(const T* input, T* output, I* indices,
         if (sw == 2) {
           const index_t pairs = W / 2;
           switch (valid) {
-            case 1: column_max_pairs<1>(rows, starts, pairs, ve, vo, ie, io); break;
-            case 2: column_max_pairs<2>(rows, starts, pairs, ve, vo, ie, io); break;
-            default: column_max_pairs<3>(rows, starts, pairs, ve, vo, ie, io);
+            case 1: column_max_pairs<1, false>(rows, starts, pairs, ve, vo, ie, io, end); break;
+            case 2: column_max_pairs<2, false>(rows, starts, pairs, ve, vo, ie, io, end); break;
+            default: column_max_pairs<3, false>(rows, starts, pairs, ve, vo, ie, io, end);
           }
           if (W % 2) {  // the last input column has no pair
             const index_t c = W - 1;
@@ -500,11 +614,11 @@ bool max_pool2d_forward_separable(const T* input, T* output, I* indices,
           }
           // Window x covers input columns 2x - pw + j, j < kw.
           if (pw == 0) {
-            if (kw == 2) window_max<2>(ve, ie, vo, io, ve + 1, ie + 1, OW, out_row, idx_row, at);
-            else window_max<3>(ve, ie, vo, io, ve + 1, ie + 1, OW, out_row, idx_row, at);
+            if (kw == 2) window_max<2, false>(ve, ie, vo, io, ve + 1, ie + 1, OW, out_row, idx_row, at);
+            else window_max<3, false>(ve, ie, vo, io, ve + 1, ie + 1, OW, out_row, idx_row, at);
           } else {
-            if (kw == 2) window_max<2>(vo - 1, io - 1, ve, ie, vo, io, OW, out_row, idx_row, at);
-            else window_max<3>(vo - 1, io - 1, ve, ie, vo, io, OW, out_row, idx_row, at);
+            if (kw == 2) window_max<2, false>(vo - 1, io - 1, ve, ie, vo, io, OW, out_row, idx_row, at);
+            else window_max<3, false>(vo - 1, io - 1, ve, ie, vo, io, OW, out_row, idx_row, at);
           }
         } else {
           switch (valid) {  // padded column c + pw holds input column c
@@ -512,8 +626,8 @@ bool max_pool2d_forward_separable(const T* input, T* output, I* indices,
             case 2: column_max<2>(rows, starts, W, v + pw, ix + pw); break;
             default: column_max<3>(rows, starts, W, v + pw, ix + pw);
           }
-          if (kw == 2) window_max<2>(v, ix, v + 1, ix + 1, v + 2, ix + 2, OW, out_row, idx_row, at);
-          else window_max<3>(v, ix, v + 1, ix + 1, v + 2, ix + 2, OW, out_row, idx_row, at);
+          if (kw == 2) window_max<2, false>(v, ix, v + 1, ix + 1, v + 2, ix + 2, OW, out_row, idx_row, at);
+          else window_max<3, false>(v, ix, v + 1, ix + 1, v + 2, ix + 2, OW, out_row, idx_row, at);
         }
       }
     }
@@ -729,6 +843,18 @@ void max_pool2d_backward_pairs(const T* grad_output, const I* indices, T* grad_i
 // 2x2 tiles (max_pool2d_tiles_2x2): every input element lies in at most one window, so
 // each input row is written once, in one loop over its windows: a column pair gets the
 // window's gradient where the saved index points at it, else 0.
+// Input columns base + [0, 32) of one row from 16 windows: each pair gets its window's
+// gradient where the saved index points at it, else 0.
+template <typename T, typename I>
+__attribute__((always_inline)) inline void unpool_2x2_block(const T* __restrict g, const I* __restrict at, I base,
+                                                            T* __restrict row) {
+#pragma omp simd
+  for (index_t x = 0; x < 16; ++x) {
+    row[2 * x] = at[x] == base + 2 * x ? g[x] : T(0);
+    row[2 * x + 1] = at[x] == base + 2 * x + 1 ? g[x] : T(0);
+  }
+}
+
 template <typename T, typename I>
 void max_pool2d_backward_2x2(const T* grad_output, const I* indices, T* grad_input,
                              const Pool2dShape& s) {
@@ -742,13 +868,23 @@ void max_pool2d_backward_2x2(const T* grad_output, const I* indices, T* grad_inp
         std::fill(row, row + W, T(0));
         continue;
       }
-      const T* __restrict g = grad_output + p * OHW + y * OW;
-      const I* __restrict at = indices + p * OHW + y * OW;
-      const I base = iy * W;
-      for (index_t x = 0; x < OW; ++x) {
-        row[2 * x] = at[x] == base + 2 * x ? g[x] : T(0);
-        row[2 * x + 1] = at[x] == base + 2 * x + 1 ? g[x] : T(0);
-      }
+      const T* g = grad_output + p * OHW + y * OW;
+      const I* at = indices + p * OHW + y * OW;
+      const index_t rest = (s.planes - p) * OHW - y * OW;  // entries of g and at from here on
+      in_blocks_of_16(OW, [&](index_t x, index_t count, auto staged) __attribute__((always_inline)) {
+        const I base = iy * W + 2 * x;
+        if constexpr (staged) {
+          alignas(64) T gs[16], pairs[32];
+          alignas(64) I ats[16];
+          const T* gx = g + x;
+          const I* ax = at + x;
+          if (x + 16 > rest) stage<16>(gs, gx, count), stage<16>(ats, ax, count), gx = gs, ax = ats;
+          unpool_2x2_block(gx, ax, base, pairs);
+          unstage(row + 2 * x, pairs, 2 * count);
+        } else {
+          unpool_2x2_block(g + x, at + x, base, row + 2 * x);
+        }
+      });
       std::fill(row + 2 * OW, row + W, T(0));
     }
 }
