@@ -9,8 +9,10 @@
 // it; a stride of 1 or 2 is a template constant so strided loads become shuffles):
 //   max   common kernels (up to 3x3, stride 1-2): separable, the maximum over the
 //         window's rows per input column, then over the window's columns (see
-//         max_pool2d_forward_separable); otherwise, for each kernel offset (i, j) in
-//         row-major order, update best[x] and index[x] of the interior columns at once;
+//         max_pool2d_forward_separable), in whole blocks of 16 columns, a row's last
+//         block included (see "the last partial block" below); otherwise, for each
+//         kernel offset (i, j) in row-major order, update best[x] and index[x] of the
+//         interior columns at once;
 //   avg   sum the window's input rows into one padded row buffer (for stride 2 split by
 //         column parity), then add the kernel_w columns of each window;
 //   backward (avg)  spread grad_output over the input rows; a row is written (=) the first
@@ -43,13 +45,15 @@ inline void prefetch_bytes(const void* src, index_t from, index_t to) {
   for (index_t b = from; b < to; b += 64) __builtin_prefetch(bytes + b);
 }
 
-// ---- the last partial block of a row, through fixed-size buffers.
+// ---- the last partial block of a row.
 // GCC 12 gives a vectorized loop a scalar remainder, and in the max-pooling loops that
 // remainder branches on the data: random data mispredicts half of those branches (3x3/s2
 // max pooling on 14x14 planes, all remainder: 8.5 ns per input element, 0.33 on 32x32).
-// So the kernels below run whole blocks of 16 only; a row's last, partial block is copied
-// into zero-padded buffers of a whole block, computed there, and its `count` results
-// copied out. With AVX-512 each copy is a few masked 64-byte moves.
+// So the max-pooling steps run whole blocks of 16 only. A row's last, partial block reads
+// on past the row's end (into the next row, or zero-padded copies at the tensor's end),
+// writes whole blocks into scratch that has room for them (padding past the row), and
+// copies only its `count` results into the output. With AVX-512 each copy is a few masked
+// 64-byte moves.
 
 // dst[0, count) = src[0, count) and dst[count, Cap) = 0.
 template <index_t Cap, typename T>
@@ -87,10 +91,10 @@ __attribute__((always_inline)) inline void unstage(T* dst, const T* src, index_t
 #endif
 }
 
-// f(first, count, staged) over [0, n) in blocks of 16: whole blocks with staged = false,
-// then a partial one (count < 16) with staged = true, for f to run as a whole block on
-// staged copies. Both flags are compile-time constants, and so is the whole block's size:
-// a fixed-size loop has no set-up, which on rows of 16 windows cost as much as the work.
+// f(first, count, partial) over [0, n) in blocks of 16: whole blocks with partial = false,
+// then the rest (count < 16) with partial = true, a compile-time flag: f runs a whole
+// block either way (a fixed-size loop has no set-up, which on rows of 16 windows cost as
+// much as the work), and for a partial one reads past n and copies out count results.
 template <typename F>
 __attribute__((always_inline)) inline void in_blocks_of_16(index_t n, F&& f) {
   index_t i = 0;
@@ -221,19 +225,18 @@ __attribute__((always_inline)) inline bool max_takes(T v, std::int32_t i, T best
   return (v > best) | ((v == best) & (i < at)) | (nan & ((!best_nan) | (i > at)));
 }
 
-// Row step over R input rows r[0..R), columns [0, n) (n = N when N > 0): value and flat
-// index of each column's maximum, into (val, idx).
-template <int R, index_t N, typename T>
+// Row step over R input rows r[0..R), 16 columns: value and flat index of each column's
+// maximum, into (val, idx); columns from `valid` on get padding (-inf, kPadIndex).
+template <int R, typename T>
 __attribute__((always_inline)) inline void column_max_block(const T* const* r, const std::int32_t* start,
-                                                            index_t n_rt, T* __restrict val,
-                                                            std::int32_t* __restrict idx) {
-  const index_t n = N ? N : n_rt;
+                                                            T* __restrict val, std::int32_t* __restrict idx,
+                                                            index_t valid = 16) {
   const T* __restrict r0 = r[0];
   const T* __restrict r1 = r[R > 1 ? 1 : 0];
   const T* __restrict r2 = r[R > 2 ? 2 : 0];
   const std::int32_t b0 = start[0], b1 = start[R > 1 ? 1 : 0], b2 = start[R > 2 ? 2 : 0];
 #pragma omp simd
-  for (index_t c = 0; c < n; ++c) {
+  for (index_t c = 0; c < 16; ++c) {
     T best = r0[c];
     std::int32_t at = b0 + static_cast<std::int32_t>(c);
     if constexpr (R > 1) {
@@ -248,8 +251,8 @@ __attribute__((always_inline)) inline void column_max_block(const T* const* r, c
       best = take ? v : best;
       at = take ? b2 + static_cast<std::int32_t>(c) : at;
     }
-    val[c] = best;
-    idx[c] = at;
+    val[c] = c < valid ? best : -std::numeric_limits<T>::infinity();
+    idx[c] = c < valid ? at : kPadIndex;
   }
 }
 
@@ -267,30 +270,39 @@ struct RowsAt {
   }
 };
 
-// column_max_block over columns [0, width): whole blocks, then the rest as a runtime loop.
+// column_max_block over columns [0, width), whole blocks only: the last one writes padding
+// (-inf, kPadIndex) past `width`, so the outputs need room for it, and reads whole rows
+// where they end before `end` (else zero-padded copies).
 template <int R, typename T>
-__attribute__((always_inline)) inline void column_max(const T* const* r, const std::int32_t* start, index_t width, T* val, std::int32_t* idx) {
+__attribute__((always_inline)) inline void column_max(const T* const* r, const std::int32_t* start, index_t width,
+                                                      T* val, std::int32_t* idx, const T* end) {
   in_blocks_of_16(width, [&](index_t c, index_t count, auto partial) __attribute__((always_inline)) {
     RowsAt<R, T> at(r, start, c);
-    column_max_block<R, partial ? 0 : 16>(at.rows, at.starts, count, val + c, idx + c);
+    if constexpr (partial) {
+      alignas(64) T copies[3][16];
+      for (int k = 0; k < R; ++k)
+        if (at.rows[k] + 16 > end) stage<16>(copies[k], at.rows[k], count), at.rows[k] = copies[k];
+      column_max_block<R>(at.rows, at.starts, val + c, idx + c, count);
+    } else {
+      column_max_block<R>(at.rows, at.starts, val + c, idx + c);
+    }
   });
 }
 
 // For stride 2: the column maxima of input columns 2m (even[m]) and 2m + 1 (odd[m]) for
-// m < n (n = N when N > 0), over R input rows, each row read as whole column pairs (no gap:
-// GCC vectorizes it with shuffles, where a load of one column per pair made it peel a
-// scalar iteration).
-template <int R, index_t N, typename T>
+// m < 16, over R input rows, each row read as whole column pairs (no gap: GCC vectorizes
+// it with shuffles, where a load of one column per pair made it peel a scalar iteration);
+// pairs from `valid` on get padding (-inf, kPadIndex).
+template <int R, typename T>
 __attribute__((always_inline)) inline void column_max_pairs_block(
-    const T* const* r, const std::int32_t* start, index_t n_rt, T* __restrict ve, T* __restrict vo,
-    std::int32_t* __restrict ie, std::int32_t* __restrict io) {
-  const index_t n = N ? N : n_rt;
+    const T* const* r, const std::int32_t* start, T* __restrict ve, T* __restrict vo,
+    std::int32_t* __restrict ie, std::int32_t* __restrict io, index_t valid) {
   const T* __restrict r0 = r[0];
   const T* __restrict r1 = r[R > 1 ? 1 : 0];
   const T* __restrict r2 = r[R > 2 ? 2 : 0];
   const std::int32_t b0 = start[0], b1 = start[R > 1 ? 1 : 0], b2 = start[R > 2 ? 2 : 0];
 #pragma omp simd
-  for (index_t m = 0; m < n; ++m) {
+  for (index_t m = 0; m < 16; ++m) {
     const std::int32_t c = static_cast<std::int32_t>(2 * m);
     T e = r0[2 * m], o = r0[2 * m + 1];
     std::int32_t ei = b0 + c, oi = b0 + c + 1;
@@ -306,71 +318,66 @@ __attribute__((always_inline)) inline void column_max_pairs_block(
       e = te ? x : e, ei = te ? b2 + c : ei;
       o = to ? y : o, oi = to ? b2 + c + 1 : oi;
     }
-    ve[m] = e, ie[m] = ei;
-    vo[m] = o, io[m] = oi;
+    constexpr T pad = -std::numeric_limits<T>::infinity();
+    ve[m] = m < valid ? e : pad, ie[m] = m < valid ? ei : kPadIndex;
+    vo[m] = m < valid ? o : pad, io[m] = m < valid ? oi : kPadIndex;
   }
 }
 
-// column_max_pairs_block over column pairs [0, pairs). Whole: the outputs have room for a
-// whole last block (its extra entries are junk, for the caller to overwrite or ignore),
-// and the last block reads whole rows too where they end before `end` (else copies);
-// otherwise the rest after whole blocks is a runtime loop.
-template <int R, bool Whole, typename T>
-__attribute__((always_inline)) inline void column_max_pairs(const T* const* r, const std::int32_t* start, index_t pairs, T* ve, T* vo,
-                      std::int32_t* ie, std::int32_t* io, const T* end) {
+// column_max_pairs_block over column pairs [0, pairs), whole blocks only: the last one
+// writes padding (-inf, kPadIndex) past `pairs`, so the outputs need room for it, and
+// reads whole rows where they end before `end` (else zero-padded copies).
+template <int R, typename T>
+__attribute__((always_inline)) inline void column_max_pairs(const T* const* r, const std::int32_t* start,
+                                                            index_t pairs, T* ve, T* vo, std::int32_t* ie,
+                                                            std::int32_t* io, const T* end) {
   in_blocks_of_16(pairs, [&](index_t m, index_t count, auto partial) __attribute__((always_inline)) {
     RowsAt<R, T> at(r, start, 2 * m);
-    if constexpr (partial && !Whole) {
-      column_max_pairs_block<R, 0>(at.rows, at.starts, count, ve + m, vo + m, ie + m, io + m);
-      return;
-    }
     alignas(64) T copies[3][32];
     if constexpr (partial)
       for (int k = 0; k < R; ++k)
         if (at.rows[k] + 32 > end) stage<32>(copies[k], at.rows[k], 2 * count), at.rows[k] = copies[k];
-    column_max_pairs_block<R, 16>(at.rows, at.starts, count, ve + m, vo + m, ie + m, io + m);
+    column_max_pairs_block<R>(at.rows, at.starts, ve + m, vo + m, ie + m, io + m, count);
   });
 }
 
-// Column step over windows of K columns; window x's columns are (a[x], ai[x]), (b[x],
+// Column step over 16 windows of K columns; window x's columns are (a[x], ai[x]), (b[x],
 // bi[x]) and, for K = 3, (c[x], ci[x]). Two loops of one candidate each for K = 3: with
-// both in one loop GCC 12 does not vectorize it. `at` (n entries) is scratch. N > 0 fixes
-// the count at compile time.
-template <int K, index_t N, typename T, typename I>
+// both in one loop GCC 12 does not vectorize it. `at` (16 entries) is scratch.
+template <int K, typename T, typename I>
 __attribute__((always_inline)) inline void window_max_block(
     const T* __restrict a, const std::int32_t* __restrict ai, const T* __restrict b,
     const std::int32_t* __restrict bi, const T* __restrict c, const std::int32_t* __restrict ci,
-    index_t n_rt, T* __restrict out, I* __restrict index, std::int32_t* __restrict at) {
-  const index_t n = N ? N : n_rt;
-  for (index_t x = 0; x < n; ++x) {
+    T* __restrict out, I* __restrict index, std::int32_t* __restrict at) {
+  for (index_t x = 0; x < 16; ++x) {
     const bool take = max_takes(b[x], bi[x], a[x], ai[x]);
     out[x] = take ? b[x] : a[x];
     if constexpr (K == 2) index[x] = take ? bi[x] : ai[x];
     else at[x] = take ? bi[x] : ai[x];
   }
   if constexpr (K > 2)
-    for (index_t x = 0; x < n; ++x) {
+    for (index_t x = 0; x < 16; ++x) {
       const bool take = max_takes(c[x], ci[x], out[x], at[x]);
       out[x] = take ? c[x] : out[x];
       index[x] = take ? ci[x] : at[x];
     }
 }
 
-// window_max_block over windows [0, n); `at` needs 16 entries. Whole: the inputs may be
-// read a whole block past n (the last block is computed whole into a copy, then its n
-// results copied out); otherwise the rest after whole blocks is a runtime loop.
-template <int K, bool Whole, typename T, typename I>
-__attribute__((always_inline)) inline void window_max(const T* a, const std::int32_t* ai, const T* b, const std::int32_t* bi, const T* c,
-                const std::int32_t* ci, index_t n, T* out, I* index, std::int32_t* at) {
+// window_max_block over windows [0, n); `at` needs 16 entries. The inputs may be read a
+// whole block past n: the last block is computed whole into a copy, and its results
+// copied out.
+template <int K, typename T, typename I>
+__attribute__((always_inline)) inline void window_max(const T* a, const std::int32_t* ai, const T* b,
+                                                      const std::int32_t* bi, const T* c, const std::int32_t* ci,
+                                                      index_t n, T* out, I* index, std::int32_t* at) {
   in_blocks_of_16(n, [&](index_t x, index_t count, auto partial) __attribute__((always_inline)) {
-    if constexpr (partial && Whole) {
+    if constexpr (partial) {
       alignas(64) T v[16];
       alignas(64) I ix[16];
-      window_max_block<K, 16>(a + x, ai + x, b + x, bi + x, c + x, ci + x, count, v, ix, at);
+      window_max_block<K>(a + x, ai + x, b + x, bi + x, c + x, ci + x, v, ix, at);
       unstage(out + x, v, count), unstage(index + x, ix, count);
     } else {
-      window_max_block<K, partial ? 0 : 16>(a + x, ai + x, b + x, bi + x, c + x, ci + x, count, out + x,
-                                             index + x, at);
+      window_max_block<K>(a + x, ai + x, b + x, bi + x, c + x, ci + x, out + x, index + x, at);
     }
   });
 }
@@ -513,20 +520,20 @@ void max_pool2d_forward_flat_3x3(const T* input, T* output, I* indices, const Po
       // centre row H - 1 has row H, padding, below it).
       const T* first[2] = {in, in + W};
       const std::int32_t first_starts[2] = {0, w32};
-      column_max_pairs<2, true>(first, first_starts, OW, ve, vo, ie, io, end);
+      column_max_pairs<2>(first, first_starts, OW, ve, vo, ie, io, end);
       for (index_t y = 1; y < OH; ++y) {
         const index_t top = 2 * y - 1;
         const T* rows[3] = {in + top * W, in + (top + 1) * W, in + (top + 2) * W};
         const std::int32_t starts[3] = {static_cast<std::int32_t>(top * W), static_cast<std::int32_t>((top + 1) * W),
                                         static_cast<std::int32_t>((top + 2) * W)};
-        if (top + 2 < H) column_max_pairs<3, true>(rows, starts, OW, ve + y * OW, vo + y * OW, ie + y * OW, io + y * OW, end);
-        else column_max_pairs<2, true>(rows, starts, OW, ve + y * OW, vo + y * OW, ie + y * OW, io + y * OW, end);
+        if (top + 2 < H) column_max_pairs<3>(rows, starts, OW, ve + y * OW, vo + y * OW, ie + y * OW, io + y * OW, end);
+        else column_max_pairs<2>(rows, starts, OW, ve + y * OW, vo + y * OW, ie + y * OW, io + y * OW, end);
       }
       T* out = output + p * OHW;
       I* idx = indices + p * OHW;
       // Window x of row y (k = y OW + x) covers the column maxima vo[k - 1], ve[k], vo[k]:
       // one flat pass over the plane's windows, then each row's window 0 redone.
-      window_max<3, true>(vo - 1, io - 1, ve, ie, vo, io, OHW, out, idx, at);
+      window_max<3>(vo - 1, io - 1, ve, ie, vo, io, OHW, out, idx, at);
       for (index_t r = 0; r < OHW; r += OW) {  // window 0: input columns 0 and 1 only
         const bool take = max_takes(vo[r], io[r], ve[r], ie[r]);
         out[r] = take ? vo[r] : ve[r];
@@ -548,13 +555,14 @@ bool max_pool2d_forward_separable(const T* input, T* output, I* indices,
   const index_t H = s.height, W = s.width, OH = s.out_h, OW = s.out_w;
   const index_t HW = H * W, OHW = OH * OW;
   const T* end = input + s.planes * HW;  // a partial block reads past its row up to here
-  // Padded columns a row of windows reads (and every input column), rounded up to even.
-  const index_t span = (std::max((OW - 1) * sw + kw, pw + W) + 1) / 2 * 2 + 2, half = span / 2;
-  const int threads = threads_for(s.planes * (HW + OHW * s.kernel_h * kw));
   // Per thread: the column maxima, at full resolution in padded columns (stride 1) or
   // split by parity (stride 2: ve/vo[m] = input column 2m / 2m + 1, from m = -1); entries
-  // outside the input are padding, set once (the rows write only input columns).
-  const index_t values_stride = per_thread_stride<T>(span), flat_stride = per_thread_stride<std::int32_t>(span + OW);
+  // outside the input are padding, set once and rewritten as padding by the rows' whole
+  // last blocks. Each half has room for whole blocks past the row (written by the column
+  // step, read by the window step); stride 1 uses the whole span.
+  const index_t half = (std::max(W, OW) + 2 + 15) / 16 * 16 + 16, span = 2 * half + 2;
+  const int threads = threads_for(s.planes * (HW + OHW * s.kernel_h * kw));
+  const index_t values_stride = per_thread_stride<T>(span), flat_stride = per_thread_stride<std::int32_t>(span + 16);
   std::vector<T> values(static_cast<std::size_t>(threads * values_stride));
   std::vector<std::int32_t> flat(static_cast<std::size_t>(threads * flat_stride));
   constexpr T lowest = -std::numeric_limits<T>::infinity();
@@ -600,9 +608,9 @@ bool max_pool2d_forward_separable(const T* input, T* output, I* indices,
         if (sw == 2) {
           const index_t pairs = W / 2;
           switch (valid) {
-            case 1: column_max_pairs<1, false>(rows, starts, pairs, ve, vo, ie, io, end); break;
-            case 2: column_max_pairs<2, false>(rows, starts, pairs, ve, vo, ie, io, end); break;
-            default: column_max_pairs<3, false>(rows, starts, pairs, ve, vo, ie, io, end);
+            case 1: column_max_pairs<1>(rows, starts, pairs, ve, vo, ie, io, end); break;
+            case 2: column_max_pairs<2>(rows, starts, pairs, ve, vo, ie, io, end); break;
+            default: column_max_pairs<3>(rows, starts, pairs, ve, vo, ie, io, end);
           }
           if (W % 2) {  // the last input column has no pair
             const index_t c = W - 1;
@@ -614,20 +622,20 @@ bool max_pool2d_forward_separable(const T* input, T* output, I* indices,
           }
           // Window x covers input columns 2x - pw + j, j < kw.
           if (pw == 0) {
-            if (kw == 2) window_max<2, false>(ve, ie, vo, io, ve + 1, ie + 1, OW, out_row, idx_row, at);
-            else window_max<3, false>(ve, ie, vo, io, ve + 1, ie + 1, OW, out_row, idx_row, at);
+            if (kw == 2) window_max<2>(ve, ie, vo, io, ve + 1, ie + 1, OW, out_row, idx_row, at);
+            else window_max<3>(ve, ie, vo, io, ve + 1, ie + 1, OW, out_row, idx_row, at);
           } else {
-            if (kw == 2) window_max<2, false>(vo - 1, io - 1, ve, ie, vo, io, OW, out_row, idx_row, at);
-            else window_max<3, false>(vo - 1, io - 1, ve, ie, vo, io, OW, out_row, idx_row, at);
+            if (kw == 2) window_max<2>(vo - 1, io - 1, ve, ie, vo, io, OW, out_row, idx_row, at);
+            else window_max<3>(vo - 1, io - 1, ve, ie, vo, io, OW, out_row, idx_row, at);
           }
         } else {
           switch (valid) {  // padded column c + pw holds input column c
-            case 1: column_max<1>(rows, starts, W, v + pw, ix + pw); break;
-            case 2: column_max<2>(rows, starts, W, v + pw, ix + pw); break;
-            default: column_max<3>(rows, starts, W, v + pw, ix + pw);
+            case 1: column_max<1>(rows, starts, W, v + pw, ix + pw, end); break;
+            case 2: column_max<2>(rows, starts, W, v + pw, ix + pw, end); break;
+            default: column_max<3>(rows, starts, W, v + pw, ix + pw, end);
           }
-          if (kw == 2) window_max<2, false>(v, ix, v + 1, ix + 1, v + 2, ix + 2, OW, out_row, idx_row, at);
-          else window_max<3, false>(v, ix, v + 1, ix + 1, v + 2, ix + 2, OW, out_row, idx_row, at);
+          if (kw == 2) window_max<2>(v, ix, v + 1, ix + 1, v + 2, ix + 2, OW, out_row, idx_row, at);
+          else window_max<3>(v, ix, v + 1, ix + 1, v + 2, ix + 2, OW, out_row, idx_row, at);
         }
       }
     }
