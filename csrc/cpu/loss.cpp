@@ -632,20 +632,36 @@ inline void bce_values(const T* x, const T* y, const T* w, T* v, index_t len, bo
 }
 
 #ifdef __AVX512F__
-// log(sigmoid(x)) = min(x, 0) - log1p(exp(-|x|)) for 16 floats, NaN staying NaN: the
-// exponential's 2^n by vscalefps, which underflows to 0 by itself (exp(-104) is 0 in
-// float, so -|x| only needs raising to -104, which also takes -inf), the log1p as
-// log1p_unit's. No exponent-bit arithmetic, no clamps or selects around either.
-inline __m512 log_sigmoid16(__m512 x) {
+// exp(-|x|) for 16 floats, NaN staying NaN: the exponential's 2^n by vscalefps, which
+// underflows to 0 by itself (exp(-104) is 0 in float, so -|x| only needs raising to -104,
+// which also takes -inf). No exponent-bit arithmetic, no clamps or selects around it.
+inline __m512 exp_minus_abs16(__m512 x) {
   const __m512 t = _mm512_max_ps(_mm512_set1_ps(-104.0f), -_mm512_abs_ps(x));  // NaN -> NaN
   const __m512 n = _mm512_roundscale_ps(t * 1.44269504089f, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  const __m512 z = _mm512_scalef_ps(exp_reduced<__m512>(t, n), n);  // exp(t) in [0, 1]
-  const __m512 u = 1.0f + z;
+  return _mm512_scalef_ps(exp_reduced<__m512>(t, n), n);  // in [0, 1]
+}
+
+// log(sigmoid(x)) = min(x, 0) - log1p(z) for z = exp(-|x|), as log1p_unit: u = 1 + z.
+inline __m512 log_sigmoid16(__m512 x, __m512 z, __m512 u) {
   const __m512 c = z - (u - 1.0f);
   const __mmask16 high = _mm512_cmp_ps_mask(u, _mm512_set1_ps(1.41421356237f), _CMP_GT_OQ);
   const __m512 m = _mm512_mask_mul_ps(u, high, u, _mm512_set1_ps(0.5f)) - 1.0f;
   const __m512 e = _mm512_maskz_mov_ps(high, _mm512_set1_ps(1.0f));
   return _mm512_min_ps(x, _mm512_setzero_ps()) - (log_reduced<__m512>(m, e) + c);
+}
+
+// Term<bce_with_logits>'s value and dx for 16 floats, sharing z = exp(-|x|) and u = 1 + z:
+// one exponential, one logarithm and one division. dx is Term::dx's expression (the
+// sigmoid x >= 0 ? 1/u : z/u as z * (1/u)); z differs from exp_nonpositive's only where
+// it is a denormal (-|x| < -87.3), which that one flushes to 0.
+inline void bce_with_logits16(__m512 x, __m512 y, __m512 w, __m512 p, __m512& value, __m512& dx) {
+  const __m512 z = exp_minus_abs16(x), u = 1.0f + z;
+  const __m512 log_weight = (p - 1.0f) * y + 1.0f;
+  value = w * ((1.0f - y) * x - log_weight * log_sigmoid16(x, z, u));
+  const __m512 r = 1.0f / u;
+  const __mmask16 negative = _mm512_cmp_ps_mask(x, _mm512_setzero_ps(), _CMP_NGE_UQ);  // x < 0 or NaN
+  const __m512 sigmoid = _mm512_mask_mul_ps(r, negative, z, r);
+  dx = w * (log_weight * sigmoid - p * y);
 }
 #endif
 
@@ -662,22 +678,30 @@ struct Term<Loss::bce_with_logits, T> {
   static T dy(T x, T, T w, T p) { return w * (-x - (p - T(1)) * log_sigmoid(x)); }
 };
 
-// Term<bce_with_logits>::value over a chunk: float32 with AVX-512 16 lanes at a time (one
-// thread, in cache: 1.26 -> 1.0 ns per element); the tail, other builds and float64 take
-// the scalar term.
+// Term<bce_with_logits>::value over a chunk into v and, with g, dx * gscale into g (one
+// pass: the two share their exponential). Float32 with AVX-512 runs 16 lanes at a time,
+// the tail, other builds and float64 the scalar terms; backward_loop splits every segment
+// the same way (chunks are whole multiples of 16), so g holds its bits.
 template <typename T>
-inline void bce_with_logits_values(const T* x, const T* y, const T* w, const T* p, T* v, index_t len) {
+inline void bce_with_logits_terms(const T* x, const T* y, const T* w, const T* p, T* v, T* g, T gscale,
+                                  index_t len) {
+  using Op = Term<Loss::bce_with_logits, T>;
   index_t k = 0;
 #ifdef __AVX512F__
   if constexpr (std::is_same_v<T, float>) {
     for (; k + 16 <= len; k += 16) {
-      const __m512 xv = _mm512_loadu_ps(x + k), yv = _mm512_loadu_ps(y + k);
-      const __m512 log_weight = (_mm512_loadu_ps(p + k) - 1.0f) * yv + 1.0f;
-      _mm512_storeu_ps(v + k, _mm512_loadu_ps(w + k) * ((1.0f - yv) * xv - log_weight * log_sigmoid16(xv)));
+      __m512 value, dx;
+      bce_with_logits16(_mm512_loadu_ps(x + k), _mm512_loadu_ps(y + k), _mm512_loadu_ps(w + k),
+                        _mm512_loadu_ps(p + k), value, dx);
+      _mm512_storeu_ps(v + k, value);
+      if (g) _mm512_storeu_ps(g + k, dx * gscale);
     }
   }
 #endif
-  for (; k < len; ++k) v[k] = Term<Loss::bce_with_logits, T>::value(x[k], y[k], w[k], p[k]);
+  for (; k < len; ++k) {
+    v[k] = Op::value(x[k], y[k], w[k], p[k]);
+    if (g) g[k] = Op::dx(x[k], y[k], w[k], p[k]) * gscale;
+  }
 }
 
 template <typename T>
@@ -796,7 +820,9 @@ double forward_loop(const T* x, const T* y, const T* w, index_t wp, const T* pw,
           }
           bce_values(xs, ys, wj, v, len, soft != 0);
         } else if constexpr (kind == Loss::bce_with_logits) {
-          bce_with_logits_values(xs, ys, wj, pj, v, len);
+          bce_with_logits_terms(xs, ys, wj, pj, v, gx ? gx + j0 : nullptr, gscale, len);
+          if (!loss) accumulate(lanes, v, len);
+          continue;  // the gradient is written
         } else {
           for (index_t k = 0; k < len; ++k) v[k] = Op::value(xs[k], ys[k], wj[k], pj[k]);
         }
@@ -830,8 +856,20 @@ void backward_loop(const T* x, const T* y, const T* w, index_t wp, const T* pw, 
       const index_t stop = segment_end(i, end, wp, pp);
       const T* ws = w + i % wp;
       const T* ps = pw + i % pp;
+      index_t j = i;
+#ifdef __AVX512F__
+      if constexpr (kind == Loss::bce_with_logits && std::is_same_v<T, float>)
+        if (gx)  // bce_with_logits_terms' split of the segment: 16 lanes, then the scalar tail
+          for (; j + 16 <= stop; j += 16) {
+            __m512 value, dx;
+            bce_with_logits16(_mm512_loadu_ps(x + j), _mm512_loadu_ps(y + j), _mm512_loadu_ps(ws + (j - i)),
+                              _mm512_loadu_ps(ps + (j - i)), value, dx);
+            const __m512 g = scalar_grad ? _mm512_set1_ps(grad[0]) : _mm512_loadu_ps(grad + j);
+            _mm512_storeu_ps(gx + j, dx * g);
+          }
+#endif
       if (gx)
-        for (index_t j = i; j < stop; ++j)
+        for (; j < stop; ++j)
           gx[j] = Op::dx(x[j], y[j], ws[j - i], ps[j - i]) * grad[scalar_grad ? 0 : j];
       if (gy)
         for (index_t j = i; j < stop; ++j)
