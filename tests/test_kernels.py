@@ -530,6 +530,61 @@ def test_conv2d_channel_one_thread_equals_two_threads(restore_threads, batch):
     _assert_bitwise_equal(_on_threads(1, run), _on_threads(2, run), "channel-lane conv2d")
 
 
+DEPTHWISE_CASES = [
+    pytest.param((2, 8, 28, 28), (3, 3), dict(padding=1), id="3x3-same"),
+    pytest.param((3, 5, 9, 6), (5, 5), dict(padding=2), id="5x5"),
+    pytest.param((2, 4, 10, 11), (3, 3), dict(padding=2, dilation=2), id="dilated"),
+    pytest.param((2, 6, 7, 7), (3, 3), dict(), id="valid"),
+    pytest.param((1, 2, 4, 3), (1, 3), dict(padding=(0, 1)), id="1x3"),
+    pytest.param((2, 4, 1, 1), (3, 3), dict(padding=1), id="1x1-plane"),
+    pytest.param((2, 3, 8, 8), (3, 2), dict(padding=(2, 0), dilation=(1, 3)), id="rect"),
+    pytest.param((4, 16, 7, 7), (3, 3), dict(padding="same"), id="small-planes"),
+]
+
+
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES, ids=["float32", "float64"])
+@pytest.mark.parametrize("input_shape, kernel, kwargs", DEPTHWISE_CASES)
+def test_conv2d_depthwise_matches_torch_and_im2col(torch, input_shape, kernel, kwargs, dtype):
+    """groups = in_channels = out_channels, stride 1 (depthwise.cpp: flat passes over padded
+    planes): output and every gradient as PyTorch's and as im2col + GEMM's."""
+    channels = input_shape[1]
+    kwargs = dict(kwargs, groups=channels)
+    rng = np.random.default_rng(51)
+    arrays = _conv_arrays(rng, input_shape, channels, kernel, kwargs, dtype)
+    _check_conv_against_torch_to_scale(torch, kwargs, arrays, rng)
+    _check_conv_equals_im2col(arrays, kwargs, rng, "depthwise")
+
+
+def test_conv2d_depthwise_finite_differences():
+    rng = np.random.default_rng(52)
+    kwargs = dict(padding=(1, 2), dilation=(1, 2), groups=3)
+    arrays = _conv_arrays(rng, (2, 3, 4, 5), 3, (3, 3), kwargs, np.float64)
+    _check_finite_differences(lambda x, w, b: F.conv2d(x, w, b, **kwargs), arrays, rng, ["input", "weight", "bias"])
+
+
+@pytest.mark.parametrize("requires", REQUIRES_GRAD_SUBSETS)
+def test_conv2d_depthwise_partial_requires_grad(requires):
+    rng = np.random.default_rng(53)
+    arrays = _conv_arrays(rng, (3, 4, 5, 6), 4, (3, 3), dict(groups=4), np.float64)
+    upstream = _upstream(rng, (3, 4, 5, 6), np.float64)
+    _check_partial_requires_grad(lambda x, w, b: F.conv2d(x, w, b, padding=1, groups=4), arrays, requires,
+                                 upstream)
+
+
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES, ids=["float32", "float64"])
+def test_conv2d_depthwise_one_thread_equals_two_threads(restore_threads, dtype):
+    rng = np.random.default_rng(54)
+    arrays = _conv_arrays(rng, (9, 12, 13, 15), 12, (3, 3), dict(groups=12), dtype)
+    function = lambda x, w, b: F.conv2d(x, w, b, padding=1, groups=12)  # noqa: E731
+    upstream = _run_fastdl(function, arrays, rng=rng)[2]
+
+    def run():
+        out, grads, _ = _run_fastdl(function, arrays, upstream)
+        return [out] + grads
+
+    _assert_bitwise_equal(_on_threads(1, run), _on_threads(2, run), "depthwise conv2d")
+
+
 @pytest.mark.parametrize("batch", [2, 9], ids=["rows-split", "samples"])
 def test_conv2d_direct_one_thread_equals_two_threads(restore_threads, batch):
     rng = np.random.default_rng(47)
@@ -658,7 +713,7 @@ def test_max_pool2d_3x3_stride2_narrow_planes_match_torch(torch, dtype):
 @pytest.mark.parametrize("kernel, stride, padding", [(2, 2, 0), (3, 2, 1), (3, 1, 1)], ids=["2x2", "3x3-s2", "3x3-s1"])
 def test_max_pool2d_every_row_width_matches_torch(torch, restore_threads, kernel, stride, padding, dtype):
     """Rows of 1 to 40 windows: whole blocks of 16 and a last partial block, computed whole on
-    copies (pool.cpp's stage/unstage) or past the row end where the input goes on, up to
+    copies (cpu/copy.h's stage and copy_masked) or past the row end where the input goes on, up to
     the tensor's very end (the last plane's last row). Ties, infinities and NaNs; values
     and indices exactly PyTorch's, the gradient too, on 1 and 2 threads alike."""
     rng = np.random.default_rng(21)

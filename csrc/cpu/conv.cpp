@@ -735,6 +735,10 @@ void conv2d_forward(const T* input, const T* weight, const T* bias, T* output,
   const index_t O = s.out_channels, G = s.groups, OHW = s.out_h * s.out_w;
   const index_t R = s.in_channels * s.kernel_h * s.kernel_w, Rg = R / G, Og = O / G;
   if (s.batch == 0 || O == 0 || OHW == 0) return;
+  if (depthwise_applies(s)) {
+    depthwise_forward(input, weight, bias, output, s);
+    return;
+  }
   if (winograd_applies(s)) {
     winograd_forward(input, weight, bias, output, s);
     return;
@@ -809,6 +813,10 @@ void conv2d_backward(const T* input, const T* weight, const T* grad_output, T* g
     }
   }
   if (!grad_input && !grad_weight) return;
+  if (depthwise_applies(s)) {
+    depthwise_backward(input, weight, grad_output, grad_input, grad_weight, s);
+    return;
+  }
   if (winograd_applies(s)) {
     winograd_backward(input, weight, grad_output, grad_input, grad_weight, s);
     return;

@@ -34,12 +34,23 @@ template <typename T>
 void conv2d_backward(const T* input, const T* weight, const T* grad_output, T* grad_input,
                      T* grad_weight, T* grad_bias, const Conv2dShape& s);
 
+// ---------------------------------------------------------------- depthwise.cpp
+// Depthwise convolution (groups = in_channels = out_channels), stride 1, used by
+// conv2d_forward/backward when it applies (and the switch below is on).
+bool depthwise_applies(const Conv2dShape& s);
+template <typename T>
+void depthwise_forward(const T* input, const T* weight, const T* bias, T* output, const Conv2dShape& s);
+// grad_input written, grad_weight accumulated (either may be null); grad_bias is conv2d's.
+template <typename T>
+void depthwise_backward(const T* input, const T* weight, const T* grad_output, T* grad_input, T* grad_weight,
+                        const Conv2dShape& s);
+
 // ---------------------------------------------------------------- winograd.cpp
 // F(2x2, 3x3) Winograd convolution, used by conv2d_forward/backward when it applies
 // (3x3, stride 1, dilation 1, one group, >= 8 channels in and out, padding <= 2).
 bool winograd_applies(const Conv2dShape& s);
-// The switch covers both fast paths, Winograd and conv.cpp's direct float32 forward;
-// off: always im2col + GEMM (for tests and benchmarks).
+// The switch covers the fast paths, Winograd, depthwise and conv.cpp's direct float32
+// kernels; off: always im2col + GEMM (for tests and benchmarks).
 void set_winograd_enabled(bool enabled);
 bool winograd_is_enabled();
 

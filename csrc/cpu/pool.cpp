@@ -31,6 +31,7 @@
 #include <immintrin.h>
 #endif
 
+#include "cpu/copy.h"
 #include "cpu/kernels.h"
 #include "cpu/pool.h"
 
@@ -54,42 +55,6 @@ inline void prefetch_bytes(const void* src, index_t from, index_t to) {
 // writes whole blocks into scratch that has room for them (padding past the row), and
 // copies only its `count` results into the output. With AVX-512 each copy is a few masked
 // 64-byte moves.
-
-// dst[0, count) = src[0, count) and dst[count, Cap) = 0.
-template <index_t Cap, typename T>
-__attribute__((always_inline)) inline void stage(T* dst, const T* src, index_t count) {
-#ifdef __AVX512BW__
-  static_assert(Cap * sizeof(T) % 64 == 0, "whole 64-byte pieces");
-  const char* from = reinterpret_cast<const char*>(src);
-  char* to = reinterpret_cast<char*>(dst);
-  const index_t bytes = count * index_t(sizeof(T));
-  for (index_t b = 0; b < Cap * index_t(sizeof(T)); b += 64) {
-    const index_t left = bytes - b;
-    const __mmask64 m = left >= 64 ? ~__mmask64(0) : left <= 0 ? __mmask64(0) : (__mmask64(1) << left) - 1;
-    _mm512_storeu_si512(to + b, _mm512_maskz_loadu_epi8(m, from + b));
-  }
-#else
-  std::memcpy(dst, src, static_cast<std::size_t>(count) * sizeof(T));
-  std::fill(dst + count, dst + Cap, T(0));
-#endif
-}
-
-// dst[0, count) = src[0, count), count * sizeof(T) <= 256.
-template <typename T>
-__attribute__((always_inline)) inline void unstage(T* dst, const T* src, index_t count) {
-#ifdef __AVX512BW__
-  const char* from = reinterpret_cast<const char*>(src);
-  char* to = reinterpret_cast<char*>(dst);
-  const index_t bytes = count * index_t(sizeof(T));
-  for (index_t b = 0; b < bytes; b += 64) {
-    const index_t left = bytes - b;
-    const __mmask64 m = left >= 64 ? ~__mmask64(0) : (__mmask64(1) << left) - 1;
-    _mm512_mask_storeu_epi8(to + b, m, _mm512_loadu_si512(from + b));
-  }
-#else
-  std::memcpy(dst, src, static_cast<std::size_t>(count) * sizeof(T));
-#endif
-}
 
 // f(first, count, partial) over [0, n) in blocks of 16: whole blocks with partial = false,
 // then the rest (count < 16) with partial = true, a compile-time flag: f runs a whole
@@ -375,7 +340,7 @@ __attribute__((always_inline)) inline void window_max(const T* a, const std::int
       alignas(64) T v[16];
       alignas(64) I ix[16];
       window_max_block<K>(a + x, ai + x, b + x, bi + x, c + x, ci + x, v, ix, at);
-      unstage(out + x, v, count), unstage(index + x, ix, count);
+      copy_masked(out + x, v, count), copy_masked(index + x, ix, count);
     } else {
       window_max_block<K>(a + x, ai + x, b + x, bi + x, c + x, ci + x, out + x, index + x, at);
     }
@@ -468,7 +433,7 @@ void max_pool2d_forward_2x2(const T* input, T* output, I* indices, const Pool2dS
           const T *t = r0 + 2 * x, *b = r1 + 2 * x;
           if (b + 32 > end) stage<32>(top, t, 2 * count), stage<32>(bottom, b, 2 * count), t = top, b = bottom;
           max_tiles_2x2_block(t, b, b0 + c, b1 + c, v, ix);
-          unstage(out + x, v, count), unstage(index + x, ix, count);
+          copy_masked(out + x, v, count), copy_masked(index + x, ix, count);
         } else {
           max_tiles_2x2_block(r0 + 2 * x, r1 + 2 * x, b0 + c, b1 + c, out + x, index + x);
         }
@@ -888,7 +853,7 @@ void max_pool2d_backward_2x2(const T* grad_output, const I* indices, T* grad_inp
           const I* ax = at + x;
           if (x + 16 > rest) stage<16>(gs, gx, count), stage<16>(ats, ax, count), gx = gs, ax = ats;
           unpool_2x2_block(gx, ax, base, pairs);
-          unstage(row + 2 * x, pairs, 2 * count);
+          copy_masked(row + 2 * x, pairs, 2 * count);
         } else {
           unpool_2x2_block(g + x, at + x, base, row + 2 * x);
         }
