@@ -19,6 +19,7 @@ SHAPES: List[Tuple[int, ...]] = [
     (32, 64, 32, 32, 128, 3, 1, 1),
     (32, 128, 16, 16, 128, 3, 2, 1),
     (8, 3, 224, 224, 64, 7, 2, 3),
+    (16, 64, 28, 28, 64, 3, 1, 1, 64),  # depthwise (MobileNet): a 9th entry is the groups
 ]
 # The demo's quick table: the first two shapes and a mid-size one.
 DEMO_SHAPES: List[Tuple[int, ...]] = [SHAPES[0], SHAPES[1], (32, 64, 16, 16, 128, 3, 1, 1)]
@@ -64,15 +65,37 @@ def numpy_conv2d_forward(x, weight, bias, stride: int, padding: int):
             + bias[None, :, None, None],)
 
 
+def numpy_depthwise_conv2d(x, weight, bias, grad, padding: int, forward_only: bool = False):
+    """The best plain NumPy for a depthwise (groups = channels), stride-1 convolution:
+    sliding windows and einsum, the input gradient folded back with K*K shifted adds."""
+    n, c, h, w = x.shape
+    k = weight.shape[-1]
+    xp = np.pad(x, ((0, 0), (0, 0), (padding, padding), (padding, padding)))
+    windows = sliding_window_view(xp, (k, k), axis=(2, 3))
+    w2 = weight[:, 0]
+    out = np.einsum("nchwij,cij->nchw", windows, w2, optimize=True) + bias[None, :, None, None]
+    if forward_only:
+        return (out,)
+    grad_w = np.einsum("nchwij,nchw->cij", windows, grad, optimize=True)[:, None]
+    grad_xp = np.zeros_like(xp)
+    oh, ow = grad.shape[2:]
+    for i in range(k):
+        for j in range(k):
+            grad_xp[:, :, i:i + oh, j:j + ow] += grad * w2[None, :, i, j, None, None]
+    return out, grad_xp[:, :, padding:padding + h, padding:padding + w], grad_w, grad.sum(axis=(0, 2, 3))
+
+
 def _case(shape: Sequence[int], with_torch: bool = True, algorithm: str = "auto",
           forward_only: bool = False) -> Dict:
     import fastdl
     from fastdl import _C
     from fastdl.nn import functional as F
-    n, c, h, w, o, k, s, p = shape
+    n, c, h, w, o, k, s, p = shape[:8]
+    groups = shape[8] if len(shape) > 8 else 1
     rng = np.random.default_rng(0)
     x = rng.standard_normal((n, c, h, w), dtype=np.float32)
-    weight = (rng.standard_normal((o, c, k, k), dtype=np.float32) / np.sqrt(c * k * k)).astype(np.float32)
+    weight = (rng.standard_normal((o, c // groups, k, k), dtype=np.float32)
+              / np.sqrt(c // groups * k * k)).astype(np.float32)
     bias = rng.standard_normal(o, dtype=np.float32)
     oh, ow = _out(h, k, s, p), _out(w, k, s, p)
     grad = rng.standard_normal((n, o, oh, ow), dtype=np.float32)
@@ -81,9 +104,9 @@ def _case(shape: Sequence[int], with_torch: bool = True, algorithm: str = "auto"
     def run_fastdl_auto():
         if forward_only:
             with fastdl.no_grad():
-                return (F.conv2d(xt, wt, bt, stride=s, padding=p).numpy(),)
+                return (F.conv2d(xt, wt, bt, stride=s, padding=p, groups=groups).numpy(),)
         xt.grad = wt.grad = bt.grad = None
-        out = F.conv2d(xt, wt, bt, stride=s, padding=p)
+        out = F.conv2d(xt, wt, bt, stride=s, padding=p, groups=groups)
         out.backward(grad)
         return out.detach().numpy(), xt.grad.numpy(), wt.grad.numpy(), bt.grad.numpy()
 
@@ -97,6 +120,8 @@ def _case(shape: Sequence[int], with_torch: bool = True, algorithm: str = "auto"
             _C._set_winograd(True)
 
     def run_numpy():
+        if groups > 1:  # depthwise, stride 1
+            return numpy_depthwise_conv2d(x, weight, bias, grad, p, forward_only)
         if forward_only:
             return numpy_conv2d_forward(x, weight, bias, s, p)
         return numpy_conv2d(x, weight, bias, grad, s, p)
@@ -119,21 +144,23 @@ def _case(shape: Sequence[int], with_torch: bool = True, algorithm: str = "auto"
             def run_torch():
                 if forward_only:
                     with torch.no_grad():
-                        return torch.nn.functional.conv2d(tx, tw, tb, stride=s, padding=p)
+                        return torch.nn.functional.conv2d(tx, tw, tb, stride=s, padding=p, groups=groups)
                 tx.grad = tw.grad = tb.grad = None
-                torch.nn.functional.conv2d(tx, tw, tb, stride=s, padding=p).backward(tg)
+                torch.nn.functional.conv2d(tx, tw, tb, stride=s, padding=p, groups=groups).backward(tg)
 
     products = 1 if forward_only else 3  # forward; grad of input; grad of weight
-    flops = products * 2.0 * n * o * c * k * k * oh * ow
+    flops = products * 2.0 * n * o * (c // groups) * k * k * oh * ow
     label = ("fwd" if forward_only else "f+b") + (" (im2col)" if algorithm == "im2col" else "")
+    label = (f"g{groups} " if groups > 1 else "") + label
     return {"name": f"conv2d {n}x{c}x{h}x{w}->{o} k{k} s{s} p{p} {label}", "fastdl": run_fastdl,
             "numpy": run_numpy, "torch": run_torch, "flops": flops, "bytes": None, "check": check}
 
 
 def winograd_applies(shape: Sequence[int]) -> bool:
     """fastdl's rule (csrc/cpu/winograd.cpp) for the benchmark's square shapes."""
-    n, c, h, w, o, k, s, p = shape
-    return k == 3 and s == 1 and c >= 8 and o >= 8 and p <= 2 and _out(h, k, s, p) >= 2
+    n, c, h, w, o, k, s, p = shape[:8]
+    return (k == 3 and s == 1 and c >= 8 and o >= 8 and p <= 2 and _out(h, k, s, p) >= 2
+            and (len(shape) < 9 or shape[8] == 1))
 
 
 def cases(threads: int) -> List[Dict]:
