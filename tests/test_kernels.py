@@ -555,6 +555,29 @@ def test_conv2d_depthwise_matches_torch_and_im2col(torch, input_shape, kernel, k
     _check_conv_equals_im2col(arrays, kwargs, rng, "depthwise")
 
 
+def test_conv2d_depthwise_infinities_reach_only_their_windows(torch):
+    """An inf in the input's first or last column: the flat passes also read it at the junk
+    positions past each row's outputs, which must not turn a weight gradient whose windows
+    never hold it into NaN. Output and gradients as PyTorch's, NaN and inf included."""
+    rng = np.random.default_rng(55)
+    x = rng.standard_normal((2, 3, 6, 7))
+    x[0, 0, 2, 0] = np.inf
+    x[1, 2, 4, 6] = -np.inf
+    w = rng.standard_normal((3, 1, 3, 3))
+    upstream = rng.standard_normal((2, 3, 6, 7))
+    leaf, weight = fastdl.tensor(x, requires_grad=True), fastdl.tensor(w, requires_grad=True)
+    out = F.conv2d(leaf, weight, None, padding=1, groups=3)
+    out.backward(upstream)
+    tx, tw = torch.tensor(x, requires_grad=True), torch.tensor(w, requires_grad=True)
+    expected = torch.nn.functional.conv2d(tx, tw, None, padding=1, groups=3)
+    expected.backward(torch.tensor(upstream))
+    for got, want, what in [(out.detach().numpy(), expected.detach().numpy(), "output"),
+                            (weight.grad.numpy(), tw.grad.numpy(), "grad of weight")]:
+        np.testing.assert_array_equal(np.isnan(got), np.isnan(want), err_msg=what)
+        np.testing.assert_allclose(np.nan_to_num(got), np.nan_to_num(want), rtol=1e-12, err_msg=what)
+    assert np.isfinite(weight.grad.numpy()[1]).all()
+
+
 def test_conv2d_depthwise_finite_differences():
     rng = np.random.default_rng(52)
     kwargs = dict(padding=(1, 2), dilation=(1, 2), groups=3)

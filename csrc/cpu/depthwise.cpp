@@ -10,8 +10,8 @@
 // computed and dropped). The same holds for
 //   grad of input   grad_P[u][v] = sum over taps of w[i][j] dY[u - i dh][v - j dw],
 //                   flat over dY padded by (KH-1) dh rows and (KW-1) dw columns each side;
-//   grad of weight  dW[i][j] = sum over samples and k of dY0[k] P[k + i dh Wp + j dw],
-//                   dY0 being dY in rows of Wp with zeros in the junk columns.
+//   grad of weight  dW[i][j] = sum over samples and real k of dY0[k] P[k + i dh Wp + j dw],
+//                   dY0 being dY in rows of Wp, the junk columns skipped by a select.
 // Buffers are zero once per call and thread (their borders never change), then each plane
 // copies in its interior rows.
 //
@@ -20,6 +20,7 @@
 // in double across samples). Planes (forward) and channels (backward) are split between
 // threads whole, so results are bitwise the same on any thread count.
 #include <algorithm>
+#include <cstdint>
 #include <vector>
 
 #include "cpu/copy.h"
@@ -85,18 +86,22 @@ void place(const T* src, index_t rows, index_t cols, T* dst, index_t ld, index_t
   for (index_t r = 0; r < rows; ++r) copy_overlapping(dst + (top + r) * ld + left, src + r * cols, cols);
 }
 
-// sum over k in [0, n) of a[k] b[k], n a multiple of kBlock: four vectors of float lanes
-// (independent FMA chains), combined in a fixed order in double.
+// sum over k in [0, n) with valid[k] != 0 of a[k] b[k], n a multiple of kBlock: four
+// vectors of lanes (independent FMA chains), combined in a fixed order in double. The
+// junk columns are skipped by a select, not multiplied by zero: an inf or NaN input read
+// there must not reach a weight gradient whose windows never hold it.
 template <typename T>
-double dot(const T* __restrict a, const T* __restrict b, index_t n) {
+double dot(const T* __restrict a, const T* __restrict b, const T* __restrict valid, index_t n) {
   typedef T V __attribute__((vector_size(64)));
   typedef T Unaligned __attribute__((vector_size(64), aligned(sizeof(T))));
   constexpr index_t kWidth = 64 / sizeof(T), kVectors = kBlock / kWidth;
   V acc[kVectors] = {};
   for (index_t k0 = 0; k0 < n; k0 += kBlock)
-    for (index_t v = 0; v < kVectors; ++v)
-      acc[v] += *reinterpret_cast<const Unaligned*>(a + k0 + v * kWidth) *
-                *reinterpret_cast<const Unaligned*>(b + k0 + v * kWidth);
+    for (index_t v = 0; v < kVectors; ++v) {
+      const index_t k = k0 + v * kWidth;
+      const V product = *reinterpret_cast<const Unaligned*>(a + k) * *reinterpret_cast<const Unaligned*>(b + k);
+      acc[v] += *reinterpret_cast<const V*>(valid + k) != V{} ? product : V{};
+    }
   double sum = 0.0;
   for (index_t v = 0; v < kVectors; ++v)
     for (index_t l = 0; l < kWidth; ++l) sum += static_cast<double>(acc[v][l]);
@@ -110,7 +115,7 @@ bool depthwise_applies(const Conv2dShape& s) {
   return s.groups > 1 && s.groups == s.in_channels && s.groups == s.out_channels && s.stride_h == 1 &&
          s.stride_w == 1 && s.out_h > 0 && s.out_w > 0 && s.kernel_h * s.kernel_w <= 64 &&
          (s.height + 2 * s.pad_h + 2 * s.kernel_h * s.dilation_h) * (s.width + 2 * s.pad_w + 2 * s.kernel_w * s.dilation_w) <=
-             (index_t(1) << 22);
+             (index_t(1) << 20);  // a thread's buffers: a few planes, at most tens of MB
 }
 
 template <typename T>
@@ -144,11 +149,14 @@ void depthwise_backward(const T* input, const T* weight, const T* grad_output, T
 #pragma omp parallel num_threads(threads_for(s.batch * C * taps * (g.L + g.LG)))
   {
     const index_t size = g.padded_size(), grad_size = g.grad_padded_size();
-    T* padded = scratch<T>(kSlot, size + g.L + grad_size + g.LG);
+    T* padded = scratch<T>(kSlot, size + 2 * g.L + grad_size + g.LG + kBlock);
     T* dy0 = padded + size;        // dY in rows of Wp, zero junk columns (weight gradient)
     T* dyp = dy0 + g.L;            // dY padded for the input gradient
     T* flat = dyp + grad_size;     // the input gradient, flat
+    // 1 at the flat positions of real outputs, 0 in the junk columns (64-byte aligned)
+    T* valid = flat + g.LG + (kBlock - reinterpret_cast<std::uintptr_t>(flat + g.LG) / sizeof(T) % kBlock) % kBlock;
     std::fill(padded, flat, T(0));
+    for (index_t k = 0; k < g.L; ++k) valid[k] = k < g.OH * g.Wp && k % g.Wp < g.OW ? T(1) : T(0);
 #pragma omp for schedule(static)
     for (index_t c = 0; c < C; ++c) {
       double totals[64] = {};  // per tap, over the samples in order (taps <= 64 here)
@@ -164,7 +172,7 @@ void depthwise_backward(const T* input, const T* weight, const T* grad_output, T
         if (grad_weight) {
           place(input + p * HW, g.H, g.W, padded, g.Wp, g.ph, g.pw);
           place(dy, g.OH, g.OW, dy0, g.Wp, 0, 0);
-          for (index_t t = 0; t < taps; ++t) totals[t] += dot(dy0, padded + g.forward_taps[t], g.L);
+          for (index_t t = 0; t < taps; ++t) totals[t] += dot(dy0, padded + g.forward_taps[t], valid, g.L);
         }
       }
       if (grad_weight)
