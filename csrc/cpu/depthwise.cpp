@@ -86,26 +86,35 @@ void place(const T* src, index_t rows, index_t cols, T* dst, index_t ld, index_t
   for (index_t r = 0; r < rows; ++r) copy_overlapping(dst + (top + r) * ld + left, src + r * cols, cols);
 }
 
-// sum over k in [0, n) with valid[k] != 0 of a[k] b[k], n a multiple of kBlock: four
-// vectors of lanes (independent FMA chains), combined in a fixed order in double. The
-// junk columns are skipped by a select, not multiplied by zero: an inf or NaN input read
-// there must not reach a weight gradient whose windows never hold it.
+// totals[t] += sum over k in [0, n) with valid[k] != 0 of a[k] b[k + tap[t]], for every
+// tap t at once (n a multiple of kBlock): one pass over a, one vector of lanes per tap,
+// each combined in a fixed order in double. The junk columns are skipped by a select, not
+// multiplied by zero: an inf or NaN input read there must not reach a weight gradient
+// whose windows never hold it.
 template <typename T>
-double dot(const T* __restrict a, const T* __restrict b, const T* __restrict valid, index_t n) {
+void dots(const T* __restrict a, const T* __restrict b, const index_t* tap, index_t taps,
+          const T* __restrict valid, index_t n, double* totals) {
   typedef T V __attribute__((vector_size(64)));
   typedef T Unaligned __attribute__((vector_size(64), aligned(sizeof(T))));
-  constexpr index_t kWidth = 64 / sizeof(T), kVectors = kBlock / kWidth;
-  V acc[kVectors] = {};
-  for (index_t k0 = 0; k0 < n; k0 += kBlock)
-    for (index_t v = 0; v < kVectors; ++v) {
-      const index_t k = k0 + v * kWidth;
-      const V product = *reinterpret_cast<const Unaligned*>(a + k) * *reinterpret_cast<const Unaligned*>(b + k);
-      acc[v] += *reinterpret_cast<const V*>(valid + k) != V{} ? product : V{};
+  constexpr index_t kWidth = 64 / sizeof(T);
+  constexpr index_t kTaps = 16;  // taps per pass: accumulators held in registers
+  for (index_t t0 = 0; t0 < taps; t0 += kTaps) {
+    const index_t count = std::min(kTaps, taps - t0);
+    V acc[kTaps] = {};
+    for (index_t k = 0; k < n; k += kWidth) {
+      const V x = *reinterpret_cast<const Unaligned*>(a + k);
+      const auto keep = *reinterpret_cast<const V*>(valid + k) != V{};
+      for (index_t t = 0; t < count; ++t) {
+        const V product = x * *reinterpret_cast<const Unaligned*>(b + k + tap[t0 + t]);
+        acc[t] += keep ? product : V{};
+      }
     }
-  double sum = 0.0;
-  for (index_t v = 0; v < kVectors; ++v)
-    for (index_t l = 0; l < kWidth; ++l) sum += static_cast<double>(acc[v][l]);
-  return sum;
+    for (index_t t = 0; t < count; ++t) {
+      double sum = 0.0;
+      for (index_t l = 0; l < kWidth; ++l) sum += static_cast<double>(acc[t][l]);
+      totals[t0 + t] += sum;
+    }
+  }
 }
 
 }  // namespace
@@ -172,7 +181,7 @@ void depthwise_backward(const T* input, const T* weight, const T* grad_output, T
         if (grad_weight) {
           place(input + p * HW, g.H, g.W, padded, g.Wp, g.ph, g.pw);
           place(dy, g.OH, g.OW, dy0, g.Wp, 0, 0);
-          for (index_t t = 0; t < taps; ++t) totals[t] += dot(dy0, padded + g.forward_taps[t], valid, g.L);
+          dots(dy0, padded, g.forward_taps.data(), taps, valid, g.L, totals);
         }
       }
       if (grad_weight)
