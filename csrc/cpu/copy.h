@@ -32,6 +32,15 @@ __attribute__((always_inline)) inline void stage(T* dst, const T* src, index_t c
 #endif
 }
 
+// A run that may be read N entries from src: src itself where those lie before `end`,
+// else `copy` holding src's first `count` entries, zero-padded to N.
+template <index_t N, typename T>
+__attribute__((always_inline)) inline const T* readable(const T* src, index_t count, const T* end, T* copy) {
+  if (src + N <= end) return src;
+  stage<N>(copy, src, count);
+  return copy;
+}
+
 // dst[0, count) = src[0, count) for short runs, inline (a memmove call per row of a small
 // plane cost more than the copy). Two forms:
 //   copy_masked       64-byte moves, the last one masked: fewest instructions, for results

@@ -20,7 +20,6 @@
 // in double across samples). Planes (forward) and channels (backward) are split between
 // threads whole, so results are bitwise the same on any thread count.
 #include <algorithm>
-#include <cstdint>
 #include <vector>
 
 #include "cpu/copy.h"
@@ -158,12 +157,13 @@ void depthwise_backward(const T* input, const T* weight, const T* grad_output, T
 #pragma omp parallel num_threads(threads_for(s.batch * C * taps * (g.L + g.LG)))
   {
     const index_t size = g.padded_size(), grad_size = g.grad_padded_size();
-    T* padded = scratch<T>(kSlot, size + 2 * g.L + grad_size + g.LG + kBlock);
+    // First (scratch is 64-byte aligned, L a whole number of blocks): 1 at the flat
+    // positions of real outputs, 0 in the junk columns.
+    T* valid = scratch<T>(kSlot, 2 * g.L + size + grad_size + g.LG);
+    T* padded = valid + g.L;
     T* dy0 = padded + size;        // dY in rows of Wp, zero junk columns (weight gradient)
     T* dyp = dy0 + g.L;            // dY padded for the input gradient
     T* flat = dyp + grad_size;     // the input gradient, flat
-    // 1 at the flat positions of real outputs, 0 in the junk columns (64-byte aligned)
-    T* valid = flat + g.LG + (kBlock - reinterpret_cast<std::uintptr_t>(flat + g.LG) / sizeof(T) % kBlock) % kBlock;
     std::fill(padded, flat, T(0));
     for (index_t k = 0; k < g.L; ++k) valid[k] = k < g.OH * g.Wp && k % g.Wp < g.OW ? T(1) : T(0);
 #pragma omp for schedule(static)

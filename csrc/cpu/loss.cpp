@@ -820,13 +820,11 @@ double forward_loop(const T* x, const T* y, const T* w, index_t wp, const T* pw,
           }
           bce_values(xs, ys, wj, v, len, soft != 0);
         } else if constexpr (kind == Loss::bce_with_logits) {
-          bce_with_logits_terms(xs, ys, wj, pj, v, gx ? gx + j0 : nullptr, gscale, len);
-          if (!loss) accumulate(lanes, v, len);
-          continue;  // the gradient is written
+          bce_with_logits_terms(xs, ys, wj, pj, v, gx ? gx + j0 : nullptr, gscale, len);  // gradient too
         } else {
           for (index_t k = 0; k < len; ++k) v[k] = Op::value(xs[k], ys[k], wj[k], pj[k]);
         }
-        if (gx) {  // backward_loop's expression with a scalar grad: the same bits
+        if (kind != Loss::bce_with_logits && gx) {  // backward_loop's expression with a scalar grad: the same bits
           T* g = gx + j0;
           for (index_t k = 0; k < len; ++k) g[k] = Op::dx(xs[k], ys[k], wj[k], pj[k]) * gscale;
         }

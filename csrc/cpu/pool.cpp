@@ -245,8 +245,7 @@ __attribute__((always_inline)) inline void column_max(const T* const* r, const s
     RowsAt<R, T> at(r, start, c);
     if constexpr (partial) {
       alignas(64) T copies[3][16];
-      for (int k = 0; k < R; ++k)
-        if (at.rows[k] + 16 > end) stage<16>(copies[k], at.rows[k], count), at.rows[k] = copies[k];
+      for (int k = 0; k < R; ++k) at.rows[k] = readable<16>(at.rows[k], count, end, copies[k]);
       column_max_block<R>(at.rows, at.starts, val + c, idx + c, count);
     } else {
       column_max_block<R>(at.rows, at.starts, val + c, idx + c);
@@ -300,8 +299,7 @@ __attribute__((always_inline)) inline void column_max_pairs(const T* const* r, c
     RowsAt<R, T> at(r, start, 2 * m);
     alignas(64) T copies[3][32];
     if constexpr (partial)
-      for (int k = 0; k < R; ++k)
-        if (at.rows[k] + 32 > end) stage<32>(copies[k], at.rows[k], 2 * count), at.rows[k] = copies[k];
+      for (int k = 0; k < R; ++k) at.rows[k] = readable<32>(at.rows[k], 2 * count, end, copies[k]);
     column_max_pairs_block<R>(at.rows, at.starts, ve + m, vo + m, ie + m, io + m, count);
   });
 }
@@ -425,14 +423,13 @@ void max_pool2d_forward_2x2(const T* input, T* output, I* indices, const Pool2dS
       T* out = output + p * OHW + y * OW;
       I* index = indices + p * OHW + y * OW;
       const std::int32_t b0 = static_cast<std::int32_t>(2 * y * W), b1 = b0 + static_cast<std::int32_t>(W);
-      in_blocks_of_16(OW, [&](index_t x, index_t count, auto staged) __attribute__((always_inline)) {
+      in_blocks_of_16(OW, [&](index_t x, index_t count, auto partial) __attribute__((always_inline)) {
         const std::int32_t c = static_cast<std::int32_t>(2 * x);
-        if constexpr (staged) {
+        if constexpr (partial) {
           alignas(64) T top[32], bottom[32], v[16];
           alignas(64) I ix[16];
-          const T *t = r0 + 2 * x, *b = r1 + 2 * x;
-          if (b + 32 > end) stage<32>(top, t, 2 * count), stage<32>(bottom, b, 2 * count), t = top, b = bottom;
-          max_tiles_2x2_block(t, b, b0 + c, b1 + c, v, ix);
+          max_tiles_2x2_block(readable<32>(r0 + 2 * x, 2 * count, end, top),
+                              readable<32>(r1 + 2 * x, 2 * count, end, bottom), b0 + c, b1 + c, v, ix);
           copy_masked(out + x, v, count), copy_masked(index + x, ix, count);
         } else {
           max_tiles_2x2_block(r0 + 2 * x, r1 + 2 * x, b0 + c, b1 + c, out + x, index + x);
@@ -813,9 +810,6 @@ void max_pool2d_backward_pairs(const T* grad_output, const I* indices, T* grad_i
   }
 }
 
-// 2x2 tiles (max_pool2d_tiles_2x2): every input element lies in at most one window, so
-// each input row is written once, in one loop over its windows: a column pair gets the
-// window's gradient where the saved index points at it, else 0.
 // Input columns base + [0, 32) of one row from 16 windows: each pair gets its window's
 // gradient where the saved index points at it, else 0.
 template <typename T, typename I>
@@ -828,10 +822,15 @@ __attribute__((always_inline)) inline void unpool_2x2_block(const T* __restrict 
   }
 }
 
+// 2x2 tiles (max_pool2d_tiles_2x2): every input element lies in at most one window, so
+// each input row is written once, in one loop over its windows (unpool_2x2_block).
 template <typename T, typename I>
 void max_pool2d_backward_2x2(const T* grad_output, const I* indices, T* grad_input,
                              const Pool2dShape& s) {
   const index_t H = s.height, W = s.width, OH = s.out_h, OW = s.out_w, HW = H * W, OHW = OH * OW;
+  // a partial block reads past its row up to here
+  const T* g_end = grad_output + s.planes * OHW;
+  const I* at_end = indices + s.planes * OHW;
 #pragma omp parallel for schedule(static) num_threads(threads_for(s.planes * (HW + OHW)))
   for (index_t p = 0; p < s.planes; ++p)
     for (index_t iy = 0; iy < H; ++iy) {
@@ -843,16 +842,13 @@ void max_pool2d_backward_2x2(const T* grad_output, const I* indices, T* grad_inp
       }
       const T* g = grad_output + p * OHW + y * OW;
       const I* at = indices + p * OHW + y * OW;
-      const index_t rest = (s.planes - p) * OHW - y * OW;  // entries of g and at from here on
-      in_blocks_of_16(OW, [&](index_t x, index_t count, auto staged) __attribute__((always_inline)) {
+      in_blocks_of_16(OW, [&](index_t x, index_t count, auto partial) __attribute__((always_inline)) {
         const I base = iy * W + 2 * x;
-        if constexpr (staged) {
+        if constexpr (partial) {
           alignas(64) T gs[16], pairs[32];
           alignas(64) I ats[16];
-          const T* gx = g + x;
-          const I* ax = at + x;
-          if (x + 16 > rest) stage<16>(gs, gx, count), stage<16>(ats, ax, count), gx = gs, ax = ats;
-          unpool_2x2_block(gx, ax, base, pairs);
+          unpool_2x2_block(readable<16>(g + x, count, g_end, gs), readable<16>(at + x, count, at_end, ats), base,
+                           pairs);
           copy_masked(row + 2 * x, pairs, 2 * count);
         } else {
           unpool_2x2_block(g + x, at + x, base, row + 2 * x);
