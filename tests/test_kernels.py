@@ -468,10 +468,13 @@ def test_conv2d_winograd_finite_differences():
                               ["input", "weight", "bias"])
 
 
+# Batches of 1 and 3 run their chunks one after another, each split over the team; 19 splits
+# the weight gradient's 8 sample groups over threads; 4 planes of 40x40 make 2 chunks of 2.
+@pytest.mark.parametrize("input_shape", [(19, 12, 9, 11), (1, 12, 9, 11), (3, 12, 9, 11), (4, 16, 40, 40)])
 @pytest.mark.parametrize("dtype", FLOAT_DTYPES, ids=["float32", "float64"])
-def test_conv2d_winograd_one_thread_equals_two_threads(restore_threads, dtype):
+def test_conv2d_winograd_one_thread_equals_two_threads(restore_threads, dtype, input_shape):
     rng = np.random.default_rng(43)
-    arrays = _conv_arrays(rng, (19, 12, 9, 11), 16, (3, 3), dict(padding=1), dtype)
+    arrays = _conv_arrays(rng, input_shape, 16, (3, 3), dict(padding=1), dtype)
     function = lambda x, w, b: F.conv2d(x, w, b, padding=1)  # noqa: E731
     upstream = _run_fastdl(function, arrays, rng=rng)[2]
 

@@ -12,10 +12,13 @@
 //   grad of weight  dg = G^T [ Σ_t (A dy A^T) ⊙ V ] G       dU_ξ = DY_ξ · V_ξ^T
 // so forward, grad_input and grad_weight all run as 16 BLAS products over transformed data.
 //
-// Threads: forward and grad_input split the batch into chunks of samples fixed by the shapes
-// (each thread its own chunk, own scratch, single-threaded BLAS); grad_weight sums per-group
-// partials over fixed groups of consecutive samples, then the groups in order. Results are
-// bitwise the same on any thread count.
+// Threads: forward and grad_input split the batch into chunks of samples fixed by the shapes;
+// grad_weight sums per-group partials over fixed groups of consecutive samples, then the
+// groups in order. With chunks (or groups) enough for the team, each thread runs whole ones
+// (own scratch, single-threaded BLAS); with fewer (a batch of one or two samples), they run
+// one after another and the team splits each one's passes: channels for the transforms,
+// the 16 ξ-products for the BLAS. Either way every value is computed by the same operations
+// in the same order, so results are bitwise the same on any thread count.
 #include <algorithm>
 #include <atomic>
 #include <climits>
@@ -196,10 +199,14 @@ void transform_weights(const T* weight, T* u, const Conv2dShape& s) {
 
 // V[ξ][c][n*tiles + t] for samples n0 .. n0+nb: zero-pad each plane, then cut 4x4 tiles.
 template <typename T>
-void transform_input(const T* input, T* v, T* plane, index_t n0, index_t nb, const Conv2dShape& s,
-                     const Tiling& t) {
+void transform_input(const T* input, T* v, index_t n0, index_t nb, const Conv2dShape& s,
+                     const Tiling& t, int threads) {
   const index_t C = s.in_channels, H = s.height, W = s.width, L = nb * t.tiles;
   const index_t rows = std::min(H, t.ph - s.pad_h), cols = std::min(W, t.pw - s.pad_w);
+#pragma omp parallel num_threads(threads)
+  {
+    T* plane = scratch<T>(kSlotPlane, t.ph * t.pw);
+#pragma omp for collapse(2) schedule(static)
   for (index_t n = 0; n < nb; ++n) {
     for (index_t c = 0; c < C; ++c) {
       const T* src = input + ((n0 + n) * C + c) * H * W;
@@ -221,14 +228,16 @@ void transform_input(const T* input, T* v, T* plane, index_t n0, index_t nb, con
       }
     }
   }
+  }
 }
 
 // DY[ξ][o][n*tiles + t] = A dy A^T for the 2x2 blocks of grad_output (zero past the edge).
 template <typename T>
 void transform_grad_output(const T* grad_output, T* dy, index_t n0, index_t nb,
-                           const Conv2dShape& s, const Tiling& t) {
+                           const Conv2dShape& s, const Tiling& t, int threads) {
   const index_t O = s.out_channels, OH = s.out_h, OW = s.out_w, L = nb * t.tiles;
   const index_t stride_xi = plane_stride(O, L);
+#pragma omp parallel for collapse(2) schedule(static) num_threads(threads)
   for (index_t n = 0; n < nb; ++n) {
     for (index_t o = 0; o < O; ++o) {
       const T* src = grad_output + ((n0 + n) * O + o) * OH * OW;
@@ -273,44 +282,43 @@ bool winograd_applies(const Conv2dShape& s) {
   return fits_blas<float>(s.out_channels, s.in_channels, L) && s.pad_h <= 2 && s.pad_w <= 2;
 }
 
+namespace {
+
+// Whole chunks (or groups) per thread when there are enough of them for the team: as many
+// as the team, or a multiple of it, or so many that the last round's imbalance is small.
+bool split_items(index_t items, int threads) {
+  return items >= threads && (items % threads == 0 || items >= 4 * threads);
+}
+
+// Forward of samples n0 .. n0+nb, its passes split over `threads` (1 inside a team).
 template <typename T>
-void winograd_forward(const T* input, const T* weight, const T* bias, T* output,
-                      const Conv2dShape& s) {
+void forward_chunk(const T* input, const T* u, const T* bias, T* output, index_t n0, index_t nb,
+                   const Conv2dShape& s, const Tiling& t, int threads) {
   const index_t O = s.out_channels, C = s.in_channels, OH = s.out_h, OW = s.out_w;
-  const Tiling t = make_tiling(s, C + O);
-  const index_t su = plane_stride(O, C);
-  T* u = scratch<T>(kSlotU, 16 * su);
-  transform_weights(weight, u, s);
-  const index_t chunks = (s.batch + t.chunk - 1) / t.chunk;
-#pragma omp parallel for schedule(static) num_threads(threads_for(s.batch * C * O * t.tiles))
-  for (index_t k = 0; k < chunks; ++k) {
-    const index_t n0 = k * t.chunk, nb = std::min(t.chunk, s.batch - n0), L = nb * t.tiles;
-    const index_t sv = plane_stride(C, L), sm = plane_stride(O, L);
-    T* v = scratch<T>(kSlotV, 16 * sv);
-    T* m = scratch<T>(kSlotM, 16 * sm);
-    T* plane = scratch<T>(kSlotPlane, t.ph * t.pw);
-    transform_input(input, v, plane, n0, nb, s, t);
-    for (int xi = 0; xi < 16; ++xi) {
-      gemm_serial<T>(false, false, O, L, C, T(1), u + xi * su, C, v + xi * sv, L, T(0),
-                     m + xi * sm, L);
-    }
-    for (index_t n = 0; n < nb; ++n) {
-      for (index_t o = 0; o < O; ++o) {
-        T* dst = output + ((n0 + n) * O + o) * OH * OW;
-        const T b = bias ? bias[o] : T(0);
-        const T* src = m + o * L + n * t.tiles;
-        for (index_t ty = 0; ty < t.th; ++ty) {
-          for (index_t tx = 0; tx < t.tw; ++tx) {
-            T q[16], y[4];
-            gather_tile(src, sm, ty * t.tw + tx, q);
-            output_transform(q, y);
-            const index_t y0 = 2 * ty, x0 = 2 * tx;
-            dst[y0 * OW + x0] = y[0] + b;
-            if (x0 + 1 < OW) dst[y0 * OW + x0 + 1] = y[1] + b;
-            if (y0 + 1 < OH) {
-              dst[(y0 + 1) * OW + x0] = y[2] + b;
-              if (x0 + 1 < OW) dst[(y0 + 1) * OW + x0 + 1] = y[3] + b;
-            }
+  const index_t L = nb * t.tiles, su = plane_stride(O, C), sv = plane_stride(C, L), sm = plane_stride(O, L);
+  T* v = scratch<T>(kSlotV, 16 * sv);
+  T* m = scratch<T>(kSlotM, 16 * sm);
+  transform_input(input, v, n0, nb, s, t, threads);
+#pragma omp parallel for schedule(static) num_threads(threads)
+  for (int xi = 0; xi < 16; ++xi)
+    gemm_serial<T>(false, false, O, L, C, T(1), u + xi * su, C, v + xi * sv, L, T(0), m + xi * sm, L);
+#pragma omp parallel for collapse(2) schedule(static) num_threads(threads)
+  for (index_t n = 0; n < nb; ++n) {
+    for (index_t o = 0; o < O; ++o) {
+      T* dst = output + ((n0 + n) * O + o) * OH * OW;
+      const T b = bias ? bias[o] : T(0);
+      const T* src = m + o * L + n * t.tiles;
+      for (index_t ty = 0; ty < t.th; ++ty) {
+        for (index_t tx = 0; tx < t.tw; ++tx) {
+          T q[16], y[4];
+          gather_tile(src, sm, ty * t.tw + tx, q);
+          output_transform(q, y);
+          const index_t y0 = 2 * ty, x0 = 2 * tx;
+          dst[y0 * OW + x0] = y[0] + b;
+          if (x0 + 1 < OW) dst[y0 * OW + x0 + 1] = y[1] + b;
+          if (y0 + 1 < OH) {
+            dst[(y0 + 1) * OW + x0] = y[2] + b;
+            if (x0 + 1 < OW) dst[(y0 + 1) * OW + x0 + 1] = y[3] + b;
           }
         }
       }
@@ -318,10 +326,85 @@ void winograd_forward(const T* input, const T* weight, const T* bias, T* output,
   }
 }
 
+// Backward of samples n0 .. n0+nb, its passes split over `threads`: adds the chunk's
+// weight-gradient products into `partial` (if given), writes its grad_input (if u is given).
+template <typename T>
+void backward_chunk(const T* input, const T* u, const T* grad_output, T* grad_input, T* partial,
+                    index_t n0, index_t nb, const Conv2dShape& s, const Tiling& t, int threads) {
+  const index_t O = s.out_channels, C = s.in_channels, H = s.height, W = s.width;
+  const index_t L = nb * t.tiles, su = plane_stride(O, C), sv = plane_stride(C, L), sdy = plane_stride(O, L);
+  T* dy = scratch<T>(kSlotM, 16 * sdy);
+  transform_grad_output(grad_output, dy, n0, nb, s, t, threads);
+  if (partial) {
+    T* v = scratch<T>(kSlotV, 16 * sv);
+    transform_input(input, v, n0, nb, s, t, threads);
+#pragma omp parallel for schedule(static) num_threads(threads)
+    for (int xi = 0; xi < 16; ++xi)
+      gemm_serial<T>(false, true, O, C, L, T(1), dy + xi * sdy, L, v + xi * sv, L, T(1), partial + xi * su, C);
+  }
+  if (!grad_input) return;
+  T* z = scratch<T>(kSlotZ, 16 * sv);
+#pragma omp parallel for schedule(static) num_threads(threads)
+  for (int xi = 0; xi < 16; ++xi)
+    gemm_serial<T>(true, false, C, L, O, T(1), u + xi * su, C, dy + xi * sdy, L, T(0), z + xi * sv, L);
+#pragma omp parallel num_threads(threads)
+  {
+    T* plane = scratch<T>(kSlotPlane, t.ph * t.pw);
+#pragma omp for collapse(2) schedule(static)
+    for (index_t n = 0; n < nb; ++n) {
+      for (index_t c = 0; c < C; ++c) {
+        // Scatter-add the overlapping 4x4 tiles into the padded plane, in tile order.
+        std::fill(plane, plane + t.ph * t.pw, T(0));
+        const T* src = z + c * L + n * t.tiles;
+        for (index_t ty = 0; ty < t.th; ++ty) {
+          for (index_t tx = 0; tx < t.tw; ++tx) {
+            T q[16], d[16];
+            gather_tile(src, sv, ty * t.tw + tx, q);
+            input_transform_adjoint(q, d);
+            T* p = plane + 2 * ty * t.pw + 2 * tx;
+            for (int a = 0; a < 4; ++a)
+              for (int b = 0; b < 4; ++b) p[a * t.pw + b] += d[4 * a + b];
+          }
+        }
+        T* dst = grad_input + ((n0 + n) * C + c) * H * W;
+        for (index_t y = 0; y < H; ++y) {
+          for (index_t x = 0; x < W; ++x) {
+            const index_t py = y + s.pad_h, px = x + s.pad_w;
+            dst[y * W + x] = (py < t.ph && px < t.pw) ? plane[py * t.pw + px] : T(0);
+          }
+        }
+      }
+    }
+  }
+}
+
+}  // namespace
+
+template <typename T>
+void winograd_forward(const T* input, const T* weight, const T* bias, T* output,
+                      const Conv2dShape& s) {
+  const index_t O = s.out_channels, C = s.in_channels;
+  const Tiling t = make_tiling(s, C + O);
+  T* u = scratch<T>(kSlotU, 16 * plane_stride(O, C));
+  transform_weights(weight, u, s);
+  const index_t chunks = (s.batch + t.chunk - 1) / t.chunk;
+  const int threads = threads_for(s.batch * C * O * t.tiles);
+  if (split_items(chunks, threads)) {
+#pragma omp parallel for schedule(static) num_threads(threads)
+    for (index_t k = 0; k < chunks; ++k) {
+      const index_t n0 = k * t.chunk;
+      forward_chunk(input, u, bias, output, n0, std::min(t.chunk, s.batch - n0), s, t, 1);
+    }
+  } else {
+    for (index_t n0 = 0; n0 < s.batch; n0 += t.chunk)
+      forward_chunk(input, u, bias, output, n0, std::min(t.chunk, s.batch - n0), s, t, threads);
+  }
+}
+
 template <typename T>
 void winograd_backward(const T* input, const T* weight, const T* grad_output, T* grad_input,
                        T* grad_weight, const Conv2dShape& s) {
-  const index_t O = s.out_channels, C = s.in_channels, H = s.height, W = s.width;
+  const index_t O = s.out_channels, C = s.in_channels;
   const Tiling t = make_tiling(s, 2 * C + O);
   const index_t su = plane_stride(O, C);
   T* u = nullptr;
@@ -332,57 +415,20 @@ void winograd_backward(const T* input, const T* weight, const T* grad_output, T*
   const index_t groups = std::min(kWeightGradGroups, s.batch);
   const index_t per_group = (s.batch + groups - 1) / groups;
   T* partials = grad_weight ? scratch<T>(kSlotPartial, groups * 16 * su) : nullptr;
-#pragma omp parallel for schedule(static) num_threads(threads_for(s.batch * C * O * t.tiles))
-  for (index_t grp = 0; grp < groups; ++grp) {
+  const int threads = threads_for(s.batch * C * O * t.tiles);
+  // Group grp's samples, chunk by chunk, into its own partial sums.
+  auto group = [&](index_t grp, int team) {
     T* partial = partials ? partials + grp * 16 * su : nullptr;
     if (partial) std::fill(partial, partial + 16 * su, T(0));
     const index_t first = grp * per_group, last = std::min(s.batch, first + per_group);
-    for (index_t n0 = first; n0 < last; n0 += t.chunk) {
-      const index_t nb = std::min(t.chunk, last - n0), L = nb * t.tiles;
-      const index_t sv = plane_stride(C, L), sdy = plane_stride(O, L);
-      T* dy = scratch<T>(kSlotM, 16 * sdy);
-      T* plane = scratch<T>(kSlotPlane, t.ph * t.pw);
-      transform_grad_output(grad_output, dy, n0, nb, s, t);
-      if (partial) {
-        T* v = scratch<T>(kSlotV, 16 * sv);
-        transform_input(input, v, plane, n0, nb, s, t);
-        for (int xi = 0; xi < 16; ++xi) {
-          gemm_serial<T>(false, true, O, C, L, T(1), dy + xi * sdy, L, v + xi * sv, L, T(1),
-                         partial + xi * su, C);
-        }
-      }
-      if (grad_input) {
-        T* z = scratch<T>(kSlotZ, 16 * sv);
-        for (int xi = 0; xi < 16; ++xi) {
-          gemm_serial<T>(true, false, C, L, O, T(1), u + xi * su, C, dy + xi * sdy, L, T(0),
-                         z + xi * sv, L);
-        }
-        for (index_t n = 0; n < nb; ++n) {
-          for (index_t c = 0; c < C; ++c) {
-            // Scatter-add the overlapping 4x4 tiles into the padded plane, in tile order.
-            std::fill(plane, plane + t.ph * t.pw, T(0));
-            const T* src = z + c * L + n * t.tiles;
-            for (index_t ty = 0; ty < t.th; ++ty) {
-              for (index_t tx = 0; tx < t.tw; ++tx) {
-                T q[16], d[16];
-                gather_tile(src, sv, ty * t.tw + tx, q);
-                input_transform_adjoint(q, d);
-                T* p = plane + 2 * ty * t.pw + 2 * tx;
-                for (int a = 0; a < 4; ++a)
-                  for (int b = 0; b < 4; ++b) p[a * t.pw + b] += d[4 * a + b];
-              }
-            }
-            T* dst = grad_input + ((n0 + n) * C + c) * H * W;
-            for (index_t y = 0; y < H; ++y) {
-              for (index_t x = 0; x < W; ++x) {
-                const index_t py = y + s.pad_h, px = x + s.pad_w;
-                dst[y * W + x] = (py < t.ph && px < t.pw) ? plane[py * t.pw + px] : T(0);
-              }
-            }
-          }
-        }
-      }
-    }
+    for (index_t n0 = first; n0 < last; n0 += t.chunk)
+      backward_chunk(input, u, grad_output, grad_input, partial, n0, std::min(t.chunk, last - n0), s, t, team);
+  };
+  if (split_items(groups, threads)) {
+#pragma omp parallel for schedule(static) num_threads(threads)
+    for (index_t grp = 0; grp < groups; ++grp) group(grp, 1);
+  } else {
+    for (index_t grp = 0; grp < groups; ++grp) group(grp, threads);
   }
   if (grad_weight) {
 #pragma omp parallel for schedule(static) num_threads(threads_for(O * C * 16 * groups))
