@@ -642,9 +642,12 @@ void channel_direct_backward(const float* input, const float* weight, const floa
     for (index_t b = 0; b < blocks; ++b) {
       const index_t c0 = b * kChannelBlock, width = std::min(kChannelBlock, C - c0);
       float* dst = packed + c0 * KK * O;
-      for (index_t o = 0; o < O; ++o)  // reads in order; writes KK rows of width per o
-        for (index_t l = 0; l < width; ++l)
-          for (index_t t = 0; t < KK; ++t)
+      // Per o: the block's width x KK weights (one contiguous run, in L1 after the first
+      // tap) written as KK contiguous rows of width. Writing one element to each of the KK
+      // rows in turn (reads in order) took 13% of the backward: KK streams 4 KiB+ apart.
+      for (index_t o = 0; o < O; ++o)
+        for (index_t t = 0; t < KK; ++t)
+          for (index_t l = 0; l < width; ++l)
             dst[(t * O + o) * width + l] = weight[(o * C + c0 + l) * KK + t];
     }
     index_t* step = scratch<index_t>(14, O);  // output channel o of a pixel of dY
