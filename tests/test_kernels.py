@@ -611,6 +611,54 @@ def test_conv2d_depthwise_one_thread_equals_two_threads(restore_threads, dtype):
     _assert_bitwise_equal(_on_threads(1, run), _on_threads(2, run), "depthwise conv2d")
 
 
+# 1x1, stride 1, no padding, batch >= 4 (conv.cpp's pointwise path: products on the NCHW
+# planes as they lie); (input shape, out channels, keyword arguments).
+POINTWISE_CASES = [
+    pytest.param((4, 8, 5, 7), 6, dict(), id="plain"),
+    pytest.param((5, 12, 3, 4), 9, dict(groups=3), id="groups"),
+    pytest.param((4, 6, 2, 3), 4, dict(dilation=3), id="dilation-ignored"),
+    pytest.param((9, 16, 13, 13), 32, dict(), id="9-samples"),
+    pytest.param((4, 3, 1, 1), 2, dict(padding="valid"), id="1x1-plane"),
+]
+
+
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES, ids=["float32", "float64"])
+@pytest.mark.parametrize("input_shape, out_channels, kwargs", POINTWISE_CASES)
+def test_conv2d_pointwise_matches_torch_and_im2col(torch, input_shape, out_channels, kwargs, dtype):
+    rng = np.random.default_rng(56)
+    arrays = _conv_arrays(rng, input_shape, out_channels, (1, 1), kwargs, dtype)
+    _check_conv_against_torch_to_scale(torch, kwargs, arrays, rng)
+    _check_conv_equals_im2col(arrays, kwargs, rng, "pointwise")
+
+
+def test_conv2d_pointwise_finite_differences():
+    rng = np.random.default_rng(57)
+    arrays = _conv_arrays(rng, (4, 4, 3, 2), 6, (1, 1), dict(groups=2), np.float64)
+    _check_finite_differences(lambda x, w, b: F.conv2d(x, w, b, groups=2), arrays, rng, ["input", "weight", "bias"])
+
+
+@pytest.mark.parametrize("requires", REQUIRES_GRAD_SUBSETS)
+def test_conv2d_pointwise_partial_requires_grad(requires):
+    rng = np.random.default_rng(58)
+    arrays = _conv_arrays(rng, (5, 6, 4, 3), 6, (1, 1), dict(), np.float64)
+    upstream = _upstream(rng, (5, 6, 4, 3), np.float64)
+    _check_partial_requires_grad(lambda x, w, b: F.conv2d(x, w, b), arrays, requires, upstream)
+
+
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES, ids=["float32", "float64"])
+def test_conv2d_pointwise_one_thread_equals_two_threads(restore_threads, dtype):
+    rng = np.random.default_rng(59)
+    arrays = _conv_arrays(rng, (19, 24, 9, 11), 16, (1, 1), dict(groups=2), dtype)
+    function = lambda x, w, b: F.conv2d(x, w, b, groups=2)  # noqa: E731
+    upstream = _run_fastdl(function, arrays, rng=rng)[2]
+
+    def run():
+        out, grads, _ = _run_fastdl(function, arrays, upstream)
+        return [out] + grads
+
+    _assert_bitwise_equal(_on_threads(1, run), _on_threads(2, run), "pointwise conv2d")
+
+
 @pytest.mark.parametrize("batch", [2, 9], ids=["rows-split", "samples"])
 def test_conv2d_direct_one_thread_equals_two_threads(restore_threads, batch):
     rng = np.random.default_rng(47)
