@@ -425,6 +425,9 @@ WINOGRAD_CASES = [
     pytest.param((2, 8, 2, 3), 8, dict(padding=1), id="tiny"),
     pytest.param((12, 5, 5), 9, dict(padding="same"), id="unbatched-same"),
     pytest.param((9, 8, 6, 6), 8, dict(padding=(0, 2)), id="rect-pad"),
+    pytest.param((2, 16, 6, 7), 24, dict(padding=1, groups=2), id="groups2"),
+    pytest.param((3, 32, 5, 9), 16, dict(padding=1, groups=2), id="groups2-fewer-out"),
+    pytest.param((1, 24, 7, 5), 24, dict(padding=2, groups=3), id="groups3-batch1"),
 ]
 
 

@@ -1,4 +1,5 @@
-// Winograd F(2x2, 3x3) convolution: 3x3 kernels, stride 1, dilation 1, one group.
+// Winograd F(2x2, 3x3) convolution: 3x3 kernels, stride 1, dilation 1, any groups of at
+// least kMinGroupChannels input and output channels (the products below run per group).
 //
 // Lavin & Gray, "Fast Algorithms for Convolutional Neural Networks" (2016). Each 2x2 block
 // of outputs comes from a 4x4 input tile d and a 3x3 filter g as
@@ -36,6 +37,7 @@ constexpr int kSlotU = 8, kSlotV = 9, kSlotM = 10, kSlotZ = 11, kSlotPlane = 12,
 constexpr index_t kChunkBudget = index_t(1) << 19;
 constexpr index_t kWeightGradGroups = 8;
 constexpr index_t kBackwardMinTiles = 128;
+constexpr index_t kMinGroupChannels = 8;
 // The 16 ξ-planes of V, M, DY and Z lie this many elements further apart than their size:
 // plane strides that are multiples of 4 KiB would put the 16 streams of a tile transform
 // in the same L1 set (measured: 2.5x slower forward on 32x64x32x32).
@@ -186,16 +188,16 @@ inline void gather_tile(const T* src, index_t stride, index_t i, T* q) {
   for (int xi = 0; xi < 16; ++xi) q[xi] = src[xi * stride + i];
 }
 
-// U[ξ][o][c] for the whole weight (O x C x 3 x 3).
+// U[ξ][o][c] for the whole weight (O x C/G x 3 x 3): group g's block is rows g*O/G ..
 template <typename T>
 void transform_weights(const T* weight, T* u, const Conv2dShape& s) {
-  const index_t O = s.out_channels, C = s.in_channels;
-#pragma omp parallel for schedule(static) num_threads(threads_for(O * C * 64))
+  const index_t O = s.out_channels, Cg = s.in_channels / s.groups;
+#pragma omp parallel for schedule(static) num_threads(threads_for(O * Cg * 64))
   for (index_t o = 0; o < O; ++o) {
-    for (index_t c = 0; c < C; ++c) {
+    for (index_t c = 0; c < Cg; ++c) {
       T t[16];
-      weight_transform(weight + (o * C + c) * 9, t);
-      for (int xi = 0; xi < 16; ++xi) u[xi * plane_stride(O, C) + o * C + c] = t[xi];
+      weight_transform(weight + (o * Cg + c) * 9, t);
+      for (int xi = 0; xi < 16; ++xi) u[xi * plane_stride(O, Cg) + o * Cg + c] = t[xi];
     }
   }
 }
@@ -276,10 +278,11 @@ bool winograd_is_enabled() { return winograd_enabled; }
 bool winograd_applies(const Conv2dShape& s) {
   if (!winograd_enabled) return false;
   if (s.kernel_h != 3 || s.kernel_w != 3 || s.stride_h != 1 || s.stride_w != 1 ||
-      s.dilation_h != 1 || s.dilation_w != 1 || s.groups != 1)
+      s.dilation_h != 1 || s.dilation_w != 1)
     return false;
-  // Few channels make the 16 products too thin to pay for the transforms.
-  if (s.in_channels < 8 || s.out_channels < 8 || s.out_h < 2 || s.out_w < 2) return false;
+  // Few channels per group make the 16 products too thin to pay for the transforms.
+  const index_t Cg = s.in_channels / s.groups, Og = s.out_channels / s.groups;
+  if (Cg < kMinGroupChannels || Og < kMinGroupChannels || s.out_h < 2 || s.out_w < 2) return false;
   const Tiling t = make_tiling(s, 2 * s.in_channels + s.out_channels, kBackwardMinTiles);
   const index_t L = t.chunk * t.tiles;
   return fits_blas<float>(s.out_channels, s.in_channels, L) && s.pad_h <= 2 && s.pad_w <= 2;
@@ -297,14 +300,19 @@ bool split_items(index_t items, int threads) {
 template <typename T>
 void forward_chunk(const T* input, const T* u, const T* bias, T* output, index_t n0, index_t nb,
                    const Conv2dShape& s, const Tiling& t, int threads) {
-  const index_t O = s.out_channels, C = s.in_channels, OH = s.out_h, OW = s.out_w;
-  const index_t L = nb * t.tiles, su = plane_stride(O, C), sv = plane_stride(C, L), sm = plane_stride(O, L);
+  const index_t O = s.out_channels, C = s.in_channels, OH = s.out_h, OW = s.out_w, G = s.groups;
+  const index_t Cg = C / G, Og = O / G;
+  const index_t L = nb * t.tiles, su = plane_stride(O, Cg), sv = plane_stride(C, L), sm = plane_stride(O, L);
   T* v = scratch<T>(kSlotV, 16 * sv);
   T* m = scratch<T>(kSlotM, 16 * sm);
   transform_input(input, v, n0, nb, s, t, threads);
-#pragma omp parallel for schedule(static) num_threads(threads)
-  for (int xi = 0; xi < 16; ++xi)
-    gemm_serial<T>(false, false, O, L, C, T(1), u + xi * su, C, v + xi * sv, L, T(0), m + xi * sm, L);
+#pragma omp parallel for collapse(2) schedule(static) num_threads(threads)
+  for (int xi = 0; xi < 16; ++xi) {
+    for (index_t g = 0; g < G; ++g) {
+      gemm_serial<T>(false, false, Og, L, Cg, T(1), u + xi * su + g * Og * Cg, Cg, v + xi * sv + g * Cg * L, L,
+                     T(0), m + xi * sm + g * Og * L, L);
+    }
+  }
 #pragma omp parallel for collapse(2) schedule(static) num_threads(threads)
   for (index_t n = 0; n < nb; ++n) {
     for (index_t o = 0; o < O; ++o) {
@@ -334,22 +342,31 @@ void forward_chunk(const T* input, const T* u, const T* bias, T* output, index_t
 template <typename T>
 void backward_chunk(const T* input, const T* u, const T* grad_output, T* grad_input, T* partial,
                     index_t n0, index_t nb, const Conv2dShape& s, const Tiling& t, int threads) {
-  const index_t O = s.out_channels, C = s.in_channels, H = s.height, W = s.width;
-  const index_t L = nb * t.tiles, su = plane_stride(O, C), sv = plane_stride(C, L), sdy = plane_stride(O, L);
+  const index_t O = s.out_channels, C = s.in_channels, H = s.height, W = s.width, G = s.groups;
+  const index_t Cg = C / G, Og = O / G;
+  const index_t L = nb * t.tiles, su = plane_stride(O, Cg), sv = plane_stride(C, L), sdy = plane_stride(O, L);
   T* dy = scratch<T>(kSlotM, 16 * sdy);
   transform_grad_output(grad_output, dy, n0, nb, s, t, threads);
   if (partial) {
     T* v = scratch<T>(kSlotV, 16 * sv);
     transform_input(input, v, n0, nb, s, t, threads);
-#pragma omp parallel for schedule(static) num_threads(threads)
-    for (int xi = 0; xi < 16; ++xi)
-      gemm_serial<T>(false, true, O, C, L, T(1), dy + xi * sdy, L, v + xi * sv, L, T(1), partial + xi * su, C);
+#pragma omp parallel for collapse(2) schedule(static) num_threads(threads)
+    for (int xi = 0; xi < 16; ++xi) {
+      for (index_t g = 0; g < G; ++g) {
+        gemm_serial<T>(false, true, Og, Cg, L, T(1), dy + xi * sdy + g * Og * L, L, v + xi * sv + g * Cg * L, L,
+                       T(1), partial + xi * su + g * Og * Cg, Cg);
+      }
+    }
   }
   if (!grad_input) return;
   T* z = scratch<T>(kSlotZ, 16 * sv);
-#pragma omp parallel for schedule(static) num_threads(threads)
-  for (int xi = 0; xi < 16; ++xi)
-    gemm_serial<T>(true, false, C, L, O, T(1), u + xi * su, C, dy + xi * sdy, L, T(0), z + xi * sv, L);
+#pragma omp parallel for collapse(2) schedule(static) num_threads(threads)
+  for (int xi = 0; xi < 16; ++xi) {
+    for (index_t g = 0; g < G; ++g) {
+      gemm_serial<T>(true, false, Cg, L, Og, T(1), u + xi * su + g * Og * Cg, Cg, dy + xi * sdy + g * Og * L, L,
+                     T(0), z + xi * sv + g * Cg * L, L);
+    }
+  }
 #pragma omp parallel num_threads(threads)
   {
     T* plane = scratch<T>(kSlotPlane, t.ph * t.pw);
@@ -386,12 +403,12 @@ void backward_chunk(const T* input, const T* u, const T* grad_output, T* grad_in
 template <typename T>
 void winograd_forward(const T* input, const T* weight, const T* bias, T* output,
                       const Conv2dShape& s) {
-  const index_t O = s.out_channels, C = s.in_channels;
+  const index_t O = s.out_channels, C = s.in_channels, Cg = C / s.groups;
   const Tiling t = make_tiling(s, C + O);
-  T* u = scratch<T>(kSlotU, 16 * plane_stride(O, C));
+  T* u = scratch<T>(kSlotU, 16 * plane_stride(O, Cg));
   transform_weights(weight, u, s);
   const index_t chunks = (s.batch + t.chunk - 1) / t.chunk;
-  const int threads = threads_for(s.batch * C * O * t.tiles);
+  const int threads = threads_for(s.batch * Cg * O * t.tiles);
   if (split_items(chunks, threads)) {
 #pragma omp parallel for schedule(static) num_threads(threads)
     for (index_t k = 0; k < chunks; ++k) {
@@ -407,12 +424,12 @@ void winograd_forward(const T* input, const T* weight, const T* bias, T* output,
 template <typename T>
 void winograd_backward(const T* input, const T* weight, const T* grad_output, T* grad_input,
                        T* grad_weight, const Conv2dShape& s) {
-  const index_t O = s.out_channels, C = s.in_channels;
+  const index_t O = s.out_channels, C = s.in_channels, Cg = C / s.groups;
   // Chunks of at least 128 tiles: a chunk of 2 samples of 7x7 planes (32 tiles) made the
   // weight gradient's and grad_input's products too thin (16x256x7x7 -> 256: backward 34 ->
   // 19 ms); the forward's are better at the budget's size.
   const Tiling t = make_tiling(s, 2 * C + O, kBackwardMinTiles);
-  const index_t su = plane_stride(O, C);
+  const index_t su = plane_stride(O, Cg);
   T* u = nullptr;
   if (grad_input) {
     u = scratch<T>(kSlotU, 16 * su);
@@ -424,7 +441,7 @@ void winograd_backward(const T* input, const T* weight, const T* grad_output, T*
   const index_t groups = std::min(kWeightGradGroups, chunks);
   const index_t per_group = (s.batch + groups - 1) / groups;
   T* partials = grad_weight ? scratch<T>(kSlotPartial, groups * 16 * su) : nullptr;
-  const int threads = threads_for(s.batch * C * O * t.tiles);
+  const int threads = threads_for(s.batch * Cg * O * t.tiles);
   // Group grp's samples, chunk by chunk, into its own partial sums.
   auto group = [&](index_t grp, int team) {
     T* partial = partials ? partials + grp * 16 * su : nullptr;
@@ -440,17 +457,17 @@ void winograd_backward(const T* input, const T* weight, const T* grad_output, T*
     for (index_t grp = 0; grp < groups; ++grp) group(grp, threads);
   }
   if (grad_weight) {
-#pragma omp parallel for schedule(static) num_threads(threads_for(O * C * 16 * groups))
+#pragma omp parallel for schedule(static) num_threads(threads_for(O * Cg * 16 * groups))
     for (index_t o = 0; o < O; ++o) {
-      for (index_t c = 0; c < C; ++c) {
+      for (index_t c = 0; c < Cg; ++c) {
         T q[16], g[9];
         for (int xi = 0; xi < 16; ++xi) {
           T total = T(0);
-          for (index_t grp = 0; grp < groups; ++grp) total += partials[(grp * 16 + xi) * su + o * C + c];
+          for (index_t grp = 0; grp < groups; ++grp) total += partials[(grp * 16 + xi) * su + o * Cg + c];
           q[xi] = total;
         }
         weight_transform_adjoint(q, g);
-        T* dst = grad_weight + (o * C + c) * 9;
+        T* dst = grad_weight + (o * Cg + c) * 9;
         for (int k = 0; k < 9; ++k) dst[k] += g[k];
       }
     }

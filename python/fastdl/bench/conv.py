@@ -159,8 +159,9 @@ def _case(shape: Sequence[int], with_torch: bool = True, algorithm: str = "auto"
 def winograd_applies(shape: Sequence[int]) -> bool:
     """fastdl's rule (csrc/cpu/winograd.cpp) for the benchmark's square shapes."""
     n, c, h, w, o, k, s, p = shape[:8]
-    return (k == 3 and s == 1 and c >= 8 and o >= 8 and p <= 2 and _out(h, k, s, p) >= 2
-            and (len(shape) < 9 or shape[8] == 1))
+    groups = shape[8] if len(shape) > 8 else 1
+    return (k == 3 and s == 1 and c // groups >= 8 and o // groups >= 8 and p <= 2
+            and _out(h, k, s, p) >= 2)
 
 
 def cases(threads: int) -> List[Dict]:
