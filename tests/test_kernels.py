@@ -440,6 +440,18 @@ def test_conv2d_winograd_matches_torch(torch, input_shape, out_channels, kwargs,
     _check_conv_against_torch_to_scale(torch, kwargs, arrays, rng)
 
 
+def _assert_conv_threads_bitwise(arrays, kwargs, rng, what: str) -> None:
+    """conv2d(**kwargs): output and every gradient bitwise the same on 1 and 2 threads."""
+    function = lambda x, w, b: F.conv2d(x, w, b, **kwargs)  # noqa: E731
+    upstream = _run_fastdl(function, arrays, rng=rng)[2]
+
+    def run():
+        out, grads, _ = _run_fastdl(function, arrays, upstream)
+        return [out] + grads
+
+    _assert_bitwise_equal(_on_threads(1, run), _on_threads(2, run), what)
+
+
 def _check_conv_equals_im2col(arrays, kwargs, rng, what: str) -> None:
     """conv2d with conv.cpp's own paths on (Winograd, the direct kernels) against im2col +
     GEMM alone (_C._set_winograd(False)): the output and every gradient, to scale."""
@@ -478,14 +490,7 @@ def test_conv2d_winograd_finite_differences():
 def test_conv2d_winograd_one_thread_equals_two_threads(restore_threads, dtype, input_shape):
     rng = np.random.default_rng(43)
     arrays = _conv_arrays(rng, input_shape, 16, (3, 3), dict(padding=1), dtype)
-    function = lambda x, w, b: F.conv2d(x, w, b, padding=1)  # noqa: E731
-    upstream = _run_fastdl(function, arrays, rng=rng)[2]
-
-    def run():
-        out, grads, _ = _run_fastdl(function, arrays, upstream)
-        return [out] + grads
-
-    _assert_bitwise_equal(_on_threads(1, run), _on_threads(2, run), "Winograd conv2d")
+    _assert_conv_threads_bitwise(arrays, dict(padding=1), rng, "Winograd conv2d")
 
 
 @pytest.mark.parametrize("requires", REQUIRES_GRAD_SUBSETS)
@@ -604,14 +609,7 @@ def test_conv2d_depthwise_partial_requires_grad(requires):
 def test_conv2d_depthwise_one_thread_equals_two_threads(restore_threads, dtype):
     rng = np.random.default_rng(54)
     arrays = _conv_arrays(rng, (9, 12, 13, 15), 12, (3, 3), dict(groups=12), dtype)
-    function = lambda x, w, b: F.conv2d(x, w, b, padding=1, groups=12)  # noqa: E731
-    upstream = _run_fastdl(function, arrays, rng=rng)[2]
-
-    def run():
-        out, grads, _ = _run_fastdl(function, arrays, upstream)
-        return [out] + grads
-
-    _assert_bitwise_equal(_on_threads(1, run), _on_threads(2, run), "depthwise conv2d")
+    _assert_conv_threads_bitwise(arrays, dict(padding=1, groups=12), rng, "depthwise conv2d")
 
 
 # 1x1, stride 1, no padding, batch >= 4 (conv.cpp's pointwise path: products on the NCHW
@@ -652,14 +650,7 @@ def test_conv2d_pointwise_partial_requires_grad(requires):
 def test_conv2d_pointwise_one_thread_equals_two_threads(restore_threads, dtype):
     rng = np.random.default_rng(59)
     arrays = _conv_arrays(rng, (19, 24, 9, 11), 16, (1, 1), dict(groups=2), dtype)
-    function = lambda x, w, b: F.conv2d(x, w, b, groups=2)  # noqa: E731
-    upstream = _run_fastdl(function, arrays, rng=rng)[2]
-
-    def run():
-        out, grads, _ = _run_fastdl(function, arrays, upstream)
-        return [out] + grads
-
-    _assert_bitwise_equal(_on_threads(1, run), _on_threads(2, run), "pointwise conv2d")
+    _assert_conv_threads_bitwise(arrays, dict(groups=2), rng, "pointwise conv2d")
 
 
 @pytest.mark.parametrize("batch", [2, 9], ids=["rows-split", "samples"])

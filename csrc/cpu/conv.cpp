@@ -188,6 +188,18 @@ bool sample_parallel(const Conv2dShape& s) {
   return s.batch >= kSampleParallelBatch && R <= kInt && OHW <= kInt && s.out_channels <= kInt;
 }
 
+// grad_weight[i] += partials[0][i] + ... + partials[groups-1][i] (each `size` long), in
+// that order: the weight gradient of fixed groups of samples, the same on any thread count.
+template <typename T>
+void add_partials(T* grad_weight, const T* partials, index_t groups, index_t size) {
+#pragma omp parallel for schedule(static) num_threads(threads_for(size * groups))
+  for (index_t i = 0; i < size; ++i) {
+    T total = grad_weight[i];
+    for (index_t grp = 0; grp < groups; ++grp) total += partials[grp * size + i];
+    grad_weight[i] = total;
+  }
+}
+
 // ---------------------------------------------------------------- pointwise (1x1)
 // A 1x1 convolution with stride 1 and no padding is, per sample and group, one product on
 // the NCHW planes as they lie: out[n] (Og x HW) = W_g (Og x Cg) @ x[n] (Cg x HW), and back
@@ -250,15 +262,7 @@ void pointwise_backward(const T* input, const T* weight, const T* grad_output, T
       }
     }
   }
-  if (grad_weight) {
-    const index_t size = O * Cg;
-#pragma omp parallel for schedule(static) num_threads(threads_for(size * groups))
-    for (index_t i = 0; i < size; ++i) {
-      T total = grad_weight[i];
-      for (index_t grp = 0; grp < groups; ++grp) total += partials[grp * size + i];
-      grad_weight[i] = total;
-    }
-  }
+  if (grad_weight) add_partials(grad_weight, partials, groups, O * Cg);
 }
 
 // output[n0 + n, o] = block[o, n*OHW : (n+1)*OHW] + bias[o]: a GEMM's O x (nb*OHW) result
@@ -954,15 +958,7 @@ void conv2d_backward(const T* input, const T* weight, const T* grad_output, T* g
         }
       }
     }
-    if (grad_weight) {
-      const index_t size = O * Rg;
-#pragma omp parallel for schedule(static) num_threads(threads_for(size * groups))
-      for (index_t i = 0; i < size; ++i) {
-        T total = grad_weight[i];
-        for (index_t grp = 0; grp < groups; ++grp) total += partials[grp * size + i];
-        grad_weight[i] = total;
-      }
-    }
+    if (grad_weight) add_partials(grad_weight, partials, groups, O * Rg);
     return;
   }
   const index_t nb_max = chunk_size(s, 2);
