@@ -24,7 +24,12 @@
 #include <atomic>
 #include <climits>
 
+#include "cpu/copy.h"
 #include "cpu/kernels.h"
+
+#ifdef __AVX512F__
+#include <immintrin.h>
+#endif
 
 namespace fastdl::cpu {
 namespace {
@@ -206,13 +211,175 @@ inline void output_transform_row(const T* m, index_t stride_xi, index_t count, T
   }
 }
 
-// ---------------------------------------------------------------- chunk passes
-
-// The 16 transformed values of tile i: plane ξ starts stride elements after plane ξ-1.
+// m = A g A^T (2x2 -> 4x4) of the tiles tx < tw of a row of tiles of dY: g's rows from g0
+// and g1 (null: past the output, zero), columns 2 tx and 2 tx + 1 (zero from `width` on);
+// out[ξ * stride_xi + tx].
 template <typename T>
-inline void gather_tile(const T* src, index_t stride, index_t i, T* q) {
-  for (int xi = 0; xi < 16; ++xi) q[xi] = src[xi * stride + i];
+inline void grad_output_transform_row(const T* g0, const T* g1, index_t width, index_t tw, T* out,
+                                      index_t stride_xi) {
+  for (index_t tx = 0; tx < tw; ++tx) {
+    const index_t x = 2 * tx;
+    const T g[4] = {g0[x], x + 1 < width ? g0[x + 1] : T(0), g1 ? g1[x] : T(0),
+                    g1 && x + 1 < width ? g1[x + 1] : T(0)};
+    T m[16];
+    output_transform_adjoint(g, m);
+    for (int xi = 0; xi < 16; ++xi) out[xi * stride_xi + tx] = m[xi];
+  }
 }
+
+// Rows p, p + pw, .. p + 3 pw of a padded plane += the 4x4 tiles B z B^T of the tiles
+// tx < tw of a row of tiles, z[ξ] of tile tx at z + ξ * stride_xi + tx, in tile order.
+template <typename T>
+inline void adjoint_transform_row(const T* z, index_t stride_xi, index_t tw, T* p, index_t pw) {
+  for (index_t tx = 0; tx < tw; ++tx) {
+    T q[16], d[16];
+    for (int xi = 0; xi < 16; ++xi) q[xi] = z[xi * stride_xi + tx];
+    input_transform_adjoint(q, d);
+    for (int a = 0; a < 4; ++a)
+      for (int b = 0; b < 4; ++b) p[a * pw + 2 * tx + b] += d[4 * a + b];
+  }
+}
+
+#ifdef __AVX512F__
+// The four row transforms for float, 16 tiles per step in 16-lane vectors, the last step's
+// lanes masked: the loops above leave rows of 7 to 14 tiles (ResNet's 14x14 and 28x28
+// planes) to scalar remainders and alias checks. Same operations, same order, same bits
+// (the adjoint's too: a plane column gets the left tile's share, then the right one's).
+typedef float Vec16 __attribute__((vector_size(64)));
+
+// Lanes [0, n) of 16.
+inline __mmask16 first_lanes(index_t n) {
+  return n >= 16 ? __mmask16(0xFFFF) : n <= 0 ? __mmask16(0) : __mmask16((1u << n) - 1);
+}
+inline Vec16 load_first(const float* p, index_t n) { return _mm512_maskz_loadu_ps(first_lanes(n), p); }
+inline void store_first(float* p, index_t n, Vec16 v) { _mm512_mask_storeu_ps(p, first_lanes(n), v); }
+
+// The even and odd columns of the 32 from p on, of which the first `count` exist (masked
+// lanes read nothing and hold 0).
+inline void split_pairs(const float* p, index_t count, Vec16& even, Vec16& odd) {
+  const __m512i evens = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+  const __m512i odds = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+  const Vec16 lo = load_first(p, count), hi = load_first(p + 16, count - 16);
+  even = _mm512_permutex2var_ps(lo, evens, hi);
+  odd = _mm512_permutex2var_ps(lo, odds, hi);
+}
+
+// Columns interleaved: (even[0], odd[0], even[1], ...) as 32 columns from p, the first
+// `count` of them stored.
+inline void store_pairs(float* p, index_t count, Vec16 even, Vec16 odd) {
+  const __m512i lo = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+  const __m512i hi = _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
+  store_first(p, count, _mm512_permutex2var_ps(even, lo, odd));
+  store_first(p + 16, count - 16, _mm512_permutex2var_ps(even, hi, odd));
+}
+
+inline void input_transform_row(const float* d, index_t pw, index_t tw, float* /*mixed*/, float* out,
+                                index_t stride_xi) {
+  for (index_t tx0 = 0; tx0 < tw; tx0 += 16) {
+    const index_t n = tw - tx0, cols = pw - 2 * tx0;
+    Vec16 c[4][4];  // [row][column 2 tx + b]
+    for (int k = 0; k < 4; ++k) {
+      split_pairs(d + k * pw + 2 * tx0, cols, c[k][0], c[k][1]);
+      split_pairs(d + k * pw + 2 * tx0 + 2, cols - 2, c[k][2], c[k][3]);
+    }
+    Vec16 r[4][4];
+    for (int b = 0; b < 4; ++b) {
+      r[0][b] = c[0][b] - c[2][b];
+      r[1][b] = c[1][b] + c[2][b];
+      r[2][b] = c[2][b] - c[1][b];
+      r[3][b] = c[1][b] - c[3][b];
+    }
+    for (int i = 0; i < 4; ++i) {
+      float* o = out + 4 * i * stride_xi + tx0;
+      store_first(o, n, r[i][0] - r[i][2]);
+      store_first(o + stride_xi, n, r[i][1] + r[i][2]);
+      store_first(o + 2 * stride_xi, n, r[i][2] - r[i][1]);
+      store_first(o + 3 * stride_xi, n, r[i][1] - r[i][3]);
+    }
+  }
+}
+
+inline void output_transform_row(const float* m, index_t stride_xi, index_t count, float b, float* y0,
+                                 float* y1) {
+  const Vec16 bias = b - Vec16{};
+  for (index_t tx0 = 0; tx0 < count; tx0 += 16) {
+    const index_t n = count - tx0;
+    Vec16 q[16];
+    for (int xi = 0; xi < 16; ++xi) q[xi] = load_first(m + xi * stride_xi + tx0, n);
+    Vec16 r[8];
+    for (int j = 0; j < 4; ++j) {
+      r[j] = q[j] + q[4 + j] + q[8 + j];
+      r[4 + j] = q[4 + j] - q[8 + j] - q[12 + j];
+    }
+    store_pairs(y0 + 2 * tx0, 2 * n, (r[0] + r[1] + r[2]) + bias, (r[1] - r[2] - r[3]) + bias);
+    store_pairs(y1 + 2 * tx0, 2 * n, (r[4] + r[5] + r[6]) + bias, (r[5] - r[6] - r[7]) + bias);
+  }
+}
+
+inline void grad_output_transform_row(const float* g0, const float* g1, index_t width, index_t tw,
+                                      float* out, index_t stride_xi) {
+  for (index_t tx0 = 0; tx0 < tw; tx0 += 16) {
+    const index_t n = tw - tx0, cols = width - 2 * tx0;
+    Vec16 g[4];  // (row, column): (0, 2tx), (0, 2tx+1), (1, 2tx), (1, 2tx+1)
+    split_pairs(g0 + 2 * tx0, cols, g[0], g[1]);
+    if (g1) {
+      split_pairs(g1 + 2 * tx0, cols, g[2], g[3]);
+    } else {
+      g[2] = g[3] = Vec16{};
+    }
+    const Vec16 r[8] = {g[0], g[1], g[0] + g[2], g[1] + g[3], g[0] - g[2], g[1] - g[3], -g[2], -g[3]};
+    for (int i = 0; i < 4; ++i) {
+      const Vec16 a0 = r[2 * i], a1 = r[2 * i + 1];
+      float* o = out + 4 * i * stride_xi + tx0;
+      store_first(o, n, a0);
+      store_first(o + stride_xi, n, a0 + a1);
+      store_first(o + 2 * stride_xi, n, a0 - a1);
+      store_first(o + 3 * stride_xi, n, -a1);
+    }
+  }
+}
+
+inline void adjoint_transform_row(const float* z, index_t stride_xi, index_t tw, float* p, index_t pw) {
+  // lane 0 <- carry's lane 15, lane k <- v's lane k - 1: the tile to the left's values.
+  const __m512i left = _mm512_setr_epi32(15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30);
+  Vec16 carry[4][2] = {};  // the previous step's d[a][2], d[a][3]
+  for (index_t tx0 = 0; tx0 < tw; tx0 += 16) {
+    const index_t n = tw - tx0;
+    Vec16 q[16];
+    for (int xi = 0; xi < 16; ++xi) q[xi] = load_first(z + xi * stride_xi + tx0, n);
+    Vec16 r[16];
+    for (int j = 0; j < 4; ++j) {
+      r[j] = q[j];
+      r[4 + j] = q[4 + j] - q[8 + j] + q[12 + j];
+      r[8 + j] = q[4 + j] + q[8 + j] - q[j];
+      r[12 + j] = -q[12 + j];
+    }
+    for (int a = 0; a < 4; ++a) {
+      const Vec16* e = r + 4 * a;
+      const Vec16 d0 = e[0], d1 = e[1] - e[2] + e[3], d2 = e[1] + e[2] - e[0], d3 = -e[3];
+      const Vec16 from_left0 = _mm512_permutex2var_ps(carry[a][0], left, d2);
+      const Vec16 from_left1 = _mm512_permutex2var_ps(carry[a][1], left, d3);
+      carry[a][0] = d2;
+      carry[a][1] = d3;
+      // Columns 2 tx0 .. 2 tx0 + 31 of row a: the left tile's share, then this tile's. A
+      // partial last step also covers the last tile's right columns (lanes n of from_left).
+      float* row = p + a * pw + 2 * tx0;
+      const index_t cols = n < 16 ? 2 * n + 2 : 32;
+      Vec16 even, odd;
+      split_pairs(row, cols, even, odd);
+      store_pairs(row, cols, (even + from_left0) + d0, (odd + from_left1) + d1);
+    }
+  }
+  if (tw % 16 == 0 && tw > 0) {  // a full last step: the last tile's right columns
+    for (int a = 0; a < 4; ++a) {
+      p[a * pw + 2 * tw] += carry[a][0][15];
+      p[a * pw + 2 * tw + 1] += carry[a][1][15];
+    }
+  }
+}
+#endif  // __AVX512F__
+
+// ---------------------------------------------------------------- chunk passes
 
 // U[ξ][o][c] for the whole weight (O x C/G x 3 x 3): group g's block is rows g*O/G ..
 template <typename T>
@@ -238,13 +405,13 @@ void transform_input(const T* input, T* v, index_t n0, index_t nb, const Conv2dS
   {
     T* plane = scratch<T>(kSlotPlane, t.ph * t.pw + 4 * t.pw);
     T* mixed = plane + t.ph * t.pw;  // a row of tiles after the column transform: 4 x pw
+    std::fill(plane, plane + t.ph * t.pw, T(0));  // the padding, the same for every plane
 #pragma omp for collapse(2) schedule(static)
     for (index_t n = 0; n < nb; ++n) {
       for (index_t c = 0; c < C; ++c) {
         const T* src = input + ((n0 + n) * C + c) * H * W;
-        std::fill(plane, plane + t.ph * t.pw, T(0));
         for (index_t y = 0; y < rows; ++y)
-          std::copy(src + y * W, src + y * W + cols, plane + (y + s.pad_h) * t.pw + s.pad_w);
+          copy_overlapping(plane + (y + s.pad_h) * t.pw + s.pad_w, src + y * W, cols);
         T* out = v + c * L + n * t.tiles;
         for (index_t ty = 0; ty < t.th; ++ty)
           input_transform_row(plane + 2 * ty * t.pw, t.pw, t.tw, mixed, out + ty * t.tw, plane_stride(C, L));
@@ -265,18 +432,8 @@ void transform_grad_output(const T* grad_output, T* dy, index_t n0, index_t nb,
       const T* src = grad_output + ((n0 + n) * O + o) * OH * OW;
       T* out = dy + o * L + n * t.tiles;
       for (index_t ty = 0; ty < t.th; ++ty) {
-        for (index_t tx = 0; tx < t.tw; ++tx) {
-          T g[4], m[16];
-          for (int a = 0; a < 2; ++a) {
-            for (int b = 0; b < 2; ++b) {
-              const index_t y = 2 * ty + a, x = 2 * tx + b;
-              g[2 * a + b] = (y < OH && x < OW) ? src[y * OW + x] : T(0);
-            }
-          }
-          output_transform_adjoint(g, m);
-          T* q = out + ty * t.tw + tx;
-          for (int xi = 0; xi < 16; ++xi) q[xi * stride_xi] = m[xi];
-        }
+        const T* g0 = src + 2 * ty * OW;
+        grad_output_transform_row(g0, 2 * ty + 1 < OH ? g0 + OW : nullptr, OW, t.tw, out + ty * t.tw, stride_xi);
       }
     }
   }
@@ -395,22 +552,15 @@ void backward_chunk(const T* input, const T* u, const T* grad_output, T* grad_in
         // Scatter-add the overlapping 4x4 tiles into the padded plane, in tile order.
         std::fill(plane, plane + t.ph * t.pw, T(0));
         const T* src = z + c * L + n * t.tiles;
-        for (index_t ty = 0; ty < t.th; ++ty) {
-          for (index_t tx = 0; tx < t.tw; ++tx) {
-            T q[16], d[16];
-            gather_tile(src, sv, ty * t.tw + tx, q);
-            input_transform_adjoint(q, d);
-            T* p = plane + 2 * ty * t.pw + 2 * tx;
-            for (int a = 0; a < 4; ++a)
-              for (int b = 0; b < 4; ++b) p[a * t.pw + b] += d[4 * a + b];
-          }
-        }
+        for (index_t ty = 0; ty < t.th; ++ty)
+          adjoint_transform_row(src + ty * t.tw, sv, t.tw, plane + 2 * ty * t.pw, t.pw);
+        // The input's pixels from the padded plane; those no tile covers get zero.
         T* dst = grad_input + ((n0 + n) * C + c) * H * W;
+        const index_t cols = std::clamp<index_t>(t.pw - s.pad_w, 0, W);
         for (index_t y = 0; y < H; ++y) {
-          for (index_t x = 0; x < W; ++x) {
-            const index_t py = y + s.pad_h, px = x + s.pad_w;
-            dst[y * W + x] = (py < t.ph && px < t.pw) ? plane[py * t.pw + px] : T(0);
-          }
+          const index_t py = y + s.pad_h, covered = py < t.ph ? cols : 0;
+          if (covered > 0) copy_overlapping(dst + y * W, plane + py * t.pw + s.pad_w, covered);
+          std::fill(dst + y * W + covered, dst + (y + 1) * W, T(0));
         }
       }
     }
