@@ -428,6 +428,11 @@ WINOGRAD_CASES = [
     pytest.param((2, 16, 6, 7), 24, dict(padding=1, groups=2), id="groups2"),
     pytest.param((3, 32, 5, 9), 16, dict(padding=1, groups=2), id="groups2-fewer-out"),
     pytest.param((1, 24, 7, 5), 24, dict(padding=2, groups=3), id="groups3-batch1"),
+    # Dilation: dh x dw undilated problems on the planes' polyphase components.
+    pytest.param((2, 8, 11, 10), 8, dict(padding=2, dilation=2), id="dilation2-same"),
+    pytest.param((3, 8, 13, 14), 9, dict(padding=(1, 3), dilation=(2, 3)), id="dilation-rect"),
+    pytest.param((2, 16, 12, 12), 16, dict(padding=0, dilation=2, groups=2), id="dilation2-valid-groups"),
+    pytest.param((1, 8, 17, 16), 8, dict(padding=4, dilation=4), id="dilation4-batch1"),
 ]
 
 

@@ -449,11 +449,64 @@ bool fits_blas(index_t a, index_t b, index_t c) {
 void set_winograd_enabled(bool enabled) { winograd_enabled = enabled; }
 bool winograd_is_enabled() { return winograd_enabled; }
 
+namespace {
+
+// ------------------------------------------------------ dilated: polyphase sub-problems
+// With dilation d (stride 1, padding p), output row y = d u + a reads the input rows
+// d (u + i + q) + r (i = 0, 1, 2), where q = floor((a - p) / d) and r = a - p - d q: the
+// outputs of row phase a are an undilated 3x3 convolution, padded by -q, of the input's row
+// phase r; columns likewise. So a dilated layer is dh x dw undilated Winograd problems on
+// strided copies of the planes; a -> r is one-to-one, so every input pixel belongs to one
+// problem and every output to one, and the weight gradient is their sum in phase order.
+struct Phase {
+  index_t a, r, pad;  // output phase, input phase, the sub-problem's padding
+  index_t in, out;    // the sub-problem's input and output sizes
+};
+
+Phase phase_of(index_t a, index_t d, index_t p, index_t size, index_t out_size) {
+  const index_t num = a - p, q = num >= 0 ? num / d : -((-num + d - 1) / d);
+  Phase f{a, num - d * q, -q, 0, 0};
+  f.in = f.r < size ? (size - f.r + d - 1) / d : 0;
+  f.out = a < out_size ? (out_size - a + d - 1) / d : 0;
+  return f;
+}
+
+Conv2dShape sub_problem(const Conv2dShape& s, const Phase& fy, const Phase& fx) {
+  Conv2dShape u = s;
+  u.height = fy.in;
+  u.width = fx.in;
+  u.pad_h = fy.pad;
+  u.pad_w = fx.pad;
+  u.dilation_h = u.dilation_w = 1;
+  u.out_h = fy.out;
+  u.out_w = fx.out;
+  return u;
+}
+
+// Every phase of a dilated layer, (a_h, a_w) in order.
+template <typename F>
+void each_phase(const Conv2dShape& s, F body) {
+  for (index_t ah = 0; ah < s.dilation_h; ++ah)
+    for (index_t aw = 0; aw < s.dilation_w; ++aw)
+      body(phase_of(ah, s.dilation_h, s.pad_h, s.height, s.out_h),
+           phase_of(aw, s.dilation_w, s.pad_w, s.width, s.out_w));
+}
+
+}  // namespace
+
 bool winograd_applies(const Conv2dShape& s) {
   if (!winograd_enabled) return false;
-  if (s.kernel_h != 3 || s.kernel_w != 3 || s.stride_h != 1 || s.stride_w != 1 ||
-      s.dilation_h != 1 || s.dilation_w != 1)
-    return false;
+  if (s.kernel_h != 3 || s.kernel_w != 3 || s.stride_h != 1 || s.stride_w != 1) return false;
+  if (s.dilation_h != 1 || s.dilation_w != 1) {
+    // Every phase a problem of its own that Winograd takes (no empty phases).
+    bool all = s.dilation_h <= s.height && s.dilation_w <= s.width;
+    if (all) {
+      each_phase(s, [&](const Phase& fy, const Phase& fx) {
+        all = all && fy.in > 0 && fx.in > 0 && winograd_applies(sub_problem(s, fy, fx));
+      });
+    }
+    return all;
+  }
   // Few channels per group make the 16 products too thin to pay for the transforms.
   const index_t Cg = s.in_channels / s.groups, Og = s.out_channels / s.groups;
   if (Cg < kMinGroupChannels || Og < kMinGroupChannels || s.out_h < 2 || s.out_w < 2) return false;
@@ -567,11 +620,8 @@ void backward_chunk(const T* input, const T* u, const T* grad_output, T* grad_in
   }
 }
 
-}  // namespace
-
 template <typename T>
-void winograd_forward(const T* input, const T* weight, const T* bias, T* output,
-                      const Conv2dShape& s) {
+void forward_undilated(const T* input, const T* weight, const T* bias, T* output, const Conv2dShape& s) {
   const index_t O = s.out_channels, C = s.in_channels, Cg = C / s.groups;
   const Tiling t = make_tiling(s, C + O);
   T* u = scratch<T>(kSlotU, 16 * plane_stride(O, Cg));
@@ -591,8 +641,8 @@ void winograd_forward(const T* input, const T* weight, const T* bias, T* output,
 }
 
 template <typename T>
-void winograd_backward(const T* input, const T* weight, const T* grad_output, T* grad_input,
-                       T* grad_weight, const Conv2dShape& s) {
+void backward_undilated(const T* input, const T* weight, const T* grad_output, T* grad_input,
+                        T* grad_weight, const Conv2dShape& s) {
   const index_t O = s.out_channels, C = s.in_channels, Cg = C / s.groups;
   // Chunks of at least 128 tiles: a chunk of 2 samples of 7x7 planes (32 tiles) made the
   // weight gradient's and grad_input's products too thin (16x256x7x7 -> 256: backward 34 ->
@@ -640,6 +690,82 @@ void winograd_backward(const T* input, const T* weight, const T* grad_output, T*
         for (int k = 0; k < 9; ++k) dst[k] += g[k];
       }
     }
+  }
+}
+
+// Phase (fy.r, fx.r) of `count` planes H x W, the sub-problem's input: gathered into sub
+// (to_sub), or sub scattered back into its pixels; `out` selects the output phase instead.
+template <typename T>
+void move_phase(T* planes, T* sub, index_t count, index_t H, index_t W, const Conv2dShape& s,
+                const Phase& fy, const Phase& fx, bool out, bool to_sub) {
+  const index_t h = out ? fy.out : fy.in, w = out ? fx.out : fx.in;
+  const index_t y0 = out ? fy.a : fy.r, x0 = out ? fx.a : fx.r;
+  const index_t dh = s.dilation_h, dw = s.dilation_w;
+#pragma omp parallel for schedule(static) num_threads(threads_for(count * h * w))
+  for (index_t k = 0; k < count; ++k) {
+    for (index_t v = 0; v < h; ++v) {
+      T* row = planes + (k * H + y0 + v * dh) * W + x0;
+      T* part = sub + (k * h + v) * w;
+      if (to_sub) {
+        for (index_t x = 0; x < w; ++x) part[x] = row[x * dw];
+      } else {
+        for (index_t x = 0; x < w; ++x) row[x * dw] = part[x];
+      }
+    }
+  }
+}
+
+// Scratch slots of the im2col path (common.h), free while Winograd runs: the sub-problems'
+// inputs, outputs (or dY), and input gradients.
+constexpr int kSlotPhaseIn = 0, kSlotPhaseOut = 1, kSlotPhaseGrad = 2;
+
+template <typename T>
+void forward_dilated(const T* input, const T* weight, const T* bias, T* output, const Conv2dShape& s) {
+  const index_t N = s.batch, C = s.in_channels, O = s.out_channels;
+  each_phase(s, [&](const Phase& fy, const Phase& fx) {
+    const Conv2dShape u = sub_problem(s, fy, fx);
+    T* x = scratch<T>(kSlotPhaseIn, N * C * u.height * u.width);
+    T* y = scratch<T>(kSlotPhaseOut, N * O * u.out_h * u.out_w);
+    move_phase(const_cast<T*>(input), x, N * C, s.height, s.width, s, fy, fx, false, true);
+    forward_undilated(x, weight, bias, y, u);
+    move_phase(output, y, N * O, s.out_h, s.out_w, s, fy, fx, true, false);
+  });
+}
+
+template <typename T>
+void backward_dilated(const T* input, const T* weight, const T* grad_output, T* grad_input,
+                      T* grad_weight, const Conv2dShape& s) {
+  const index_t N = s.batch, C = s.in_channels, O = s.out_channels;
+  each_phase(s, [&](const Phase& fy, const Phase& fx) {
+    const Conv2dShape u = sub_problem(s, fy, fx);
+    T* x = grad_weight ? scratch<T>(kSlotPhaseIn, N * C * u.height * u.width) : nullptr;
+    T* dy = scratch<T>(kSlotPhaseOut, N * O * u.out_h * u.out_w);
+    T* dx = grad_input ? scratch<T>(kSlotPhaseGrad, N * C * u.height * u.width) : nullptr;
+    if (x) move_phase(const_cast<T*>(input), x, N * C, s.height, s.width, s, fy, fx, false, true);
+    move_phase(const_cast<T*>(grad_output), dy, N * O, s.out_h, s.out_w, s, fy, fx, true, true);
+    backward_undilated(x, weight, dy, dx, grad_weight, u);
+    if (dx) move_phase(grad_input, dx, N * C, s.height, s.width, s, fy, fx, false, false);
+  });
+}
+
+}  // namespace
+
+template <typename T>
+void winograd_forward(const T* input, const T* weight, const T* bias, T* output, const Conv2dShape& s) {
+  if (s.dilation_h == 1 && s.dilation_w == 1) {
+    forward_undilated(input, weight, bias, output, s);
+  } else {
+    forward_dilated(input, weight, bias, output, s);
+  }
+}
+
+template <typename T>
+void winograd_backward(const T* input, const T* weight, const T* grad_output, T* grad_input,
+                       T* grad_weight, const Conv2dShape& s) {
+  if (s.dilation_h == 1 && s.dilation_w == 1) {
+    backward_undilated(input, weight, grad_output, grad_input, grad_weight, s);
+  } else {
+    backward_dilated(input, weight, grad_output, grad_input, grad_weight, s);
   }
 }
 
