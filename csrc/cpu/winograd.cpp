@@ -240,6 +240,17 @@ inline void adjoint_transform_row(const T* z, index_t stride_xi, index_t tw, T* 
   }
 }
 
+// Whole planes of tiles, row of tiles by row of tiles; float with AVX-512 takes two rows per
+// step on narrow planes (below). Defined after the float row transforms, which they call.
+template <typename T>
+inline void input_transform_plane(const T* plane, const Tiling& t, T* mixed, T* out, index_t stride_xi);
+template <typename T>
+inline void output_transform_plane(const T* m, index_t stride_xi, const Tiling& t, T b, T* dst,
+                                   index_t OH, index_t OW, T* junk);
+template <typename T>
+inline void grad_output_transform_plane(const T* src, index_t OH, index_t OW, const Tiling& t, T* out,
+                                        index_t stride_xi);
+
 #ifdef __AVX512F__
 // The four row transforms for float, 16 tiles per step in 16-lane vectors, the last step's
 // lanes masked: the loops above leave rows of 7 to 14 tiles (ResNet's 14x14 and 28x28
@@ -377,7 +388,169 @@ inline void adjoint_transform_row(const float* z, index_t stride_xi, index_t tw,
     }
   }
 }
+
+// Planes of at most 7 (input) or 8 (output, dY) tiles per row: a row of tiles filled half a
+// vector at best (7 of 16 lanes on 14x14 maps), so each step takes two rows, lanes 0-7 the
+// first and 8-15 the second. A row's columns then fit one vector, and the pair's lanes
+// come out of two row vectors by the same even/odd selection as above; the 16 ξ-planes
+// get both rows' tiles, which lie end to end there, in one masked store.
+constexpr index_t kPairTiles = 8;
+
+// Lane k of the pair's layout -> position in the rows' tiles end to end, and back.
+inline __m512i pair_to_flat(index_t tw) {
+  alignas(64) int idx[16];
+  for (int k = 0; k < 16; ++k) idx[k] = k < tw ? k : (k >= 8 && k - 8 < tw ? int(k - 8 + tw) : 15);
+  return _mm512_load_si512(idx);
+}
+inline __m512i flat_to_pair(index_t tw) {
+  alignas(64) int idx[16];
+  for (int k = 0; k < 16; ++k) idx[k] = k < tw ? k : (k < 2 * tw ? int(8 + k - tw) : 7);
+  return _mm512_load_si512(idx);
+}
+
+inline void input_transform_plane(const float* plane, const Tiling& t, float* mixed, float* out,
+                                  index_t stride_xi) {
+  const index_t pw = t.pw, tw = t.tw;
+  if (2 * tw + 2 > 16) {  // a row's columns take more than a vector: row by row
+    input_transform_plane<float>(plane, t, mixed, out, stride_xi);
+    return;
+  }
+  const __m512i evens = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+  const __m512i odds = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+  const __m512i compact = flat_to_pair(tw);
+  for (index_t ty = 0; ty < t.th; ty += 2) {
+    const index_t pair = std::min<index_t>(2, t.th - ty);
+    const float* d = plane + 2 * ty * pw;
+    // Plane rows 2 ty .. 2 ty + 5 from columns 0 and 2 (the last two zero for a lone row;
+    // a mask of no lanes reads nothing).
+    const index_t last = pair == 2 ? pw : 0;
+    Vec16 from0[6], from2[6];
+#pragma GCC unroll 6
+    for (int k = 0; k < 6; ++k) {
+      from0[k] = load_first(d + k * pw, k < 4 ? pw : last);
+      from2[k] = load_first(d + k * pw + 2, k < 4 ? pw - 2 : last - 2);
+    }
+    Vec16 c[4][4];  // [row][column 2 tx + b], lanes: the pair's tiles
+    for (int k = 0; k < 4; ++k) {
+      c[k][0] = _mm512_permutex2var_ps(from0[k], evens, from0[k + 2]);
+      c[k][1] = _mm512_permutex2var_ps(from0[k], odds, from0[k + 2]);
+      c[k][2] = _mm512_permutex2var_ps(from2[k], evens, from2[k + 2]);
+      c[k][3] = _mm512_permutex2var_ps(from2[k], odds, from2[k + 2]);
+    }
+    Vec16 r[4][4];
+    for (int b = 0; b < 4; ++b) {
+      r[0][b] = c[0][b] - c[2][b];
+      r[1][b] = c[1][b] + c[2][b];
+      r[2][b] = c[2][b] - c[1][b];
+      r[3][b] = c[1][b] - c[3][b];
+    }
+    const index_t n = pair * tw;
+    float* o = out + ty * tw;
+    for (int i = 0; i < 4; ++i) {
+      const Vec16 v[4] = {r[i][0] - r[i][2], r[i][1] + r[i][2], r[i][2] - r[i][1], r[i][1] - r[i][3]};
+      for (int j = 0; j < 4; ++j)
+        store_first(o + (4 * i + j) * stride_xi, n, _mm512_permutexvar_ps(compact, v[j]));
+    }
+  }
+}
+
+inline void output_transform_plane(const float* m, index_t stride_xi, const Tiling& t, float b, float* dst,
+                                   index_t OH, index_t OW, float* junk) {
+  const index_t tw = t.tw;
+  if (tw > kPairTiles) {
+    output_transform_plane<float>(m, stride_xi, t, b, dst, OH, OW, junk);
+    return;
+  }
+  const __m512i lo = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+  const __m512i hi = _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
+  const __m512i spread = pair_to_flat(tw);
+  const Vec16 bias = b - Vec16{};
+  for (index_t ty = 0; ty < t.th; ty += 2) {
+    const index_t pair = std::min<index_t>(2, t.th - ty);
+    Vec16 q[16];
+    for (int xi = 0; xi < 16; ++xi)
+      q[xi] = _mm512_permutexvar_ps(spread, load_first(m + xi * stride_xi + ty * tw, pair * tw));
+    Vec16 r[8];
+    for (int j = 0; j < 4; ++j) {
+      r[j] = q[j] + q[4 + j] + q[8 + j];
+      r[4 + j] = q[4 + j] - q[8 + j] - q[12 + j];
+    }
+    const Vec16 y00 = (r[0] + r[1] + r[2]) + bias, y01 = (r[1] - r[2] - r[3]) + bias;
+    const Vec16 y10 = (r[4] + r[5] + r[6]) + bias, y11 = (r[5] - r[6] - r[7]) + bias;
+    // Output rows 2 ty + a from the first tile row's lanes, 2 ty + 2 + a from the second's.
+    float* row = dst + 2 * ty * OW;
+    store_first(row, OW, _mm512_permutex2var_ps(y00, lo, y01));
+    if (2 * ty + 1 < OH) store_first(row + OW, OW, _mm512_permutex2var_ps(y10, lo, y11));
+    if (pair == 2) {
+      store_first(row + 2 * OW, OW, _mm512_permutex2var_ps(y00, hi, y01));
+      if (2 * ty + 3 < OH) store_first(row + 3 * OW, OW, _mm512_permutex2var_ps(y10, hi, y11));
+    }
+  }
+}
+
+inline void grad_output_transform_plane(const float* src, index_t OH, index_t OW, const Tiling& t, float* out,
+                                        index_t stride_xi) {
+  const index_t tw = t.tw;
+  if (tw > kPairTiles) {
+    grad_output_transform_plane<float>(src, OH, OW, t, out, stride_xi);
+    return;
+  }
+  const __m512i evens = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+  const __m512i odds = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+  const __m512i compact = flat_to_pair(tw);
+  for (index_t ty = 0; ty < t.th; ty += 2) {
+    const index_t pair = std::min<index_t>(2, t.th - ty);
+    Vec16 rows[4];  // dY rows 2 ty .. 2 ty + 3 (zero past the output or the pair)
+#pragma GCC unroll 4
+    for (int k = 0; k < 4; ++k)
+      rows[k] = load_first(src + (2 * ty + k) * OW, (k < 2 || pair == 2) && 2 * ty + k < OH ? OW : 0);
+    const Vec16 g[4] = {_mm512_permutex2var_ps(rows[0], evens, rows[2]), _mm512_permutex2var_ps(rows[0], odds, rows[2]),
+                        _mm512_permutex2var_ps(rows[1], evens, rows[3]), _mm512_permutex2var_ps(rows[1], odds, rows[3])};
+    const Vec16 r[8] = {g[0], g[1], g[0] + g[2], g[1] + g[3], g[0] - g[2], g[1] - g[3], -g[2], -g[3]};
+    const index_t n = pair * tw;
+    float* o = out + ty * tw;
+    for (int i = 0; i < 4; ++i) {
+      const Vec16 a0 = r[2 * i], a1 = r[2 * i + 1];
+      const Vec16 v[4] = {a0, a0 + a1, a0 - a1, -a1};
+      for (int j = 0; j < 4; ++j)
+        store_first(o + (4 * i + j) * stride_xi, n, _mm512_permutexvar_ps(compact, v[j]));
+    }
+  }
+}
 #endif  // __AVX512F__
+
+template <typename T>
+inline void input_transform_plane(const T* plane, const Tiling& t, T* mixed, T* out, index_t stride_xi) {
+  for (index_t ty = 0; ty < t.th; ++ty)
+    input_transform_row(plane + 2 * ty * t.pw, t.pw, t.tw, mixed, out + ty * t.tw, stride_xi);
+}
+
+// dst (OH x OW) = the tiles' outputs + b; junk: room for 2 tw + 2 (a tile's second row or
+// column past the output).
+template <typename T>
+inline void output_transform_plane(const T* m, index_t stride_xi, const Tiling& t, T b, T* dst,
+                                   index_t OH, index_t OW, T* junk) {
+  const index_t whole = OW / 2;  // tiles with both columns in the output
+  for (index_t ty = 0; ty < t.th; ++ty) {
+    T* row0 = dst + 2 * ty * OW;
+    T* row1 = 2 * ty + 1 < OH ? row0 + OW : junk;
+    output_transform_row(m + ty * t.tw, stride_xi, whole, b, row0, row1);
+    if (whole < t.tw) {  // odd width: the last tile's first column only
+      output_transform_row(m + ty * t.tw + whole, stride_xi, 1, b, junk, junk + 2);
+      row0[2 * whole] = junk[0];
+      if (2 * ty + 1 < OH) row0[OW + 2 * whole] = junk[2];
+    }
+  }
+}
+
+template <typename T>
+inline void grad_output_transform_plane(const T* src, index_t OH, index_t OW, const Tiling& t, T* out,
+                                        index_t stride_xi) {
+  for (index_t ty = 0; ty < t.th; ++ty) {
+    const T* g0 = src + 2 * ty * OW;
+    grad_output_transform_row(g0, 2 * ty + 1 < OH ? g0 + OW : nullptr, OW, t.tw, out + ty * t.tw, stride_xi);
+  }
+}
 
 // ---------------------------------------------------------------- chunk passes
 
@@ -413,8 +586,7 @@ void transform_input(const T* input, T* v, index_t n0, index_t nb, const Conv2dS
         for (index_t y = 0; y < rows; ++y)
           copy_overlapping(plane + (y + s.pad_h) * t.pw + s.pad_w, src + y * W, cols);
         T* out = v + c * L + n * t.tiles;
-        for (index_t ty = 0; ty < t.th; ++ty)
-          input_transform_row(plane + 2 * ty * t.pw, t.pw, t.tw, mixed, out + ty * t.tw, plane_stride(C, L));
+        input_transform_plane(plane, t, mixed, out, plane_stride(C, L));
       }
     }
   }
@@ -431,10 +603,7 @@ void transform_grad_output(const T* grad_output, T* dy, index_t n0, index_t nb,
     for (index_t o = 0; o < O; ++o) {
       const T* src = grad_output + ((n0 + n) * O + o) * OH * OW;
       T* out = dy + o * L + n * t.tiles;
-      for (index_t ty = 0; ty < t.th; ++ty) {
-        const T* g0 = src + 2 * ty * OW;
-        grad_output_transform_row(g0, 2 * ty + 1 < OH ? g0 + OW : nullptr, OW, t.tw, out + ty * t.tw, stride_xi);
-      }
+      grad_output_transform_plane(src, OH, OW, t, out, stride_xi);
     }
   }
 }
@@ -555,18 +724,7 @@ void forward_chunk(const T* input, const T* u, const T* bias, T* output, index_t
       for (index_t o = 0; o < O; ++o) {
         T* dst = output + ((n0 + n) * O + o) * OH * OW;
         const T b = bias ? bias[o] : T(0);
-        const T* src = m + o * L + n * t.tiles;
-        const index_t whole = OW / 2;  // tiles with both columns in the output
-        for (index_t ty = 0; ty < t.th; ++ty) {
-          T* row0 = dst + 2 * ty * OW;
-          T* row1 = 2 * ty + 1 < OH ? row0 + OW : junk;
-          output_transform_row(src + ty * t.tw, sm, whole, b, row0, row1);
-          if (whole < t.tw) {  // odd width: the last tile's first column only
-            output_transform_row(src + ty * t.tw + whole, sm, 1, b, junk, junk + 2);
-            row0[2 * whole] = junk[0];
-            if (2 * ty + 1 < OH) row0[OW + 2 * whole] = junk[2];
-          }
-        }
+        output_transform_plane(m + o * L + n * t.tiles, sm, t, b, dst, OH, OW, junk);
       }
     }
   }
