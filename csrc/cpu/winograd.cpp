@@ -250,6 +250,8 @@ inline void output_transform_plane(const T* m, index_t stride_xi, const Tiling& 
 template <typename T>
 inline void grad_output_transform_plane(const T* src, index_t OH, index_t OW, const Tiling& t, T* out,
                                         index_t stride_xi);
+template <typename T>
+inline void adjoint_transform_plane(const T* z, index_t stride_xi, const Tiling& t, T* plane);
 
 #ifdef __AVX512F__
 // The four row transforms for float, 16 tiles per step in 16-lane vectors, the last step's
@@ -517,6 +519,58 @@ inline void grad_output_transform_plane(const float* src, index_t OH, index_t OW
     }
   }
 }
+
+// The adjoint two rows of tiles per step (tw <= 7, so a plane row is one vector and the
+// last tile's right columns, lane tw, stay in its half): both rows' 4x4 tiles in one pass,
+// then added into the plane, the first row's four plane rows before the second's (they
+// share two), each column the left tile's share first, as tile by tile.
+inline void adjoint_transform_plane(const float* z, index_t stride_xi, const Tiling& t, float* plane) {
+  const index_t tw = t.tw, pw = t.pw;
+  if (2 * tw + 2 > 16) {
+    adjoint_transform_plane<float>(z, stride_xi, t, plane);
+    return;
+  }
+  alignas(64) int spread_idx[16], left_idx[16];
+  for (int k = 0; k < 16; ++k) {
+    const int tx = k % 8;  // lanes past a row's tiles read lane 0 of the zero vector
+    spread_idx[k] = tx < tw ? int((k / 8) * tw + tx) : 16;
+    left_idx[k] = tx == 0 ? 16 : k - 1;  // the tile to the left; none for a row's first
+  }
+  const __m512i spread = _mm512_load_si512(spread_idx), left = _mm512_load_si512(left_idx);
+  const __m512i lo = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+  const __m512i hi = _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
+  const Vec16 zero{};
+  for (index_t ty = 0; ty < t.th; ty += 2) {
+    const index_t pair = std::min<index_t>(2, t.th - ty);
+    Vec16 q[16];
+    for (int xi = 0; xi < 16; ++xi)
+      q[xi] = _mm512_permutex2var_ps(load_first(z + xi * stride_xi + ty * tw, pair * tw), spread, zero);
+    Vec16 r[16];
+    for (int j = 0; j < 4; ++j) {
+      r[j] = q[j];
+      r[4 + j] = q[4 + j] - q[8 + j] + q[12 + j];
+      r[8 + j] = q[4 + j] + q[8 + j] - q[j];
+      r[12 + j] = -q[12 + j];
+    }
+    Vec16 own[4][2], from_left[4][2];  // [a]: interleaved columns' shares, pair in halves
+    for (int a = 0; a < 4; ++a) {
+      const Vec16* e = r + 4 * a;
+      const Vec16 d0 = e[0], d1 = e[1] - e[2] + e[3], d2 = e[1] + e[2] - e[0], d3 = -e[3];
+      own[a][0] = d0, own[a][1] = d1;
+      from_left[a][0] = _mm512_permutex2var_ps(d2, left, zero);
+      from_left[a][1] = _mm512_permutex2var_ps(d3, left, zero);
+    }
+    for (index_t half = 0; half < pair; ++half) {
+      const __m512i columns = half == 0 ? lo : hi;
+      for (int a = 0; a < 4; ++a) {
+        float* row = plane + (2 * (ty + half) + a) * pw;
+        const Vec16 shares = _mm512_permutex2var_ps(from_left[a][0], columns, from_left[a][1]);
+        const Vec16 owns = _mm512_permutex2var_ps(own[a][0], columns, own[a][1]);
+        store_first(row, pw, (load_first(row, pw) + shares) + owns);
+      }
+    }
+  }
+}
 #endif  // __AVX512F__
 
 template <typename T>
@@ -550,6 +604,12 @@ inline void grad_output_transform_plane(const T* src, index_t OH, index_t OW, co
     const T* g0 = src + 2 * ty * OW;
     grad_output_transform_row(g0, 2 * ty + 1 < OH ? g0 + OW : nullptr, OW, t.tw, out + ty * t.tw, stride_xi);
   }
+}
+
+template <typename T>
+inline void adjoint_transform_plane(const T* z, index_t stride_xi, const Tiling& t, T* plane) {
+  for (index_t ty = 0; ty < t.th; ++ty)
+    adjoint_transform_row(z + ty * t.tw, stride_xi, t.tw, plane + 2 * ty * t.pw, t.pw);
 }
 
 // ---------------------------------------------------------------- chunk passes
@@ -763,8 +823,7 @@ void backward_chunk(const T* input, const T* u, const T* grad_output, T* grad_in
         // Scatter-add the overlapping 4x4 tiles into the padded plane, in tile order.
         std::fill(plane, plane + t.ph * t.pw, T(0));
         const T* src = z + c * L + n * t.tiles;
-        for (index_t ty = 0; ty < t.th; ++ty)
-          adjoint_transform_row(src + ty * t.tw, sv, t.tw, plane + 2 * ty * t.pw, t.pw);
+        adjoint_transform_plane(src, sv, t, plane);
         // The input's pixels from the padded plane; those no tile covers get zero.
         T* dst = grad_input + ((n0 + n) * C + c) * H * W;
         const index_t cols = std::clamp<index_t>(t.pw - s.pad_w, 0, W);
