@@ -150,6 +150,38 @@ inline void input_transform_adjoint(const T* z, T* d) {
   }
 }
 
+// V = B^T d B (d: 4 rows x 4 columns), and y = A^T m A (2 x 2, row-major), for scalars or
+// for 16-lane vectors of tiles alike: the row passes below all share these.
+template <typename V>
+inline void tile_input(const V d[4][4], V* v) {
+  V r[4][4];
+  for (int b = 0; b < 4; ++b) {
+    r[0][b] = d[0][b] - d[2][b];
+    r[1][b] = d[1][b] + d[2][b];
+    r[2][b] = d[2][b] - d[1][b];
+    r[3][b] = d[1][b] - d[3][b];
+  }
+  for (int i = 0; i < 4; ++i) {
+    v[4 * i] = r[i][0] - r[i][2];
+    v[4 * i + 1] = r[i][1] + r[i][2];
+    v[4 * i + 2] = r[i][2] - r[i][1];
+    v[4 * i + 3] = r[i][1] - r[i][3];
+  }
+}
+
+template <typename V>
+inline void tile_output(const V* m, V* y) {
+  V r[8];
+  for (int j = 0; j < 4; ++j) {
+    r[j] = m[j] + m[4 + j] + m[8 + j];
+    r[4 + j] = m[4 + j] - m[8 + j] - m[12 + j];
+  }
+  y[0] = r[0] + r[1] + r[2];
+  y[1] = r[1] - r[2] - r[3];
+  y[2] = r[4] + r[5] + r[6];
+  y[3] = r[5] - r[6] - r[7];
+}
+
 // The forward's two transforms run on a row of tiles at once: each step is a loop over the
 // tiles that the compiler vectorizes (stride-2 reads or writes of the planes, contiguous
 // ones of the 16 ξ-planes). Tile by tile, 16 scattered accesses per tile and scalar
@@ -199,15 +231,13 @@ inline void output_transform_row(const T* m, index_t stride_xi, index_t count, T
   const T* q[16];
   for (int xi = 0; xi < 16; ++xi) q[xi] = m + xi * stride_xi;
   for (index_t tx = 0; tx < count; ++tx) {
-    T r[8];
-    for (int j = 0; j < 4; ++j) {
-      r[j] = q[j][tx] + q[4 + j][tx] + q[8 + j][tx];
-      r[4 + j] = q[4 + j][tx] - q[8 + j][tx] - q[12 + j][tx];
-    }
-    y0[2 * tx] = (r[0] + r[1] + r[2]) + b;
-    y0[2 * tx + 1] = (r[1] - r[2] - r[3]) + b;
-    y1[2 * tx] = (r[4] + r[5] + r[6]) + b;
-    y1[2 * tx + 1] = (r[5] - r[6] - r[7]) + b;
+    T tile[16], y[4];
+    for (int xi = 0; xi < 16; ++xi) tile[xi] = q[xi][tx];
+    tile_output(tile, y);
+    y0[2 * tx] = y[0] + b;
+    y0[2 * tx + 1] = y[1] + b;
+    y1[2 * tx] = y[2] + b;
+    y1[2 * tx + 1] = y[3] + b;
   }
 }
 
@@ -295,20 +325,9 @@ inline void input_transform_row(const float* d, index_t pw, index_t tw, float* /
       split_pairs(d + k * pw + 2 * tx0, cols, c[k][0], c[k][1]);
       split_pairs(d + k * pw + 2 * tx0 + 2, cols - 2, c[k][2], c[k][3]);
     }
-    Vec16 r[4][4];
-    for (int b = 0; b < 4; ++b) {
-      r[0][b] = c[0][b] - c[2][b];
-      r[1][b] = c[1][b] + c[2][b];
-      r[2][b] = c[2][b] - c[1][b];
-      r[3][b] = c[1][b] - c[3][b];
-    }
-    for (int i = 0; i < 4; ++i) {
-      float* o = out + 4 * i * stride_xi + tx0;
-      store_first(o, n, r[i][0] - r[i][2]);
-      store_first(o + stride_xi, n, r[i][1] + r[i][2]);
-      store_first(o + 2 * stride_xi, n, r[i][2] - r[i][1]);
-      store_first(o + 3 * stride_xi, n, r[i][1] - r[i][3]);
-    }
+    Vec16 v[16];
+    tile_input(c, v);
+    for (int xi = 0; xi < 16; ++xi) store_first(out + xi * stride_xi + tx0, n, v[xi]);
   }
 }
 
@@ -319,13 +338,10 @@ inline void output_transform_row(const float* m, index_t stride_xi, index_t coun
     const index_t n = count - tx0;
     Vec16 q[16];
     for (int xi = 0; xi < 16; ++xi) q[xi] = load_first(m + xi * stride_xi + tx0, n);
-    Vec16 r[8];
-    for (int j = 0; j < 4; ++j) {
-      r[j] = q[j] + q[4 + j] + q[8 + j];
-      r[4 + j] = q[4 + j] - q[8 + j] - q[12 + j];
-    }
-    store_pairs(y0 + 2 * tx0, 2 * n, (r[0] + r[1] + r[2]) + bias, (r[1] - r[2] - r[3]) + bias);
-    store_pairs(y1 + 2 * tx0, 2 * n, (r[4] + r[5] + r[6]) + bias, (r[5] - r[6] - r[7]) + bias);
+    Vec16 y[4];
+    tile_output(q, y);
+    store_pairs(y0 + 2 * tx0, 2 * n, y[0] + bias, y[1] + bias);
+    store_pairs(y1 + 2 * tx0, 2 * n, y[2] + bias, y[3] + bias);
   }
 }
 
@@ -340,15 +356,9 @@ inline void grad_output_transform_row(const float* g0, const float* g1, index_t 
     } else {
       g[2] = g[3] = Vec16{};
     }
-    const Vec16 r[8] = {g[0], g[1], g[0] + g[2], g[1] + g[3], g[0] - g[2], g[1] - g[3], -g[2], -g[3]};
-    for (int i = 0; i < 4; ++i) {
-      const Vec16 a0 = r[2 * i], a1 = r[2 * i + 1];
-      float* o = out + 4 * i * stride_xi + tx0;
-      store_first(o, n, a0);
-      store_first(o + stride_xi, n, a0 + a1);
-      store_first(o + 2 * stride_xi, n, a0 - a1);
-      store_first(o + 3 * stride_xi, n, -a1);
-    }
+    Vec16 m[16];
+    output_transform_adjoint(g, m);
+    for (int xi = 0; xi < 16; ++xi) store_first(out + xi * stride_xi + tx0, n, m[xi]);
   }
 }
 
@@ -360,16 +370,10 @@ inline void adjoint_transform_row(const float* z, index_t stride_xi, index_t tw,
     const index_t n = tw - tx0;
     Vec16 q[16];
     for (int xi = 0; xi < 16; ++xi) q[xi] = load_first(z + xi * stride_xi + tx0, n);
-    Vec16 r[16];
-    for (int j = 0; j < 4; ++j) {
-      r[j] = q[j];
-      r[4 + j] = q[4 + j] - q[8 + j] + q[12 + j];
-      r[8 + j] = q[4 + j] + q[8 + j] - q[j];
-      r[12 + j] = -q[12 + j];
-    }
+    Vec16 d[16];
+    input_transform_adjoint(q, d);
     for (int a = 0; a < 4; ++a) {
-      const Vec16* e = r + 4 * a;
-      const Vec16 d0 = e[0], d1 = e[1] - e[2] + e[3], d2 = e[1] + e[2] - e[0], d3 = -e[3];
+      const Vec16 d0 = d[4 * a], d1 = d[4 * a + 1], d2 = d[4 * a + 2], d3 = d[4 * a + 3];
       const Vec16 from_left0 = _mm512_permutex2var_ps(carry[a][0], left, d2);
       const Vec16 from_left1 = _mm512_permutex2var_ps(carry[a][1], left, d3);
       carry[a][0] = d2;
@@ -439,20 +443,10 @@ inline void input_transform_plane(const float* plane, const Tiling& t, float* mi
       c[k][2] = _mm512_permutex2var_ps(from2[k], evens, from2[k + 2]);
       c[k][3] = _mm512_permutex2var_ps(from2[k], odds, from2[k + 2]);
     }
-    Vec16 r[4][4];
-    for (int b = 0; b < 4; ++b) {
-      r[0][b] = c[0][b] - c[2][b];
-      r[1][b] = c[1][b] + c[2][b];
-      r[2][b] = c[2][b] - c[1][b];
-      r[3][b] = c[1][b] - c[3][b];
-    }
-    const index_t n = pair * tw;
-    float* o = out + ty * tw;
-    for (int i = 0; i < 4; ++i) {
-      const Vec16 v[4] = {r[i][0] - r[i][2], r[i][1] + r[i][2], r[i][2] - r[i][1], r[i][1] - r[i][3]};
-      for (int j = 0; j < 4; ++j)
-        store_first(o + (4 * i + j) * stride_xi, n, _mm512_permutexvar_ps(compact, v[j]));
-    }
+    Vec16 v[16];
+    tile_input(c, v);
+    for (int xi = 0; xi < 16; ++xi)
+      store_first(out + xi * stride_xi + ty * tw, pair * tw, _mm512_permutexvar_ps(compact, v[xi]));
   }
 }
 
@@ -472,13 +466,9 @@ inline void output_transform_plane(const float* m, index_t stride_xi, const Tili
     Vec16 q[16];
     for (int xi = 0; xi < 16; ++xi)
       q[xi] = _mm512_permutexvar_ps(spread, load_first(m + xi * stride_xi + ty * tw, pair * tw));
-    Vec16 r[8];
-    for (int j = 0; j < 4; ++j) {
-      r[j] = q[j] + q[4 + j] + q[8 + j];
-      r[4 + j] = q[4 + j] - q[8 + j] - q[12 + j];
-    }
-    const Vec16 y00 = (r[0] + r[1] + r[2]) + bias, y01 = (r[1] - r[2] - r[3]) + bias;
-    const Vec16 y10 = (r[4] + r[5] + r[6]) + bias, y11 = (r[5] - r[6] - r[7]) + bias;
+    Vec16 y[4];
+    tile_output(q, y);
+    const Vec16 y00 = y[0] + bias, y01 = y[1] + bias, y10 = y[2] + bias, y11 = y[3] + bias;
     // Output rows 2 ty + a from the first tile row's lanes, 2 ty + 2 + a from the second's.
     float* row = dst + 2 * ty * OW;
     store_first(row, OW, _mm512_permutex2var_ps(y00, lo, y01));
@@ -508,15 +498,10 @@ inline void grad_output_transform_plane(const float* src, index_t OH, index_t OW
       rows[k] = load_first(src + (2 * ty + k) * OW, (k < 2 || pair == 2) && 2 * ty + k < OH ? OW : 0);
     const Vec16 g[4] = {_mm512_permutex2var_ps(rows[0], evens, rows[2]), _mm512_permutex2var_ps(rows[0], odds, rows[2]),
                         _mm512_permutex2var_ps(rows[1], evens, rows[3]), _mm512_permutex2var_ps(rows[1], odds, rows[3])};
-    const Vec16 r[8] = {g[0], g[1], g[0] + g[2], g[1] + g[3], g[0] - g[2], g[1] - g[3], -g[2], -g[3]};
-    const index_t n = pair * tw;
-    float* o = out + ty * tw;
-    for (int i = 0; i < 4; ++i) {
-      const Vec16 a0 = r[2 * i], a1 = r[2 * i + 1];
-      const Vec16 v[4] = {a0, a0 + a1, a0 - a1, -a1};
-      for (int j = 0; j < 4; ++j)
-        store_first(o + (4 * i + j) * stride_xi, n, _mm512_permutexvar_ps(compact, v[j]));
-    }
+    Vec16 m[16];
+    output_transform_adjoint(g, m);
+    for (int xi = 0; xi < 16; ++xi)
+      store_first(out + xi * stride_xi + ty * tw, pair * tw, _mm512_permutexvar_ps(compact, m[xi]));
   }
 }
 
@@ -545,20 +530,13 @@ inline void adjoint_transform_plane(const float* z, index_t stride_xi, const Til
     Vec16 q[16];
     for (int xi = 0; xi < 16; ++xi)
       q[xi] = _mm512_permutex2var_ps(load_first(z + xi * stride_xi + ty * tw, pair * tw), spread, zero);
-    Vec16 r[16];
-    for (int j = 0; j < 4; ++j) {
-      r[j] = q[j];
-      r[4 + j] = q[4 + j] - q[8 + j] + q[12 + j];
-      r[8 + j] = q[4 + j] + q[8 + j] - q[j];
-      r[12 + j] = -q[12 + j];
-    }
+    Vec16 d[16];
+    input_transform_adjoint(q, d);
     Vec16 own[4][2], from_left[4][2];  // [a]: interleaved columns' shares, pair in halves
     for (int a = 0; a < 4; ++a) {
-      const Vec16* e = r + 4 * a;
-      const Vec16 d0 = e[0], d1 = e[1] - e[2] + e[3], d2 = e[1] + e[2] - e[0], d3 = -e[3];
-      own[a][0] = d0, own[a][1] = d1;
-      from_left[a][0] = _mm512_permutex2var_ps(d2, left, zero);
-      from_left[a][1] = _mm512_permutex2var_ps(d3, left, zero);
+      own[a][0] = d[4 * a], own[a][1] = d[4 * a + 1];
+      from_left[a][0] = _mm512_permutex2var_ps(d[4 * a + 2], left, zero);
+      from_left[a][1] = _mm512_permutex2var_ps(d[4 * a + 3], left, zero);
     }
     for (index_t half = 0; half < pair; ++half) {
       const __m512i columns = half == 0 ? lo : hi;
