@@ -485,6 +485,16 @@ bool channel_direct_applies(const Conv2dShape& s) {
   return s.in_channels * p.size() <= (index_t(1) << 22);
 }
 
+// Winograd on fewer 2x2 tiles than this in the whole batch makes thin products and spends
+// most of its time on the weights (512 -> 512 on one 7x7 map: 16 tiles, 16 MB of
+// transformed weights); the channel-lane kernels take such layers where they apply
+// (1x512x7x7: f+b 0.72 -> 1.04x PyTorch; 1x256x14x14, 49 tiles, stays with Winograd).
+constexpr index_t kChannelOverWinogradTiles = 48;
+
+bool few_tiles(const Conv2dShape& s) {
+  return s.batch * ((s.out_h + 1) / 2) * ((s.out_w + 1) / 2) < kChannelOverWinogradTiles;
+}
+
 // The backward's input gradient runs its lanes over input channels and sums over the
 // output channels.
 bool channel_backward_applies(const Conv2dShape& s) {
@@ -820,6 +830,14 @@ void conv2d_forward(const T* input, const T* weight, const T* bias, T* output,
     depthwise_forward(input, weight, bias, output, s);
     return;
   }
+#ifdef __AVX512F__
+  if constexpr (std::is_same_v<T, float>) {
+    if (few_tiles(s) && channel_direct_applies(s)) {
+      channel_direct_forward(input, weight, bias, output, s);
+      return;
+    }
+  }
+#endif
   if (winograd_applies(s)) {
     winograd_forward(input, weight, bias, output, s);
     return;
@@ -902,6 +920,14 @@ void conv2d_backward(const T* input, const T* weight, const T* grad_output, T* g
     depthwise_backward(input, weight, grad_output, grad_input, grad_weight, s);
     return;
   }
+#ifdef __AVX512F__
+  if constexpr (std::is_same_v<T, float>) {
+    if (few_tiles(s) && channel_backward_applies(s)) {
+      channel_direct_backward(input, weight, grad_output, grad_input, grad_weight, s);
+      return;
+    }
+  }
+#endif
   if (winograd_applies(s)) {
     winograd_backward(input, weight, grad_output, grad_input, grad_weight, s);
     return;
