@@ -430,6 +430,8 @@ WINOGRAD_CASES = [
     pytest.param((2, 16, 6, 7), 24, dict(padding=1, groups=2), id="groups2"),
     pytest.param((3, 32, 5, 9), 16, dict(padding=1, groups=2), id="groups2-fewer-out"),
     pytest.param((1, 24, 7, 5), 24, dict(padding=2, groups=3), id="groups3-batch1"),
+    pytest.param((2, 8, 6, 7), 12, dict(padding=1, groups=4), id="groups4-2-to-3-channels"),
+    pytest.param((3, 16, 5, 9), 32, dict(padding=1, groups=8), id="groups8-2-to-4-channels"),
     # Dilation: dh x dw undilated problems on the planes' polyphase components.
     pytest.param((2, 8, 11, 10), 8, dict(padding=2, dilation=2), id="dilation2-same"),
     pytest.param((3, 8, 13, 14), 9, dict(padding=(1, 3), dilation=(2, 3)), id="dilation-rect"),

@@ -160,7 +160,8 @@ def winograd_applies(shape: Sequence[int]) -> bool:
     """fastdl's rule (csrc/cpu/winograd.cpp) for the benchmark's square shapes."""
     n, c, h, w, o, k, s, p = shape[:8]
     groups = shape[8] if len(shape) > 8 else 1
-    return (k == 3 and s == 1 and c // groups >= 8 and o // groups >= 8 and p <= 2
+    fewest = 8 if groups == 1 else 2
+    return (k == 3 and s == 1 and c // groups >= fewest and o // groups >= fewest and p <= 2
             and _out(h, k, s, p) >= 2)
 
 
