@@ -621,14 +621,16 @@ def test_conv2d_depthwise_one_thread_equals_two_threads(restore_threads, dtype):
     _assert_conv_threads_bitwise(arrays, dict(padding=1, groups=12), rng, "depthwise conv2d")
 
 
-# 1x1, stride 1, no padding, batch >= 4 (conv.cpp's pointwise path: products on the NCHW
-# planes as they lie); (input shape, out channels, keyword arguments).
+# 1x1, no padding, batch >= 4 (conv.cpp's pointwise path: products on the NCHW planes as
+# they lie, strided ones gathered first); (input shape, out channels, keyword arguments).
 POINTWISE_CASES = [
     pytest.param((4, 8, 5, 7), 6, dict(), id="plain"),
     pytest.param((5, 12, 3, 4), 9, dict(groups=3), id="groups"),
     pytest.param((4, 6, 2, 3), 4, dict(dilation=3), id="dilation-ignored"),
     pytest.param((9, 16, 13, 13), 32, dict(), id="9-samples"),
     pytest.param((4, 3, 1, 1), 2, dict(padding="valid"), id="1x1-plane"),
+    pytest.param((4, 8, 7, 9), 6, dict(stride=2), id="stride2"),
+    pytest.param((5, 6, 8, 7), 4, dict(stride=(2, 3), groups=2), id="stride-2x3-groups"),
 ]
 
 
@@ -655,11 +657,12 @@ def test_conv2d_pointwise_partial_requires_grad(requires):
     _check_partial_requires_grad(lambda x, w, b: F.conv2d(x, w, b), arrays, requires, upstream)
 
 
+@pytest.mark.parametrize("kwargs", [dict(groups=2), dict(groups=2, stride=2)], ids=["stride1", "stride2"])
 @pytest.mark.parametrize("dtype", FLOAT_DTYPES, ids=["float32", "float64"])
-def test_conv2d_pointwise_one_thread_equals_two_threads(restore_threads, dtype):
+def test_conv2d_pointwise_one_thread_equals_two_threads(restore_threads, dtype, kwargs):
     rng = np.random.default_rng(59)
-    arrays = _conv_arrays(rng, (19, 24, 9, 11), 16, (1, 1), dict(groups=2), dtype)
-    _assert_conv_threads_bitwise(arrays, dict(groups=2), rng, "pointwise conv2d")
+    arrays = _conv_arrays(rng, (19, 24, 9, 11), 16, (1, 1), kwargs, dtype)
+    _assert_conv_threads_bitwise(arrays, kwargs, rng, "pointwise conv2d")
 
 
 @pytest.mark.parametrize("batch", [2, 9], ids=["rows-split", "samples"])
