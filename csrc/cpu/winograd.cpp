@@ -301,23 +301,39 @@ inline __mmask16 first_lanes(index_t n) {
 inline Vec16 load_first(const float* p, index_t n) { return _mm512_maskz_loadu_ps(first_lanes(n), p); }
 inline void store_first(float* p, index_t n, Vec16 v) { _mm512_mask_storeu_ps(p, first_lanes(n), v); }
 
+// The even (odd) lanes of a then b: columns 2k (2k + 1) of the 32 they hold; and back,
+// a and b interleaved: (a[0], b[0], a[1], ...), lanes 0-7 (lo) or 8-15 (hi) of each.
+inline Vec16 even_lanes(Vec16 a, Vec16 b) {
+  return _mm512_permutex2var_ps(a, _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30), b);
+}
+inline Vec16 odd_lanes(Vec16 a, Vec16 b) {
+  return _mm512_permutex2var_ps(a, _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31), b);
+}
+inline Vec16 interleave_lo(Vec16 a, Vec16 b) {
+  return _mm512_permutex2var_ps(a, _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23), b);
+}
+inline Vec16 interleave_hi(Vec16 a, Vec16 b) {
+  return _mm512_permutex2var_ps(a, _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31), b);
+}
+
 // The even and odd columns of the 32 from p on, of which the first `count` exist (masked
 // lanes read nothing and hold 0).
 inline void split_pairs(const float* p, index_t count, Vec16& even, Vec16& odd) {
-  const __m512i evens = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
-  const __m512i odds = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
   const Vec16 lo = load_first(p, count), hi = load_first(p + 16, count - 16);
-  even = _mm512_permutex2var_ps(lo, evens, hi);
-  odd = _mm512_permutex2var_ps(lo, odds, hi);
+  even = even_lanes(lo, hi);
+  odd = odd_lanes(lo, hi);
+}
+
+// q[ξ] = the first n of 16 tiles' values in the 16 ξ-planes from p on.
+inline void load_planes(const float* p, index_t stride_xi, index_t n, Vec16* q) {
+  for (int xi = 0; xi < 16; ++xi) q[xi] = load_first(p + xi * stride_xi, n);
 }
 
 // Columns interleaved: (even[0], odd[0], even[1], ...) as 32 columns from p, the first
 // `count` of them stored.
 inline void store_pairs(float* p, index_t count, Vec16 even, Vec16 odd) {
-  const __m512i lo = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
-  const __m512i hi = _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
-  store_first(p, count, _mm512_permutex2var_ps(even, lo, odd));
-  store_first(p + 16, count - 16, _mm512_permutex2var_ps(even, hi, odd));
+  store_first(p, count, interleave_lo(even, odd));
+  store_first(p + 16, count - 16, interleave_hi(even, odd));
 }
 
 inline void input_transform_row(const float* d, index_t pw, index_t tw, float* /*mixed*/, float* out,
@@ -341,7 +357,7 @@ inline void output_transform_row(const float* m, index_t stride_xi, index_t coun
   for (index_t tx0 = 0; tx0 < count; tx0 += 16) {
     const index_t n = count - tx0;
     Vec16 q[16];
-    for (int xi = 0; xi < 16; ++xi) q[xi] = load_first(m + xi * stride_xi + tx0, n);
+    load_planes(m + tx0, stride_xi, n, q);
     Vec16 y[4];
     tile_output(q, y);
     store_pairs(y0 + 2 * tx0, 2 * n, y[0] + bias, y[1] + bias);
@@ -373,7 +389,7 @@ inline void adjoint_transform_row(const float* z, index_t stride_xi, index_t tw,
   for (index_t tx0 = 0; tx0 < tw; tx0 += 16) {
     const index_t n = tw - tx0;
     Vec16 q[16];
-    for (int xi = 0; xi < 16; ++xi) q[xi] = load_first(z + xi * stride_xi + tx0, n);
+    load_planes(z + tx0, stride_xi, n, q);
     Vec16 d[16];
     input_transform_adjoint(q, d);
     for (int a = 0; a < 4; ++a) {
@@ -425,8 +441,6 @@ inline void input_transform_plane(const float* plane, const Tiling& t, float* mi
     input_transform_plane<float>(plane, t, mixed, out, stride_xi);
     return;
   }
-  const __m512i evens = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
-  const __m512i odds = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
   const __m512i compact = flat_to_pair(tw);
   for (index_t ty = 0; ty < t.th; ty += 2) {
     const index_t pair = std::min<index_t>(2, t.th - ty);
@@ -442,10 +456,10 @@ inline void input_transform_plane(const float* plane, const Tiling& t, float* mi
     }
     Vec16 c[4][4];  // [row][column 2 tx + b], lanes: the pair's tiles
     for (int k = 0; k < 4; ++k) {
-      c[k][0] = _mm512_permutex2var_ps(from0[k], evens, from0[k + 2]);
-      c[k][1] = _mm512_permutex2var_ps(from0[k], odds, from0[k + 2]);
-      c[k][2] = _mm512_permutex2var_ps(from2[k], evens, from2[k + 2]);
-      c[k][3] = _mm512_permutex2var_ps(from2[k], odds, from2[k + 2]);
+      c[k][0] = even_lanes(from0[k], from0[k + 2]);
+      c[k][1] = odd_lanes(from0[k], from0[k + 2]);
+      c[k][2] = even_lanes(from2[k], from2[k + 2]);
+      c[k][3] = odd_lanes(from2[k], from2[k + 2]);
     }
     Vec16 v[16];
     tile_input(c, v);
@@ -461,8 +475,6 @@ inline void output_transform_plane(const float* m, index_t stride_xi, const Tili
     output_transform_plane<float>(m, stride_xi, t, b, dst, OH, OW, junk);
     return;
   }
-  const __m512i lo = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
-  const __m512i hi = _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
   const __m512i spread = pair_to_flat(tw);
   const Vec16 bias = b - Vec16{};
   for (index_t ty = 0; ty < t.th; ty += 2) {
@@ -475,11 +487,11 @@ inline void output_transform_plane(const float* m, index_t stride_xi, const Tili
     const Vec16 y00 = y[0] + bias, y01 = y[1] + bias, y10 = y[2] + bias, y11 = y[3] + bias;
     // Output rows 2 ty + a from the first tile row's lanes, 2 ty + 2 + a from the second's.
     float* row = dst + 2 * ty * OW;
-    store_first(row, OW, _mm512_permutex2var_ps(y00, lo, y01));
-    if (2 * ty + 1 < OH) store_first(row + OW, OW, _mm512_permutex2var_ps(y10, lo, y11));
+    store_first(row, OW, interleave_lo(y00, y01));
+    if (2 * ty + 1 < OH) store_first(row + OW, OW, interleave_lo(y10, y11));
     if (pair == 2) {
-      store_first(row + 2 * OW, OW, _mm512_permutex2var_ps(y00, hi, y01));
-      if (2 * ty + 3 < OH) store_first(row + 3 * OW, OW, _mm512_permutex2var_ps(y10, hi, y11));
+      store_first(row + 2 * OW, OW, interleave_hi(y00, y01));
+      if (2 * ty + 3 < OH) store_first(row + 3 * OW, OW, interleave_hi(y10, y11));
     }
   }
 }
@@ -491,8 +503,6 @@ inline void grad_output_transform_plane(const float* src, index_t OH, index_t OW
     grad_output_transform_plane<float>(src, OH, OW, t, out, stride_xi);
     return;
   }
-  const __m512i evens = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
-  const __m512i odds = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
   const __m512i compact = flat_to_pair(tw);
   for (index_t ty = 0; ty < t.th; ty += 2) {
     const index_t pair = std::min<index_t>(2, t.th - ty);
@@ -500,8 +510,8 @@ inline void grad_output_transform_plane(const float* src, index_t OH, index_t OW
 #pragma GCC unroll 4
     for (int k = 0; k < 4; ++k)
       rows[k] = load_first(src + (2 * ty + k) * OW, (k < 2 || pair == 2) && 2 * ty + k < OH ? OW : 0);
-    const Vec16 g[4] = {_mm512_permutex2var_ps(rows[0], evens, rows[2]), _mm512_permutex2var_ps(rows[0], odds, rows[2]),
-                        _mm512_permutex2var_ps(rows[1], evens, rows[3]), _mm512_permutex2var_ps(rows[1], odds, rows[3])};
+    const Vec16 g[4] = {even_lanes(rows[0], rows[2]), odd_lanes(rows[0], rows[2]),
+                        even_lanes(rows[1], rows[3]), odd_lanes(rows[1], rows[3])};
     Vec16 m[16];
     output_transform_adjoint(g, m);
     for (int xi = 0; xi < 16; ++xi)
@@ -526,8 +536,6 @@ inline void adjoint_transform_plane(const float* z, index_t stride_xi, const Til
     left_idx[k] = tx == 0 ? 16 : k - 1;  // the tile to the left; none for a row's first
   }
   const __m512i spread = _mm512_load_si512(spread_idx), left = _mm512_load_si512(left_idx);
-  const __m512i lo = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
-  const __m512i hi = _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
   const Vec16 zero{};
   for (index_t ty = 0; ty < t.th; ty += 2) {
     const index_t pair = std::min<index_t>(2, t.th - ty);
@@ -543,11 +551,11 @@ inline void adjoint_transform_plane(const float* z, index_t stride_xi, const Til
       from_left[a][1] = _mm512_permutex2var_ps(d[4 * a + 3], left, zero);
     }
     for (index_t half = 0; half < pair; ++half) {
-      const __m512i columns = half == 0 ? lo : hi;
+      const auto columns = half == 0 ? interleave_lo : interleave_hi;
       for (int a = 0; a < 4; ++a) {
         float* row = plane + (2 * (ty + half) + a) * pw;
-        const Vec16 shares = _mm512_permutex2var_ps(from_left[a][0], columns, from_left[a][1]);
-        const Vec16 owns = _mm512_permutex2var_ps(own[a][0], columns, own[a][1]);
+        const Vec16 shares = columns(from_left[a][0], from_left[a][1]);
+        const Vec16 owns = columns(own[a][0], own[a][1]);
         store_first(row, pw, (load_first(row, pw) + shares) + owns);
       }
     }
