@@ -201,18 +201,19 @@ void add_partials(T* grad_weight, const T* partials, index_t groups, index_t siz
 }
 
 // ---------------------------------------------------------------- pointwise (1x1)
-// A 1x1 convolution with stride 1 and no padding is, per sample and group, one product on
-// the NCHW planes as they lie: out[n] (Og x HW) = W_g (Og x Cg) @ x[n] (Cg x HW), and back
+// A 1x1 convolution with no padding is, per sample and group, one product on the NCHW
+// planes as they lie: out[n] (Og x HW) = W_g (Og x Cg) @ x[n] (Cg x HW), and back
 //   grad of input   grad_in[n] (Cg x HW) = W_g^T @ dY[n]
 //   grad of weight  partial[group]      += dY[n] @ x[n]^T   (summed over fixed groups)
 // with no unfolding, no copy into NCHW and no folding back (ResNet's bottleneck layers,
 // MobileNet's pointwise ones). Each thread runs whole samples (or groups of samples) with
 // the single-threaded BLAS, so batches need kSampleParallelBatch samples or more: smaller
 // ones do better in one product over all their samples (the paths below).
-// 32x64x13x13 -> 64: f+b 0.80 -> 1.20x PyTorch on 1 thread.
-// Strided 1x1 layers (ResNet's downsampling shortcuts) read every stride-th pixel: each
-// sample's are gathered into a C x OH*OW block first (and the input gradient scattered
-// back, zero elsewhere), the rest as above.
+// 32x64x13x13 -> 64: f+b 0.80 -> 1.20x PyTorch on 1 thread. Strided ones (ResNet's
+// downsampling shortcuts) first gather each sample's pixels into a C x OH*OW block and
+// scatter the input gradient back (zero elsewhere): the sample's im2col and col2im, but
+// in one pass each, where those go through the stride phases (f+b 1.3 vs 1.75x PyTorch on
+// 16x64x28x28 -> 128 stride 2).
 bool pointwise_applies(const Conv2dShape& s) {
   if (!winograd_is_enabled()) return false;  // the switch that selects im2col + GEMM
   return s.kernel_h == 1 && s.kernel_w == 1 && s.pad_h == 0 && s.pad_w == 0 && sample_parallel(s) &&

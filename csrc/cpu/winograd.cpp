@@ -186,62 +186,38 @@ inline void tile_output(const V* m, V* y) {
   y[3] = r[5] - r[6] - r[7];
 }
 
-// The forward's two transforms run on a row of tiles at once: each step is a loop over the
-// tiles that the compiler vectorizes (stride-2 reads or writes of the planes, contiguous
-// ones of the 16 ξ-planes). Tile by tile, 16 scattered accesses per tile and scalar
-// arithmetic cost 10% more on 32x64x32x32 -> 128.
+// The row passes: the tiles of one row of tiles (float with AVX-512: 16 per step, below).
 
 // V = B^T d B,  B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1]: out[ξ * stride_xi + tx] for
-// the tiles tx < tw whose 4 rows start at d (row length pw = 2 tw + 2); columns first, into
-// mixed (room for 4 rows of pw), then rows.
+// the tiles tx < tw whose 4 rows start at d (row length pw = 2 tw + 2).
 template <typename T>
-inline void input_transform_row(const T* d, index_t pw, index_t tw, T* __restrict mixed,
-                                T* __restrict out, index_t stride_xi) {
-  const T* d0 = d;
-  const T* d1 = d + pw;
-  const T* d2 = d + 2 * pw;
-  const T* d3 = d + 3 * pw;
-  T* __restrict r0 = mixed;
-  T* __restrict r1 = mixed + pw;
-  T* __restrict r2 = mixed + 2 * pw;
-  T* __restrict r3 = mixed + 3 * pw;
-  for (index_t x = 0; x < pw; ++x) {
-    r0[x] = d0[x] - d2[x];
-    r1[x] = d1[x] + d2[x];
-    r2[x] = d2[x] - d1[x];
-    r3[x] = d1[x] - d3[x];
-  }
-  for (int i = 0; i < 4; ++i) {
-    const T* __restrict a = mixed + i * pw;
-    T* __restrict o0 = out + 4 * i * stride_xi;
-    T* __restrict o1 = o0 + stride_xi;
-    T* __restrict o2 = o1 + stride_xi;
-    T* __restrict o3 = o2 + stride_xi;
-    for (index_t tx = 0; tx < tw; ++tx) {
-      const T a0 = a[2 * tx], a1 = a[2 * tx + 1], a2 = a[2 * tx + 2], a3 = a[2 * tx + 3];
-      o0[tx] = a0 - a2;
-      o1[tx] = a1 + a2;
-      o2[tx] = a2 - a1;
-      o3[tx] = a1 - a3;
-    }
+inline void input_transform_row(const T* d, index_t pw, index_t tw, T* out, index_t stride_xi) {
+  for (index_t tx = 0; tx < tw; ++tx) {
+    T tile[4][4], v[16];
+    for (int a = 0; a < 4; ++a)
+      for (int b = 0; b < 4; ++b) tile[a][b] = d[a * pw + 2 * tx + b];
+    tile_input(tile, v);
+    for (int xi = 0; xi < 16; ++xi) out[xi * stride_xi + tx] = v[xi];
   }
 }
 
-// y = A^T m A + b (4x4 -> 2x2),  A^T = [1 1 1 0; 0 1 -1 -1], of `count` tiles, m[ξ] of
-// tile tx at m + ξ * stride_xi + tx: rows y0 and y1 get columns 2 tx and 2 tx + 1.
+// y = A^T m A + b (4x4 -> 2x2),  A^T = [1 1 1 0; 0 1 -1 -1], of the tiles tx < tw of a
+// row of tiles, m[ξ] of tile tx at m + ξ * stride_xi + tx: output rows y0 and y1 (null:
+// past the output) get columns 2 tx and 2 tx + 1 below `width`.
 template <typename T>
-inline void output_transform_row(const T* m, index_t stride_xi, index_t count, T b,
-                                 T* __restrict y0, T* __restrict y1) {
-  const T* q[16];
-  for (int xi = 0; xi < 16; ++xi) q[xi] = m + xi * stride_xi;
-  for (index_t tx = 0; tx < count; ++tx) {
+inline void output_transform_row(const T* m, index_t stride_xi, index_t tw, T b, index_t width, T* y0,
+                                 T* y1) {
+  for (index_t tx = 0; tx < tw; ++tx) {
     T tile[16], y[4];
-    for (int xi = 0; xi < 16; ++xi) tile[xi] = q[xi][tx];
+    for (int xi = 0; xi < 16; ++xi) tile[xi] = m[xi * stride_xi + tx];
     tile_output(tile, y);
-    y0[2 * tx] = y[0] + b;
-    y0[2 * tx + 1] = y[1] + b;
-    y1[2 * tx] = y[2] + b;
-    y1[2 * tx + 1] = y[3] + b;
+    const index_t x = 2 * tx;
+    y0[x] = y[0] + b;
+    if (x + 1 < width) y0[x + 1] = y[1] + b;
+    if (y1) {
+      y1[x] = y[2] + b;
+      if (x + 1 < width) y1[x + 1] = y[3] + b;
+    }
   }
 }
 
@@ -277,10 +253,10 @@ inline void adjoint_transform_row(const T* z, index_t stride_xi, index_t tw, T* 
 // Whole planes of tiles, row of tiles by row of tiles; float with AVX-512 takes two rows per
 // step on narrow planes (below). Defined after the float row transforms, which they call.
 template <typename T>
-inline void input_transform_plane(const T* plane, const Tiling& t, T* mixed, T* out, index_t stride_xi);
+inline void input_transform_plane(const T* plane, const Tiling& t, T* out, index_t stride_xi);
 template <typename T>
 inline void output_transform_plane(const T* m, index_t stride_xi, const Tiling& t, T b, T* dst,
-                                   index_t OH, index_t OW, T* junk);
+                                   index_t OH, index_t OW);
 template <typename T>
 inline void grad_output_transform_plane(const T* src, index_t OH, index_t OW, const Tiling& t, T* out,
                                         index_t stride_xi);
@@ -336,8 +312,7 @@ inline void store_pairs(float* p, index_t count, Vec16 even, Vec16 odd) {
   store_first(p + 16, count - 16, interleave_hi(even, odd));
 }
 
-inline void input_transform_row(const float* d, index_t pw, index_t tw, float* /*mixed*/, float* out,
-                                index_t stride_xi) {
+inline void input_transform_row(const float* d, index_t pw, index_t tw, float* out, index_t stride_xi) {
   for (index_t tx0 = 0; tx0 < tw; tx0 += 16) {
     const index_t n = tw - tx0, cols = pw - 2 * tx0;
     Vec16 c[4][4];  // [row][column 2 tx + b]
@@ -351,17 +326,17 @@ inline void input_transform_row(const float* d, index_t pw, index_t tw, float* /
   }
 }
 
-inline void output_transform_row(const float* m, index_t stride_xi, index_t count, float b, float* y0,
-                                 float* y1) {
+inline void output_transform_row(const float* m, index_t stride_xi, index_t tw, float b, index_t width,
+                                 float* y0, float* y1) {
   const Vec16 bias = b - Vec16{};
-  for (index_t tx0 = 0; tx0 < count; tx0 += 16) {
-    const index_t n = count - tx0;
+  for (index_t tx0 = 0; tx0 < tw; tx0 += 16) {
+    const index_t cols = width - 2 * tx0;
     Vec16 q[16];
-    load_planes(m + tx0, stride_xi, n, q);
+    load_planes(m + tx0, stride_xi, tw - tx0, q);
     Vec16 y[4];
     tile_output(q, y);
-    store_pairs(y0 + 2 * tx0, 2 * n, y[0] + bias, y[1] + bias);
-    store_pairs(y1 + 2 * tx0, 2 * n, y[2] + bias, y[3] + bias);
+    store_pairs(y0 + 2 * tx0, cols, y[0] + bias, y[1] + bias);
+    if (y1) store_pairs(y1 + 2 * tx0, cols, y[2] + bias, y[3] + bias);
   }
 }
 
@@ -434,11 +409,10 @@ inline __m512i flat_to_pair(index_t tw) {
   return _mm512_load_si512(idx);
 }
 
-inline void input_transform_plane(const float* plane, const Tiling& t, float* mixed, float* out,
-                                  index_t stride_xi) {
+inline void input_transform_plane(const float* plane, const Tiling& t, float* out, index_t stride_xi) {
   const index_t pw = t.pw, tw = t.tw;
   if (2 * tw + 2 > 16) {  // a row's columns take more than a vector: row by row
-    input_transform_plane<float>(plane, t, mixed, out, stride_xi);
+    input_transform_plane<float>(plane, t, out, stride_xi);
     return;
   }
   const __m512i compact = flat_to_pair(tw);
@@ -469,10 +443,10 @@ inline void input_transform_plane(const float* plane, const Tiling& t, float* mi
 }
 
 inline void output_transform_plane(const float* m, index_t stride_xi, const Tiling& t, float b, float* dst,
-                                   index_t OH, index_t OW, float* junk) {
+                                   index_t OH, index_t OW) {
   const index_t tw = t.tw;
   if (tw > kPairTiles) {
-    output_transform_plane<float>(m, stride_xi, t, b, dst, OH, OW, junk);
+    output_transform_plane<float>(m, stride_xi, t, b, dst, OH, OW);
     return;
   }
   const __m512i spread = pair_to_flat(tw);
@@ -564,26 +538,18 @@ inline void adjoint_transform_plane(const float* z, index_t stride_xi, const Til
 #endif  // __AVX512F__
 
 template <typename T>
-inline void input_transform_plane(const T* plane, const Tiling& t, T* mixed, T* out, index_t stride_xi) {
+inline void input_transform_plane(const T* plane, const Tiling& t, T* out, index_t stride_xi) {
   for (index_t ty = 0; ty < t.th; ++ty)
-    input_transform_row(plane + 2 * ty * t.pw, t.pw, t.tw, mixed, out + ty * t.tw, stride_xi);
+    input_transform_row(plane + 2 * ty * t.pw, t.pw, t.tw, out + ty * t.tw, stride_xi);
 }
 
-// dst (OH x OW) = the tiles' outputs + b; junk: room for 2 tw + 2 (a tile's second row or
-// column past the output).
+// dst (OH x OW) = the tiles' outputs + b.
 template <typename T>
 inline void output_transform_plane(const T* m, index_t stride_xi, const Tiling& t, T b, T* dst,
-                                   index_t OH, index_t OW, T* junk) {
-  const index_t whole = OW / 2;  // tiles with both columns in the output
+                                   index_t OH, index_t OW) {
   for (index_t ty = 0; ty < t.th; ++ty) {
     T* row0 = dst + 2 * ty * OW;
-    T* row1 = 2 * ty + 1 < OH ? row0 + OW : junk;
-    output_transform_row(m + ty * t.tw, stride_xi, whole, b, row0, row1);
-    if (whole < t.tw) {  // odd width: the last tile's first column only
-      output_transform_row(m + ty * t.tw + whole, stride_xi, 1, b, junk, junk + 2);
-      row0[2 * whole] = junk[0];
-      if (2 * ty + 1 < OH) row0[OW + 2 * whole] = junk[2];
-    }
+    output_transform_row(m + ty * t.tw, stride_xi, t.tw, b, OW, row0, 2 * ty + 1 < OH ? row0 + OW : nullptr);
   }
 }
 
@@ -626,8 +592,7 @@ void transform_input(const T* input, T* v, index_t n0, index_t nb, const Conv2dS
   const index_t rows = std::min(H, t.ph - s.pad_h), cols = std::min(W, t.pw - s.pad_w);
 #pragma omp parallel num_threads(threads)
   {
-    T* plane = scratch<T>(kSlotPlane, t.ph * t.pw + 4 * t.pw);
-    T* mixed = plane + t.ph * t.pw;  // a row of tiles after the column transform: 4 x pw
+    T* plane = scratch<T>(kSlotPlane, t.ph * t.pw);
     std::fill(plane, plane + t.ph * t.pw, T(0));  // the padding, the same for every plane
 #pragma omp for collapse(2) schedule(static)
     for (index_t n = 0; n < nb; ++n) {
@@ -636,7 +601,7 @@ void transform_input(const T* input, T* v, index_t n0, index_t nb, const Conv2dS
         for (index_t y = 0; y < rows; ++y)
           copy_overlapping(plane + (y + s.pad_h) * t.pw + s.pad_w, src + y * W, cols);
         T* out = v + c * L + n * t.tiles;
-        input_transform_plane(plane, t, mixed, out, plane_stride(C, L));
+        input_transform_plane(plane, t, out, plane_stride(C, L));
       }
     }
   }
@@ -765,17 +730,12 @@ void forward_chunk(const T* input, const T* u, const T* bias, T* output, index_t
     gemm_serial<T>(false, false, Og, L, Cg, T(1), u + xi * su + g * Og * Cg, Cg, v + xi * sv + g * Cg * L, L,
                    T(0), m + xi * sm + g * Og * L, L);
   });
-#pragma omp parallel num_threads(threads)
-  {
-    // Where a tile's second row or column lies past the output: a junk row and tile.
-    T* junk = scratch<T>(kSlotPlane, 2 * t.tw + 2);
-#pragma omp for collapse(2) schedule(static)
-    for (index_t n = 0; n < nb; ++n) {
-      for (index_t o = 0; o < O; ++o) {
-        T* dst = output + ((n0 + n) * O + o) * OH * OW;
-        const T b = bias ? bias[o] : T(0);
-        output_transform_plane(m + o * L + n * t.tiles, sm, t, b, dst, OH, OW, junk);
-      }
+#pragma omp parallel for collapse(2) schedule(static) num_threads(threads)
+  for (index_t n = 0; n < nb; ++n) {
+    for (index_t o = 0; o < O; ++o) {
+      T* dst = output + ((n0 + n) * O + o) * OH * OW;
+      const T b = bias ? bias[o] : T(0);
+      output_transform_plane(m + o * L + n * t.tiles, sm, t, b, dst, OH, OW);
     }
   }
 }
