@@ -860,26 +860,33 @@ void backward_undilated(const T* input, const T* weight, const T* grad_output, T
   }
 }
 
-// Phase (fy.r, fx.r) of `count` planes H x W, the sub-problem's input: gathered into sub
-// (to_sub), or sub scattered back into its pixels; `out` selects the output phase instead.
-template <typename T>
-void move_phase(T* planes, T* sub, index_t count, index_t H, index_t W, const Conv2dShape& s,
-                const Phase& fy, const Phase& fx, bool out, bool to_sub) {
+// The rows of phase (fy.r, fx.r) of `count` planes H x W, the sub-problem's input, or with
+// `out` of the output phase (fy.a, fx.a): row(p, q, w, dw) for each, p its first pixel in
+// the planes (then every dw-th), q its start in the sub-problem's planes, w its length.
+template <typename Row>
+void phase_rows(index_t count, index_t H, index_t W, const Conv2dShape& s, const Phase& fy, const Phase& fx,
+                bool out, Row row) {
   const index_t h = out ? fy.out : fy.in, w = out ? fx.out : fx.in;
   const index_t y0 = out ? fy.a : fy.r, x0 = out ? fx.a : fx.r;
-  const index_t dh = s.dilation_h, dw = s.dilation_w;
 #pragma omp parallel for schedule(static) num_threads(threads_for(count * h * w))
-  for (index_t k = 0; k < count; ++k) {
-    for (index_t v = 0; v < h; ++v) {
-      T* row = planes + (k * H + y0 + v * dh) * W + x0;
-      T* part = sub + (k * h + v) * w;
-      if (to_sub) {
-        for (index_t x = 0; x < w; ++x) part[x] = row[x * dw];
-      } else {
-        for (index_t x = 0; x < w; ++x) row[x * dw] = part[x];
-      }
-    }
-  }
+  for (index_t k = 0; k < count; ++k)
+    for (index_t v = 0; v < h; ++v) row((k * H + y0 + v * s.dilation_h) * W + x0, (k * h + v) * w, w, s.dilation_w);
+}
+
+template <typename T>
+void gather_phase(const T* planes, T* sub, index_t count, index_t H, index_t W, const Conv2dShape& s,
+                  const Phase& fy, const Phase& fx, bool out) {
+  phase_rows(count, H, W, s, fy, fx, out, [&](index_t p, index_t q, index_t w, index_t dw) {
+    for (index_t x = 0; x < w; ++x) sub[q + x] = planes[p + x * dw];
+  });
+}
+
+template <typename T>
+void scatter_phase(const T* sub, T* planes, index_t count, index_t H, index_t W, const Conv2dShape& s,
+                   const Phase& fy, const Phase& fx, bool out) {
+  phase_rows(count, H, W, s, fy, fx, out, [&](index_t p, index_t q, index_t w, index_t dw) {
+    for (index_t x = 0; x < w; ++x) planes[p + x * dw] = sub[q + x];
+  });
 }
 
 // Scratch slots of the im2col path (common.h), free while Winograd runs: the sub-problems'
@@ -893,9 +900,9 @@ void forward_dilated(const T* input, const T* weight, const T* bias, T* output, 
     const Conv2dShape u = sub_problem(s, fy, fx);
     T* x = scratch<T>(kSlotPhaseIn, N * C * u.height * u.width);
     T* y = scratch<T>(kSlotPhaseOut, N * O * u.out_h * u.out_w);
-    move_phase(const_cast<T*>(input), x, N * C, s.height, s.width, s, fy, fx, false, true);
+    gather_phase(input, x, N * C, s.height, s.width, s, fy, fx, false);
     forward_undilated(x, weight, bias, y, u);
-    move_phase(output, y, N * O, s.out_h, s.out_w, s, fy, fx, true, false);
+    scatter_phase(y, output, N * O, s.out_h, s.out_w, s, fy, fx, true);
   });
 }
 
@@ -908,10 +915,10 @@ void backward_dilated(const T* input, const T* weight, const T* grad_output, T* 
     T* x = grad_weight ? scratch<T>(kSlotPhaseIn, N * C * u.height * u.width) : nullptr;
     T* dy = scratch<T>(kSlotPhaseOut, N * O * u.out_h * u.out_w);
     T* dx = grad_input ? scratch<T>(kSlotPhaseGrad, N * C * u.height * u.width) : nullptr;
-    if (x) move_phase(const_cast<T*>(input), x, N * C, s.height, s.width, s, fy, fx, false, true);
-    move_phase(const_cast<T*>(grad_output), dy, N * O, s.out_h, s.out_w, s, fy, fx, true, true);
+    if (x) gather_phase(input, x, N * C, s.height, s.width, s, fy, fx, false);
+    gather_phase(grad_output, dy, N * O, s.out_h, s.out_w, s, fy, fx, true);
     backward_undilated(x, weight, dy, dx, grad_weight, u);
-    if (dx) move_phase(grad_input, dx, N * C, s.height, s.width, s, fy, fx, false, false);
+    if (dx) scatter_phase(dx, grad_input, N * C, s.height, s.width, s, fy, fx, false);
   });
 }
 
