@@ -386,13 +386,7 @@ def test_conv2d_finite_differences(input_shape, out_channels, kernel, kwargs):
 def test_conv2d_one_thread_equals_two_threads(restore_threads, kwargs, dtype):
     rng = np.random.default_rng(4)
     arrays = _conv_arrays(rng, (16, 8, 16, 16), 16, (3, 3), kwargs, dtype)
-    upstream = _run_fastdl(lambda x, w, b: F.conv2d(x, w, b, **kwargs), arrays, rng=rng)[2]
-
-    def run():
-        out, grads, _ = _run_fastdl(lambda x, w, b: F.conv2d(x, w, b, **kwargs), arrays, upstream)
-        return [out] + grads
-
-    _assert_bitwise_equal(_on_threads(1, run), _on_threads(2, run), "conv2d (output, grad input, weight, bias)")
+    _assert_conv_threads_bitwise(arrays, kwargs, rng, "conv2d (output, grad input, weight, bias)")
 
 
 @pytest.mark.parametrize("requires", REQUIRES_GRAD_SUBSETS)
@@ -540,14 +534,7 @@ def test_conv2d_channel_weight_grad_in_chunks(torch):
 def test_conv2d_channel_one_thread_equals_two_threads(restore_threads, batch):
     rng = np.random.default_rng(50)
     arrays = _conv_arrays(rng, (batch, 32, 11, 11), 80, (3, 3), dict(stride=2, padding=1), np.float32)
-    upstream = _upstream(rng, (batch, 80, 6, 6), np.float32)
-
-    def run():
-        out, grads, _ = _run_fastdl(lambda x, w, b: F.conv2d(x, w, b, stride=2, padding=1), arrays,
-                                    upstream=upstream)
-        return [out] + list(grads)
-
-    _assert_bitwise_equal(_on_threads(1, run), _on_threads(2, run), "channel-lane conv2d")
+    _assert_conv_threads_bitwise(arrays, dict(stride=2, padding=1), rng, "channel-lane conv2d")
 
 
 DEPTHWISE_CASES = [
