@@ -41,7 +41,12 @@ constexpr int kSlotU = 8, kSlotV = 9, kSlotM = 10, kSlotZ = 11, kSlotPlane = 12,
 // Transformed elements per chunk of samples (2 MiB of float32): keeps a chunk near the cache.
 constexpr index_t kChunkBudget = index_t(1) << 19;
 constexpr index_t kWeightGradGroups = 8;
-constexpr index_t kBackwardMinTiles = 128;
+// Fewest tiles per chunk, forward and backward. A chunk's products are (O x Cg) x (Cg x L)
+// for L = chunk x tiles; on thin ones (L of 16-32: 7x7 planes) the BLAS spends its time
+// packing the 16 transformed weight planes, once per chunk: 8x512x7x7 -> 512 forward 35%
+// in sgemm_oncopy at 2-sample chunks (0.75x PyTorch), 0.97x at one 8-sample chunk; the
+// backward's 16x256x7x7 -> 256: 34 -> 19 ms.
+constexpr index_t kMinTiles = 128;
 // Fewest input and output channels (per group, for grouped layers) for Winograd. A layer
 // with 1-7 channels does better direct (first layers: 3 -> 16 on 32x32); in a grouped one
 // the products are small, but the alternative, im2col with one GEMM of 2-4 rows per group,
@@ -694,7 +699,7 @@ bool winograd_applies(const Conv2dShape& s) {
   const index_t Cg = s.in_channels / s.groups, Og = s.out_channels / s.groups;
   const index_t fewest = s.groups == 1 ? kMinChannels : kMinGroupChannels;
   if (Cg < fewest || Og < fewest || s.out_h < 2 || s.out_w < 2) return false;
-  const Tiling t = make_tiling(s, 2 * s.in_channels + s.out_channels, kBackwardMinTiles);
+  const Tiling t = make_tiling(s, 2 * s.in_channels + s.out_channels, kMinTiles);
   const index_t L = t.chunk * t.tiles;
   return fits_blas<float>(s.out_channels, s.in_channels, L) && s.pad_h <= 2 && s.pad_w <= 2;
 }
@@ -790,7 +795,7 @@ void backward_chunk(const T* input, const T* u, const T* grad_output, T* grad_in
 template <typename T>
 void forward_undilated(const T* input, const T* weight, const T* bias, T* output, const Conv2dShape& s) {
   const index_t O = s.out_channels, C = s.in_channels, Cg = C / s.groups;
-  const Tiling t = make_tiling(s, C + O);
+  const Tiling t = make_tiling(s, C + O, kMinTiles);
   T* u = scratch<T>(kSlotU, 16 * plane_stride(O, Cg));
   transform_weights(weight, u, s);
   const index_t chunks = (s.batch + t.chunk - 1) / t.chunk;
@@ -811,10 +816,7 @@ template <typename T>
 void backward_undilated(const T* input, const T* weight, const T* grad_output, T* grad_input,
                         T* grad_weight, const Conv2dShape& s) {
   const index_t O = s.out_channels, C = s.in_channels, Cg = C / s.groups;
-  // Chunks of at least 128 tiles: a chunk of 2 samples of 7x7 planes (32 tiles) made the
-  // weight gradient's and grad_input's products too thin (16x256x7x7 -> 256: backward 34 ->
-  // 19 ms); the forward's are better at the budget's size.
-  const Tiling t = make_tiling(s, 2 * C + O, kBackwardMinTiles);
+  const Tiling t = make_tiling(s, 2 * C + O, kMinTiles);
   const index_t su = plane_stride(O, Cg);
   T* u = nullptr;
   if (grad_input) {
