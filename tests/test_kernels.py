@@ -546,14 +546,22 @@ DEPTHWISE_CASES = [
     pytest.param((2, 4, 1, 1), (3, 3), dict(padding=1), id="1x1-plane"),
     pytest.param((2, 3, 8, 8), (3, 2), dict(padding=(2, 0), dilation=(1, 3)), id="rect"),
     pytest.param((4, 16, 7, 7), (3, 3), dict(padding="same"), id="small-planes"),
+    # Strided: the padded plane split into stride phases (even/odd columns vectorized).
+    pytest.param((2, 8, 28, 28), (3, 3), dict(stride=2, padding=1), id="stride2"),
+    pytest.param((2, 6, 13, 11), (3, 3), dict(stride=2, padding=1), id="stride2-odd"),
+    pytest.param((3, 5, 15, 14), (5, 5), dict(stride=2, padding=2), id="stride2-5x5"),
+    pytest.param((2, 4, 47, 45), (3, 3), dict(stride=2), id="stride2-wide-rows"),
+    pytest.param((2, 4, 12, 13), (3, 3), dict(stride=(3, 2), padding=(2, 1), dilation=(1, 2)), id="stride3x2-dilated"),
+    pytest.param((2, 3, 10, 11), (2, 2), dict(stride=3, padding=1), id="stride3"),
+    pytest.param((2, 3, 9, 9), (1, 1), dict(stride=2), id="1x1-stride2"),
 ]
 
 
 @pytest.mark.parametrize("dtype", FLOAT_DTYPES, ids=["float32", "float64"])
 @pytest.mark.parametrize("input_shape, kernel, kwargs", DEPTHWISE_CASES)
 def test_conv2d_depthwise_matches_torch_and_im2col(torch, input_shape, kernel, kwargs, dtype):
-    """groups = in_channels = out_channels, stride 1 (depthwise.cpp: flat passes over padded
-    planes): output and every gradient as PyTorch's and as im2col + GEMM's."""
+    """groups = in_channels = out_channels (depthwise.cpp: flat passes over padded planes, or
+    over their stride phases): output and every gradient as PyTorch's and as im2col + GEMM's."""
     channels = input_shape[1]
     kwargs = dict(kwargs, groups=channels)
     rng = np.random.default_rng(51)
@@ -585,9 +593,10 @@ def test_conv2d_depthwise_infinities_reach_only_their_windows(torch):
     assert np.isfinite(weight.grad.numpy()[1]).all()
 
 
-def test_conv2d_depthwise_finite_differences():
+@pytest.mark.parametrize("stride", [1, 2])
+def test_conv2d_depthwise_finite_differences(stride):
     rng = np.random.default_rng(52)
-    kwargs = dict(padding=(1, 2), dilation=(1, 2), groups=3)
+    kwargs = dict(padding=(1, 2), dilation=(1, 2), groups=3, stride=stride)
     arrays = _conv_arrays(rng, (2, 3, 4, 5), 3, (3, 3), kwargs, np.float64)
     _check_finite_differences(lambda x, w, b: F.conv2d(x, w, b, **kwargs), arrays, rng, ["input", "weight", "bias"])
 
@@ -601,11 +610,13 @@ def test_conv2d_depthwise_partial_requires_grad(requires):
                                  upstream)
 
 
+@pytest.mark.parametrize("stride", [1, 2])
 @pytest.mark.parametrize("dtype", FLOAT_DTYPES, ids=["float32", "float64"])
-def test_conv2d_depthwise_one_thread_equals_two_threads(restore_threads, dtype):
+def test_conv2d_depthwise_one_thread_equals_two_threads(restore_threads, dtype, stride):
     rng = np.random.default_rng(54)
-    arrays = _conv_arrays(rng, (9, 12, 13, 15), 12, (3, 3), dict(groups=12), dtype)
-    _assert_conv_threads_bitwise(arrays, dict(padding=1, groups=12), rng, "depthwise conv2d")
+    kwargs = dict(padding=1, groups=12, stride=stride)
+    arrays = _conv_arrays(rng, (9, 12, 13, 15), 12, (3, 3), kwargs, dtype)
+    _assert_conv_threads_bitwise(arrays, kwargs, rng, "depthwise conv2d")
 
 
 # 1x1, no padding, batch >= 4 (conv.cpp's pointwise path: products on the NCHW planes as

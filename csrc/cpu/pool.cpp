@@ -345,37 +345,6 @@ __attribute__((always_inline)) inline void window_max(const T* a, const std::int
   });
 }
 
-// row[2b] = even[b], row[2b + 1] = odd[b] for b < n. With AVX-512 two two-source
-// permutes per 16 pairs (and masked for the last partial block): GCC built each 16-pair
-// block from scalar inserts, 17% of the 3x3/s2 max-pool forward+backward's time.
-template <typename T>
-void interleave_pairs(const T* even, const T* odd, index_t n, T* row) {
-  index_t b = 0;
-#ifdef __AVX512F__
-  if constexpr (std::is_same_v<T, float>) {
-    const __m512i lo = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
-    const __m512i hi = _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
-    for (; b + 16 <= n; b += 16) {
-      const __m512 e = _mm512_loadu_ps(even + b), o = _mm512_loadu_ps(odd + b);
-      _mm512_storeu_ps(row + 2 * b, _mm512_permutex2var_ps(e, lo, o));
-      _mm512_storeu_ps(row + 2 * b + 16, _mm512_permutex2var_ps(e, hi, o));
-    }
-    if (b < n) {
-      const int r = static_cast<int>(n - b);  // 1 .. 15 pairs
-      const __mmask16 in = static_cast<__mmask16>((1u << r) - 1);
-      const __m512 e = _mm512_maskz_loadu_ps(in, even + b), o = _mm512_maskz_loadu_ps(in, odd + b);
-      const unsigned out = r >= 8 ? 0xFFFFu : (1u << (2 * r)) - 1;
-      _mm512_mask_storeu_ps(row + 2 * b, static_cast<__mmask16>(out), _mm512_permutex2var_ps(e, lo, o));
-      if (r > 8)
-        _mm512_mask_storeu_ps(row + 2 * b + 16, static_cast<__mmask16>((1u << (2 * r - 16)) - 1),
-                              _mm512_permutex2var_ps(e, hi, o));
-      return;
-    }
-  }
-#endif
-  for (; b < n; ++b) row[2 * b] = even[b], row[2 * b + 1] = odd[b];
-}
-
 // Windows that tile the plane in 2x2 blocks (kernel = stride = 2, no padding, dilation 1,
 // every window whole): one loop per output row over both input rows, each read as whole
 // column pairs (no gap, so no scalar peeling); no buffer at all. The comparisons follow
