@@ -277,6 +277,12 @@ ADAPTIVE_CASES = [
     # the second in float64, 37 the second in both.
     pytest.param((2, 3, 40, 37), (11, 5), id="row-groups-wide-rows"),
     pytest.param((1, 2, 20, 32), (11, 5), id="row-groups-32-columns"),
+    # float32 rows of at most 64 columns pooled to at most 16 (pool.cpp's vector paths);
+    # 8 MiB of float32 input gradient is streamed.
+    pytest.param((64, 32, 32, 32), 7, id="streamed-grad"),
+    pytest.param((2, 3, 12, 64), (3, 16), id="64-columns-16-windows"),
+    pytest.param((2, 3, 12, 65), (3, 17), id="65-columns-17-windows"),
+    pytest.param((2, 3, 9, 40), (4, 30), id="columns-in-three-windows"),
     pytest.param((3, 9, 7), 4, id="unbatched"),
     pytest.param((3, 9, 7), (2, None), id="unbatched-none"),
     pytest.param((0, 3, 6, 6), 2, id="empty-batch"),
@@ -305,6 +311,19 @@ def test_adaptive_avg_pool2d_sweep_matches_torch(torch):
         out.backward(upstream)
         expected.backward(torch.tensor(upstream))
         _close(leaf.grad.numpy(), torch_leaf.grad.numpy(), np.float64, f"grad {(h, w, oh, ow)}")
+
+
+def test_adaptive_avg_pool2d_infinity_stays_in_its_windows(torch):
+    """An inf in one input column: only the windows holding it are inf (the vector paths add
+    a column's sum to the windows holding it by mask, never multiply by zero)."""
+    x = np.random.default_rng(35).standard_normal((2, 3, 20, 32)).astype(np.float32)
+    x[1, 2, 5, 3] = np.inf
+    leaf = fastdl.tensor(x, requires_grad=True)
+    out = F.adaptive_avg_pool2d(leaf, 7)
+    expected = torch.nn.functional.adaptive_avg_pool2d(torch.tensor(x), 7).numpy()
+    got = out.detach().numpy()
+    np.testing.assert_array_equal(np.isinf(got), np.isinf(expected))
+    np.testing.assert_allclose(got[np.isfinite(got)], expected[np.isfinite(expected)], rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize("dtype", FLOAT_DTYPES, ids=["float32", "float64"])

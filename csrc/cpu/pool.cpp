@@ -34,6 +34,7 @@
 #include "cpu/copy.h"
 #include "cpu/kernels.h"
 #include "cpu/pool.h"
+#include "cpu/stream.h"
 
 namespace fastdl::cpu {
 namespace {
@@ -1254,6 +1255,153 @@ T plane_sum(const T* __restrict values, index_t n) {
   return lanes[0];
 }
 
+
+#ifdef __AVX512F__
+// Rows of at most this many float columns (4 vectors) take adaptive_avg_forward_small.
+constexpr index_t kSmallRows = 64;
+
+// adaptive_avg_pool2d_forward for float rows of at most kSmallRows columns and at most 16
+// output columns: each window row's column sums in vector registers (the generic loop's
+// array of 32 accumulators lived on the stack, a store and a reload per input row), then
+// every output column of the window row at once, one vector of output columns per window
+// row: lane x adds column c where c lies in window x (a masked add of c's broadcast sum,
+// c ascending, from 0 as the generic loop). Sums in the same order as the generic loop:
+// bitwise the same results. 64x64x32x32 -> 7x7, one thread: 0.9 -> 0.6 ms.
+void adaptive_avg_forward_small(const float* input, float* output, const AdaptivePool2dShape& s,
+                                const std::vector<std::pair<index_t, index_t>>& rows,
+                                const std::vector<std::pair<index_t, index_t>>& cols, int threads) {
+  const index_t H = s.height, W = s.width, OH = s.out_h, OW = s.out_w, HW = H * W, OHW = OH * OW;
+  const index_t vectors = (W + 15) / 16;
+  __mmask16 load[4];
+  for (index_t v = 0; v < 4; ++v) {
+    const index_t left = std::clamp<index_t>(W - 16 * v, 0, 16);
+    load[v] = static_cast<__mmask16>((1u << left) - 1);
+  }
+  std::vector<__mmask16> holds(static_cast<std::size_t>(W), 0);  // windows holding column c
+  for (index_t x = 0; x < OW; ++x)
+    for (index_t c = cols[x].first; c < cols[x].second; ++c) holds[c] |= static_cast<__mmask16>(1u << x);
+  const __mmask16 out_lanes = static_cast<__mmask16>((1u << OW) - 1);
+  // Per window row: the element count of each output column's window, as floats.
+  std::vector<float> counts(static_cast<std::size_t>(OH * 16), 1.0f);
+  for (index_t y = 0; y < OH; ++y)
+    for (index_t x = 0; x < OW; ++x)
+      counts[y * 16 + x] = float((rows[y].second - rows[y].first) * (cols[x].second - cols[x].first));
+  constexpr index_t kGroup = 8;  // window rows whose column sums run side by side
+  const index_t thread_stride = per_thread_stride<float>(kGroup * kSmallRows);
+  std::vector<float> buffers(static_cast<std::size_t>(threads * thread_stride));
+#pragma omp parallel num_threads(threads)
+  {
+    float* sums = buffers.data() + omp_get_thread_num() * thread_stride;  // [kGroup][kSmallRows]
+#pragma omp for schedule(static)
+    for (index_t p = 0; p < s.planes; ++p) {
+      const float* in = input + p * HW;
+      float* out = output + p * OHW;
+      for (index_t y0 = 0; y0 < OH; y0 += kGroup) {
+        const index_t group = std::min(kGroup, OH - y0);
+        for (index_t j = 0; j < group; ++j) {
+          const auto [r0, r1] = rows[y0 + j];
+          const float* top = in + r0 * W;
+          __m512 acc[4];
+          for (index_t v = 0; v < 4; ++v)
+            if (v < vectors) acc[v] = _mm512_maskz_loadu_ps(load[v], top + 16 * v);
+          for (index_t iy = 1; iy < r1 - r0; ++iy)
+            for (index_t v = 0; v < 4; ++v)
+              if (v < vectors) acc[v] = _mm512_add_ps(acc[v], _mm512_maskz_loadu_ps(load[v], top + iy * W + 16 * v));
+          for (index_t v = 0; v < 4; ++v)
+            if (v < vectors) _mm512_storeu_ps(sums + j * kSmallRows + 16 * v, acc[v]);
+        }
+        __m512 total[kGroup];
+        for (index_t j = 0; j < kGroup; ++j) total[j] = _mm512_setzero_ps();
+        for (index_t c = 0; c < W; ++c) {
+          const __mmask16 m = holds[c];
+          for (index_t j = 0; j < kGroup; ++j)
+            if (j < group) total[j] = _mm512_mask_add_ps(total[j], m, total[j], _mm512_set1_ps(sums[j * kSmallRows + c]));
+        }
+        for (index_t j = 0; j < group; ++j) {
+          const __m512 mean = _mm512_div_ps(total[j], _mm512_loadu_ps(counts.data() + (y0 + j) * 16));
+          _mm512_mask_storeu_ps(out + (y0 + j) * OW, out_lanes, mean);
+        }
+      }
+    }
+  }
+}
+
+// adaptive_avg_pool2d_backward for float rows of at most kSmallRows columns, at most 16
+// output columns, each input column in at most two windows (pooling down): per window row,
+// the spread of its gradients over the columns (g / height / width of window x, column c
+// taking (0 + g of its first window) + g of its second, as the generic loop adds them) in
+// vector registers, two permutes per 16 columns; then each input row once, the sum of the
+// spreads of the window rows over it in increasing order, as the generic loop adds them,
+// so results are bitwise the same; streamed when grad_input is large (stream.h).
+// 64x64x32x32 <- 7x7, one thread: 1.2 -> 0.7 ms. Returns false (nothing done) otherwise.
+bool adaptive_avg_backward_small(const float* grad_output, float* grad_input, const AdaptivePool2dShape& s,
+                                 const std::vector<std::pair<index_t, index_t>>& rows,
+                                 const std::vector<std::pair<index_t, index_t>>& cols, int threads) {
+  const index_t H = s.height, W = s.width, OH = s.out_h, OW = s.out_w, HW = H * W, OHW = OH * OW;
+  if (W > kSmallRows || OW > 16 || OH * kSmallRows > (index_t(1) << 16)) return false;
+  // Per column: its first and second window (x ascending), if any.
+  alignas(64) std::int32_t first_x[kSmallRows] = {}, second_x[kSmallRows] = {};
+  __mmask16 second[4] = {}, lanes[4] = {};
+  for (index_t c = 0; c < W; ++c) {
+    int held = 0;
+    for (index_t x = 0; x < OW; ++x) {
+      if (c < cols[x].first || c >= cols[x].second) continue;
+      if (held == 0) first_x[c] = static_cast<std::int32_t>(x);
+      else if (held == 1) second_x[c] = static_cast<std::int32_t>(x), second[c / 16] |= static_cast<__mmask16>(1u << (c % 16));
+      else return false;
+      ++held;
+    }
+    lanes[c / 16] |= static_cast<__mmask16>(1u << (c % 16));
+  }
+  const index_t vectors = (W + 15) / 16;
+  alignas(64) float widths[16];
+  for (index_t x = 0; x < 16; ++x) widths[x] = x < OW ? float(cols[x].second - cols[x].first) : 1.0f;
+  std::vector<index_t> top(static_cast<std::size_t>(H), OH), bottom(static_cast<std::size_t>(H), 0);
+  for (index_t y = 0; y < OH; ++y)
+    for (index_t iy = rows[y].first; iy < rows[y].second; ++iy)
+      top[iy] = std::min(top[iy], y), bottom[iy] = std::max(bottom[iy], y + 1);
+  const __mmask16 out_lanes = static_cast<__mmask16>((1u << OW) - 1);
+  // Streamed rows: whole aligned vectors (rows of a multiple of 16 on a 64-byte aligned plane).
+  const bool stream = streams<float>(s.planes * HW) && W % 16 == 0 &&
+                      reinterpret_cast<std::uintptr_t>(grad_input) % 64 == 0;
+  const index_t thread_stride = per_thread_stride<float>(OH * kSmallRows);
+  std::vector<float> buffers(static_cast<std::size_t>(threads * thread_stride));
+#pragma omp parallel num_threads(threads)
+  {
+    float* spreads = buffers.data() + omp_get_thread_num() * thread_stride;  // [OH][kSmallRows]
+    const __m512 width = _mm512_load_ps(widths);
+#pragma omp for schedule(static)
+    for (index_t p = 0; p < s.planes; ++p) {
+      const float* gout = grad_output + p * OHW;
+      float* gin = grad_input + p * HW;
+      for (index_t y = 0; y < OH; ++y) {
+        const __m512 height = _mm512_set1_ps(float(rows[y].second - rows[y].first));
+        const __m512 g = _mm512_div_ps(_mm512_div_ps(_mm512_maskz_loadu_ps(out_lanes, gout + y * OW), height), width);
+        for (index_t v = 0; v < vectors; ++v) {
+          const __m512 a = _mm512_permutexvar_ps(_mm512_load_si512(first_x + 16 * v), g);
+          const __m512 b = _mm512_permutexvar_ps(_mm512_load_si512(second_x + 16 * v), g);
+          __m512 sum = _mm512_add_ps(_mm512_setzero_ps(), a);
+          sum = _mm512_mask_add_ps(sum, second[v], sum, b);
+          _mm512_storeu_ps(spreads + y * kSmallRows + 16 * v, sum);
+        }
+      }
+      for (index_t iy = 0; iy < H; ++iy) {
+        for (index_t v = 0; v < vectors; ++v) {
+          __m512 sum = _mm512_loadu_ps(spreads + top[iy] * kSmallRows + 16 * v);
+          for (index_t y = top[iy] + 1; y < bottom[iy]; ++y)
+            sum = _mm512_add_ps(sum, _mm512_loadu_ps(spreads + y * kSmallRows + 16 * v));
+          float* dst = gin + iy * W + 16 * v;
+          if (stream) _mm512_stream_ps(dst, sum);
+          else _mm512_mask_storeu_ps(dst, lanes[v], sum);
+        }
+      }
+    }
+    if (stream) stream_fence();
+  }
+  return true;
+}
+#endif
+
 }  // namespace
 
 template <typename T>
@@ -1273,6 +1421,11 @@ void adaptive_avg_pool2d_forward(const T* input, T* output, const AdaptivePool2d
   // dependent chain per window. Then one division per output by its window's element
   // count, as PyTorch divides, in a vector loop over the plane. 64x64x32x32 -> 7x7 on one
   // thread: 2.2 -> 0.9-1.2 ms (a plain read of the input: 0.4 ms).
+#ifdef __AVX512F__
+  if constexpr (std::is_same_v<T, float>) {
+    if (W <= kSmallRows && OW <= 16) return adaptive_avg_forward_small(input, output, s, rows, cols, threads);
+  }
+#endif
   constexpr index_t kGroup = 8;
   // Rows this wide are summed in registers (two vectors of float). Wider ones go through
   // add_rows: summing 128-wide rows a 32-column strip at a time (each strip walking down
@@ -1338,6 +1491,11 @@ void adaptive_avg_pool2d_backward(const T* grad_output, T* grad_input, const Ada
       std::fill(grad_input + p * HW, grad_input + (p + 1) * HW, grad_output[p] / T(H) / T(W));
     return;
   }
+#ifdef __AVX512F__
+  if constexpr (std::is_same_v<T, float>) {
+    if (adaptive_avg_backward_small(grad_output, grad_input, s, rows, cols, threads)) return;
+  }
+#endif
   const index_t thread_stride = per_thread_stride<T>(W);
   std::vector<T> buffers(static_cast<std::size_t>(threads * thread_stride));
 #pragma omp parallel num_threads(threads)
