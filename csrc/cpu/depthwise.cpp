@@ -41,6 +41,7 @@ namespace {
 
 constexpr int kSlot = 14;        // scratch slot (common.h): this thread's buffers
 constexpr index_t kBlock = 64;   // outputs per register block
+constexpr index_t kGrain = 16;   // flat lengths are multiples of this (a float vector, two double ones)
 
 index_t round_up(index_t n, index_t m) { return (n + m - 1) / m * m; }
 
@@ -49,9 +50,9 @@ struct Geometry {
   index_t Hp, Wp;      // padded input plane
   index_t Hq, Wq, PS;  // one stride phase of it (rows ceil(Hp / sh), columns ceil(Wp / sw)); its size
   index_t phases;      // sh x sw, phase (a, b) = rows a, a + sh, .. and columns b, b + sw, .. of P
-  index_t L;           // flat outputs per plane, OH * Wq, rounded up to kBlock
+  index_t L;           // flat outputs per plane, OH * Wq, rounded up to kGrain
   index_t th, tw, Wg;  // dY's padding for the input gradient (in phase steps); its row width
-  index_t LG;          // flat input-gradient entries per phase, Hq * Wg, rounded up to kBlock
+  index_t LG;          // flat input-gradient entries per phase, Hq * Wg, rounded up to kGrain
   std::vector<index_t> forward_taps;   // per tap: its phase's base + its offset in the phase
   std::vector<index_t> backward_taps;  // per tap: dY's offset, the taps grouped by phase
   std::vector<index_t> backward_order; // the tap each backward_taps entry is
@@ -61,9 +62,9 @@ struct Geometry {
         sw(s.stride_w), dh(s.dilation_h), dw(s.dilation_w), kh(s.kernel_h), kw(s.kernel_w) {
     Hp = H + 2 * ph, Wp = W + 2 * pw;
     Hq = (Hp + sh - 1) / sh, Wq = (Wp + sw - 1) / sw, PS = Hq * Wq, phases = sh * sw;
-    L = round_up(OH * Wq, kBlock);
+    L = round_up(OH * Wq, kGrain);
     th = (kh - 1) * dh / sh, tw = (kw - 1) * dw / sw, Wg = Wq + tw;
-    LG = round_up(Hq * Wg, kBlock);
+    LG = round_up(Hq * Wg, kGrain);
     // Tap (i, j) reads phase ((i dh) % sh, (j dw) % sw) at (y + (i dh) / sh, x + (j dw) / sw);
     // with stride 1 the one phase is P itself.
     const auto phase_of = [&](index_t i, index_t j) { return (i * dh % sh) * sw + j * dw % sw; };
@@ -155,29 +156,49 @@ __attribute__((always_inline)) inline void take_rows(const T* flats, const Geome
   }
 }
 
+// out[k0 + k] = first + sum over taps t of w[t] src[k0 + k + tap[t]] for k < NV vectors:
+// the block stays in registers across the taps. Written with explicit 64-byte vectors: as
+// a plain loop GCC 12 vectorized the taps with gathers instead.
+template <index_t NV, typename T>
+__attribute__((always_inline)) inline void taps_block(const T* __restrict src, const index_t* tap, const T* w,
+                                                      index_t taps, T first, index_t k0, T* __restrict out) {
+  typedef T V __attribute__((vector_size(64)));
+  typedef T Unaligned __attribute__((vector_size(64), aligned(sizeof(T))));
+  constexpr index_t kWidth = 64 / sizeof(T);
+  V acc[NV];
+  for (index_t v = 0; v < NV; ++v) acc[v] = first - V{};  // x - 0 keeps -0
+  for (index_t t = 0; t < taps; ++t) {
+    const V wt = w[t] - V{};
+    const T* s = src + k0 + tap[t];
+    for (index_t v = 0; v < NV; ++v) acc[v] += wt * *reinterpret_cast<const Unaligned*>(s + v * kWidth);
+  }
+  for (index_t v = 0; v < NV; ++v) *reinterpret_cast<Unaligned*>(out + k0 + v * kWidth) = acc[v];
+}
+
 // out[k] = first + sum over taps t of w[t] src[k + tap[t]], k in [0, n), n a multiple of
-// kBlock: a block of outputs stays in registers across the taps. Written with explicit
-// 64-byte vectors: as a plain loop GCC 12 vectorized the taps with gathers instead.
+// kGrain: blocks of kBlock outputs, then one of the vectors left (1-3 of float, 1-7 of
+// double). Whole blocks only wasted much on small planes: a 7x7 plane under a 5x5 kernel
+// has 77 flat outputs, 128 in whole blocks, 80 in vectors.
 template <typename T>
 void flat_taps(const T* __restrict src, const index_t* tap, const T* w, index_t taps, T first,
                index_t n, T* __restrict out) {
-  typedef T V __attribute__((vector_size(64)));
-  typedef T Unaligned __attribute__((vector_size(64), aligned(sizeof(T))));
   constexpr index_t kWidth = 64 / sizeof(T), kVectors = kBlock / kWidth;
-  for (index_t k0 = 0; k0 < n; k0 += kBlock) {
-    V acc[kVectors];
-    for (index_t v = 0; v < kVectors; ++v) acc[v] = first - V{};  // x - 0 keeps -0
-    for (index_t t = 0; t < taps; ++t) {
-      const V wt = w[t] - V{};
-      const T* s = src + k0 + tap[t];
-      for (index_t v = 0; v < kVectors; ++v) acc[v] += wt * *reinterpret_cast<const Unaligned*>(s + v * kWidth);
-    }
-    for (index_t v = 0; v < kVectors; ++v) *reinterpret_cast<Unaligned*>(out + k0 + v * kWidth) = acc[v];
+  index_t k0 = 0;
+  for (; k0 + kBlock <= n; k0 += kBlock) taps_block<kVectors>(src, tap, w, taps, first, k0, out);
+  switch ((n - k0) / kWidth) {
+    case 0: break;
+    case 1: taps_block<1>(src, tap, w, taps, first, k0, out); break;
+    case 2: taps_block<2>(src, tap, w, taps, first, k0, out); break;
+    case 3: taps_block<3>(src, tap, w, taps, first, k0, out); break;
+    case 4: taps_block<4>(src, tap, w, taps, first, k0, out); break;
+    case 5: taps_block<5>(src, tap, w, taps, first, k0, out); break;
+    case 6: taps_block<6>(src, tap, w, taps, first, k0, out); break;
+    default: taps_block<7>(src, tap, w, taps, first, k0, out); break;
   }
 }
 
 // totals[t] += sum over k in [0, n) with valid[k] != 0 of a[k] b[k + tap[t]], for every
-// tap t at once (n a multiple of kBlock): one pass over a, one vector of lanes per tap,
+// tap t at once (n a multiple of kGrain): one pass over a, one vector of lanes per tap,
 // each combined in a fixed order in double. The junk columns are skipped by a select, not
 // multiplied by zero: an inf or NaN input read there must not reach a weight gradient
 // whose windows never hold it.
