@@ -93,67 +93,65 @@ __attribute__((always_inline)) inline void copy_overlapping(T* dst, const T* src
   }
 }
 
-// row[2b] = even[b], row[2b + 1] = odd[b] for b < n. With AVX-512 two two-source
-// permutes per 16 pairs (and masked for the last partial block): GCC built each 16-pair
-// block from scalar inserts, 17% of the 3x3/s2 max-pool forward+backward's time.
-// (Max pooling's backward; depthwise convolution's stride-2 input gradient.)
-template <typename T>
-inline void interleave_pairs(const T* even, const T* odd, index_t n, T* row) {
-  index_t b = 0;
 #ifdef __AVX512F__
-  if constexpr (std::is_same_v<T, float>) {
-    const __m512i lo = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
-    const __m512i hi = _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
-    for (; b + 16 <= n; b += 16) {
-      const __m512 e = _mm512_loadu_ps(even + b), o = _mm512_loadu_ps(odd + b);
-      _mm512_storeu_ps(row + 2 * b, _mm512_permutex2var_ps(e, lo, o));
-      _mm512_storeu_ps(row + 2 * b + 16, _mm512_permutex2var_ps(e, hi, o));
-    }
-    if (b < n) {
-      const int r = static_cast<int>(n - b);  // 1 .. 15 pairs
-      const __mmask16 in = static_cast<__mmask16>((1u << r) - 1);
-      const __m512 e = _mm512_maskz_loadu_ps(in, even + b), o = _mm512_maskz_loadu_ps(in, odd + b);
-      const unsigned out = r >= 8 ? 0xFFFFu : (1u << (2 * r)) - 1;
-      _mm512_mask_storeu_ps(row + 2 * b, static_cast<__mmask16>(out), _mm512_permutex2var_ps(e, lo, o));
-      if (r > 8)
-        _mm512_mask_storeu_ps(row + 2 * b + 16, static_cast<__mmask16>((1u << (2 * r - 16)) - 1),
-                              _mm512_permutex2var_ps(e, hi, o));
-      return;
-    }
-  }
-#endif
-  for (; b < n; ++b) row[2 * b] = even[b], row[2 * b + 1] = odd[b];
+// The pieces of interleave_pairs and deinterleave_pairs: vectors x (at a) and y (at b),
+// permutex2var(x, i0, y) stored at d0 and permutex2var(x, i1, y) at d1, every load and
+// store masked (all ones in a whole block of 16 pairs).
+inline void permute_two(const float* a, __mmask16 la, const float* b, __mmask16 lb, __m512i i0, __m512i i1,
+                        float* d0, __mmask16 s0, float* d1, __mmask16 s1) {
+  const __m512 x = _mm512_maskz_loadu_ps(la, a), y = _mm512_maskz_loadu_ps(lb, b);
+  _mm512_mask_storeu_ps(d0, s0, _mm512_permutex2var_ps(x, i0, y));
+  _mm512_mask_storeu_ps(d1, s1, _mm512_permutex2var_ps(x, i1, y));
 }
 
-// even[b] = row[2b], odd[b] = row[2b + 1] for b < n: interleave_pairs undone, the same
-// way (two two-source permutes per 16 pairs, masked for the last partial block).
-// (Depthwise convolution's stride-2 input split into column phases.)
-template <typename T>
-inline void deinterleave_pairs(const T* row, index_t n, T* even, T* odd) {
-  index_t b = 0;
+// Masks of r of 16 lanes, and of the first and second 16 of 2r lanes.
+inline __mmask16 lanes_mask(index_t r) { return static_cast<__mmask16>(r >= 16 ? 0xFFFFu : (1u << r) - 1); }
+inline __mmask16 pairs_first(index_t r) { return lanes_mask(2 * r); }
+inline __mmask16 pairs_second(index_t r) { return r > 8 ? lanes_mask(2 * r - 16) : __mmask16(0); }
+#endif
+
+// Between a row and its even and odd columns, b < n: Split false writes the row
+// (row[2b] = even[b], row[2b + 1] = odd[b]), Split true the columns. With AVX-512 two
+// two-source permutes per 16 pairs (masked for the last partial block): GCC built each
+// 16-pair block from scalar inserts, 17% of the 3x3/s2 max-pool forward+backward's time.
+template <bool Split, typename T>
+inline void shuffle_pairs(T* row, index_t n, T* even, T* odd) {
 #ifdef __AVX512F__
   if constexpr (std::is_same_v<T, float>) {
-    const __m512i ev = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
-    const __m512i od = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
-    for (; b + 16 <= n; b += 16) {
-      const __m512 lo = _mm512_loadu_ps(row + 2 * b), hi = _mm512_loadu_ps(row + 2 * b + 16);
-      _mm512_storeu_ps(even + b, _mm512_permutex2var_ps(lo, ev, hi));
-      _mm512_storeu_ps(odd + b, _mm512_permutex2var_ps(lo, od, hi));
+    const __m512i i0 = Split ? _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30)
+                             : _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+    const __m512i i1 = Split ? _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31)
+                             : _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
+    for (index_t b = 0; b < n; b += 16) {
+      const index_t r = std::min<index_t>(16, n - b);
+      if (Split)
+        permute_two(row + 2 * b, pairs_first(r), row + 2 * b + 16, pairs_second(r), i0, i1, even + b, lanes_mask(r),
+                    odd + b, lanes_mask(r));
+      else
+        permute_two(even + b, lanes_mask(r), odd + b, lanes_mask(r), i0, i1, row + 2 * b, pairs_first(r),
+                    row + 2 * b + 16, pairs_second(r));
     }
-    if (b < n) {
-      const int r = static_cast<int>(n - b);  // 1 .. 15 pairs
-      const unsigned first = r >= 8 ? 0xFFFFu : (1u << (2 * r)) - 1;
-      const unsigned second = r > 8 ? (1u << (2 * r - 16)) - 1 : 0u;
-      const __m512 lo = _mm512_maskz_loadu_ps(static_cast<__mmask16>(first), row + 2 * b);
-      const __m512 hi = _mm512_maskz_loadu_ps(static_cast<__mmask16>(second), row + 2 * b + 16);
-      const __mmask16 out = static_cast<__mmask16>((1u << r) - 1);
-      _mm512_mask_storeu_ps(even + b, out, _mm512_permutex2var_ps(lo, ev, hi));
-      _mm512_mask_storeu_ps(odd + b, out, _mm512_permutex2var_ps(lo, od, hi));
-      return;
-    }
+    return;
   }
 #endif
-  for (; b < n; ++b) even[b] = row[2 * b], odd[b] = row[2 * b + 1];
+  for (index_t b = 0; b < n; ++b) {
+    if (Split) even[b] = row[2 * b], odd[b] = row[2 * b + 1];
+    else row[2 * b] = even[b], row[2 * b + 1] = odd[b];
+  }
+}
+
+// row[2b] = even[b], row[2b + 1] = odd[b] for b < n (max pooling's backward, depthwise
+// convolution's stride-2 input gradient).
+template <typename T>
+inline void interleave_pairs(const T* even, const T* odd, index_t n, T* row) {
+  shuffle_pairs<false>(row, n, const_cast<T*>(even), const_cast<T*>(odd));
+}
+
+// even[b] = row[2b], odd[b] = row[2b + 1] for b < n (depthwise convolution's stride-2
+// input, split into column phases).
+template <typename T>
+inline void deinterleave_pairs(const T* row, index_t n, T* even, T* odd) {
+  shuffle_pairs<true>(const_cast<T*>(row), n, even, odd);
 }
 
 }  // namespace fastdl::cpu

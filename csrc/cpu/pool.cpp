@@ -1233,11 +1233,43 @@ template void avg_pool2d_backward<double>(const double*, double*, const AvgPool2
 // ------------------------------------------------------------------ adaptive_avg_pool2d
 namespace {
 
+using Windows = std::vector<std::pair<index_t, index_t>>;
+
 // [floor(o*size/out), ceil((o+1)*size/out)) for each o.
-std::vector<std::pair<index_t, index_t>> adaptive_windows(index_t size, index_t out) {
-  std::vector<std::pair<index_t, index_t>> w(static_cast<std::size_t>(out));
+Windows adaptive_windows(index_t size, index_t out) {
+  Windows w(static_cast<std::size_t>(out));
   for (index_t o = 0; o < out; ++o) w[o] = {o * size / out, ((o + 1) * size + out - 1) / out};
   return w;
+}
+
+// The element count of window (y, x) at [y * stride + x]; other entries 1.
+template <typename T>
+std::vector<T> window_counts(const Windows& rows, const Windows& cols, index_t stride) {
+  std::vector<T> counts(rows.size() * static_cast<std::size_t>(stride), T(1));
+  for (std::size_t y = 0; y < rows.size(); ++y)
+    for (std::size_t x = 0; x < cols.size(); ++x)
+      counts[y * stride + x] = T((rows[y].second - rows[y].first) * (cols[x].second - cols[x].first));
+  return counts;
+}
+
+// The forward's output rows go in groups of kRowGroup (adaptive_avg_pool2d_forward says why).
+constexpr index_t kRowGroup = 8;
+
+// fn(in, out, sums, y0, group) for each plane's output rows y0 .. y0 + group, in groups of
+// kRowGroup, the planes split over `threads`; sums: `scratch` zeroed elements per thread.
+template <typename T, typename Fn>
+void each_row_group(const T* input, T* output, const AdaptivePool2dShape& s, index_t scratch, int threads, Fn&& fn) {
+  const index_t HW = s.height * s.width, OHW = s.out_h * s.out_w;
+  const index_t thread_stride = per_thread_stride<T>(scratch);
+  std::vector<T> buffers(static_cast<std::size_t>(threads * thread_stride), T(0));
+#pragma omp parallel num_threads(threads)
+  {
+    T* sums = buffers.data() + omp_get_thread_num() * thread_stride;
+#pragma omp for schedule(static)
+    for (index_t p = 0; p < s.planes; ++p)
+      for (index_t y0 = 0; y0 < s.out_h; y0 += kRowGroup)
+        fn(input + p * HW, output + p * OHW, sums, y0, std::min(kRowGroup, s.out_h - y0));
+  }
 }
 
 // Sum of a contiguous plane in 32 interleaved lanes (vector accumulators), combined
@@ -1268,9 +1300,8 @@ constexpr index_t kSmallRows = 64;
 // c ascending, from 0 as the generic loop). Sums in the same order as the generic loop:
 // bitwise the same results. 64x64x32x32 -> 7x7, one thread: 0.9 -> 0.6 ms.
 void adaptive_avg_forward_small(const float* input, float* output, const AdaptivePool2dShape& s,
-                                const std::vector<std::pair<index_t, index_t>>& rows,
-                                const std::vector<std::pair<index_t, index_t>>& cols, int threads) {
-  const index_t H = s.height, W = s.width, OH = s.out_h, OW = s.out_w, HW = H * W, OHW = OH * OW;
+                                const Windows& rows, const Windows& cols, int threads) {
+  const index_t W = s.width, OW = s.out_w;
   const index_t vectors = (W + 15) / 16;
   __mmask16 load[4];
   for (index_t v = 0; v < 4; ++v) {
@@ -1281,49 +1312,33 @@ void adaptive_avg_forward_small(const float* input, float* output, const Adaptiv
   for (index_t x = 0; x < OW; ++x)
     for (index_t c = cols[x].first; c < cols[x].second; ++c) holds[c] |= static_cast<__mmask16>(1u << x);
   const __mmask16 out_lanes = static_cast<__mmask16>((1u << OW) - 1);
-  // Per window row: the element count of each output column's window, as floats.
-  std::vector<float> counts(static_cast<std::size_t>(OH * 16), 1.0f);
-  for (index_t y = 0; y < OH; ++y)
-    for (index_t x = 0; x < OW; ++x)
-      counts[y * 16 + x] = float((rows[y].second - rows[y].first) * (cols[x].second - cols[x].first));
-  constexpr index_t kGroup = 8;  // window rows whose column sums run side by side
-  const index_t thread_stride = per_thread_stride<float>(kGroup * kSmallRows);
-  std::vector<float> buffers(static_cast<std::size_t>(threads * thread_stride));
-#pragma omp parallel num_threads(threads)
-  {
-    float* sums = buffers.data() + omp_get_thread_num() * thread_stride;  // [kGroup][kSmallRows]
-#pragma omp for schedule(static)
-    for (index_t p = 0; p < s.planes; ++p) {
-      const float* in = input + p * HW;
-      float* out = output + p * OHW;
-      for (index_t y0 = 0; y0 < OH; y0 += kGroup) {
-        const index_t group = std::min(kGroup, OH - y0);
-        for (index_t j = 0; j < group; ++j) {
-          const auto [r0, r1] = rows[y0 + j];
-          const float* top = in + r0 * W;
-          __m512 acc[4];
-          for (index_t v = 0; v < 4; ++v)
-            if (v < vectors) acc[v] = _mm512_maskz_loadu_ps(load[v], top + 16 * v);
-          for (index_t iy = 1; iy < r1 - r0; ++iy)
-            for (index_t v = 0; v < 4; ++v)
-              if (v < vectors) acc[v] = _mm512_add_ps(acc[v], _mm512_maskz_loadu_ps(load[v], top + iy * W + 16 * v));
-          for (index_t v = 0; v < 4; ++v)
-            if (v < vectors) _mm512_storeu_ps(sums + j * kSmallRows + 16 * v, acc[v]);
-        }
-        __m512 total[kGroup];
-        for (index_t j = 0; j < kGroup; ++j) total[j] = _mm512_setzero_ps();
-        for (index_t c = 0; c < W; ++c) {
-          const __mmask16 m = holds[c];
-          for (index_t j = 0; j < kGroup; ++j)
-            if (j < group) total[j] = _mm512_mask_add_ps(total[j], m, total[j], _mm512_set1_ps(sums[j * kSmallRows + c]));
-        }
-        for (index_t j = 0; j < group; ++j) {
-          const __m512 mean = _mm512_div_ps(total[j], _mm512_loadu_ps(counts.data() + (y0 + j) * 16));
-          _mm512_mask_storeu_ps(out + (y0 + j) * OW, out_lanes, mean);
-        }
-      }
+  const std::vector<float> counts = window_counts<float>(rows, cols, 16);  // a vector per window row
+  each_row_group(input, output, s, kRowGroup * kSmallRows, threads,
+                 [&](const float* in, float* out, float* sums, index_t y0, index_t group) {
+    for (index_t j = 0; j < group; ++j) {  // sums[j][c]: column c over window row y0 + j's rows
+      const auto [r0, r1] = rows[y0 + j];
+      const float* top = in + r0 * W;
+      __m512 acc[4];
+      for (index_t v = 0; v < 4; ++v)
+        if (v < vectors) acc[v] = _mm512_maskz_loadu_ps(load[v], top + 16 * v);
+      for (index_t iy = 1; iy < r1 - r0; ++iy)
+        for (index_t v = 0; v < 4; ++v)
+          if (v < vectors) acc[v] = _mm512_add_ps(acc[v], _mm512_maskz_loadu_ps(load[v], top + iy * W + 16 * v));
+      for (index_t v = 0; v < 4; ++v)
+        if (v < vectors) _mm512_storeu_ps(sums + j * kSmallRows + 16 * v, acc[v]);
     }
-  }
+    __m512 total[kRowGroup];
+    for (index_t j = 0; j < kRowGroup; ++j) total[j] = _mm512_setzero_ps();
+    for (index_t c = 0; c < W; ++c) {
+      const __mmask16 m = holds[c];
+      for (index_t j = 0; j < kRowGroup; ++j)
+        if (j < group) total[j] = _mm512_mask_add_ps(total[j], m, total[j], _mm512_set1_ps(sums[j * kSmallRows + c]));
+    }
+    for (index_t j = 0; j < group; ++j) {
+      const __m512 mean = _mm512_div_ps(total[j], _mm512_loadu_ps(counts.data() + (y0 + j) * 16));
+      _mm512_mask_storeu_ps(out + (y0 + j) * OW, out_lanes, mean);
+    }
+  });
 }
 
 // adaptive_avg_pool2d_backward for float rows of at most kSmallRows columns, at most 16
@@ -1335,8 +1350,7 @@ void adaptive_avg_forward_small(const float* input, float* output, const Adaptiv
 // so results are bitwise the same; streamed when grad_input is large (stream.h).
 // 64x64x32x32 <- 7x7, one thread: 1.2 -> 0.7 ms. Returns false (nothing done) otherwise.
 bool adaptive_avg_backward_small(const float* grad_output, float* grad_input, const AdaptivePool2dShape& s,
-                                 const std::vector<std::pair<index_t, index_t>>& rows,
-                                 const std::vector<std::pair<index_t, index_t>>& cols, int threads) {
+                                 const Windows& rows, const Windows& cols, int threads) {
   const index_t H = s.height, W = s.width, OH = s.out_h, OW = s.out_w, HW = H * W, OHW = OH * OW;
   if (W > kSmallRows || OW > 16 || OH * kSmallRows > (index_t(1) << 16)) return false;
   // Per column: its first and second window (x ascending), if any.
@@ -1415,69 +1429,49 @@ void adaptive_avg_pool2d_forward(const T* input, T* output, const AdaptivePool2d
     for (index_t p = 0; p < s.planes; ++p) output[p] = plane_sum(input + p * HW, HW) / T(H) / T(W);
     return;
   }
-  // Output rows go in groups of kGroup: the group's row-window sums first (see kLanes
-  // below for how), then each window's sum over its columns
-  // for the group's rows at once: kGroup independent additions in flight instead of one
-  // dependent chain per window. Then one division per output by its window's element
-  // count, as PyTorch divides, in a vector loop over the plane. 64x64x32x32 -> 7x7 on one
-  // thread: 2.2 -> 0.9-1.2 ms (a plain read of the input: 0.4 ms).
+  // Output rows go in groups of kRowGroup: the group's row-window sums first (see kLanes
+  // below for how), then each window's sum over its columns for the group's rows at once:
+  // kRowGroup independent additions in flight instead of one dependent chain per window.
+  // Then one division per output by its window's element count, as PyTorch divides.
+  // 64x64x32x32 -> 7x7 on one thread: 2.2 -> 0.9-1.2 ms (a plain read of the input: 0.4 ms).
 #ifdef __AVX512F__
   if constexpr (std::is_same_v<T, float>) {
     if (W <= kSmallRows && OW <= 16) return adaptive_avg_forward_small(input, output, s, rows, cols, threads);
   }
 #endif
-  constexpr index_t kGroup = 8;
   // Rows this wide are summed in registers (two vectors of float). Wider ones go through
   // add_rows: summing 128-wide rows a 32-column strip at a time (each strip walking down
   // the rows 512 bytes apart) made 16x64x128x128 -> 7x7 take 6.1 ms instead of 3.4.
   constexpr index_t kLanes = 128 / sizeof(T);
-  std::vector<T> counts(static_cast<std::size_t>(OHW));  // elements per window
-  for (index_t y = 0; y < OH; ++y)
-    for (index_t x = 0; x < OW; ++x)
-      counts[y * OW + x] = T((rows[y].second - rows[y].first) * (cols[x].second - cols[x].first));
-  const index_t thread_stride = per_thread_stride<T>(kGroup * W);
-  std::vector<T> buffers(static_cast<std::size_t>(threads * thread_stride), T(0));
-#pragma omp parallel num_threads(threads)
-  {
-    T* sums = buffers.data() + omp_get_thread_num() * thread_stride;  // [kGroup][W]
-#pragma omp for schedule(static)
-    for (index_t p = 0; p < s.planes; ++p) {
-      const T* in = input + p * HW;
-      T* out = output + p * OHW;
-      for (index_t y0 = 0; y0 < OH; y0 += kGroup) {
-        const index_t group = std::min(kGroup, OH - y0);
-        for (index_t j = 0; j < group; ++j) {
-          const auto [r0, r1] = rows[y0 + j];
-          const T* __restrict top = in + r0 * W;
-          T* __restrict row = sums + j * W;
-          if (W > kLanes) {  // wide rows: whole rows added in memory order
-            std::copy(top, top + W, row);
-            for (index_t iy = 1; iy < r1 - r0; ++iy) add_rows(top + iy * W, W, row);
-            continue;
-          }
-          // Rows of at most kLanes columns: down the window's rows in registers.
-          T acc[kLanes];
-#pragma omp simd
-          for (index_t k = 0; k < W; ++k) acc[k] = top[k];
-          for (index_t iy = 1; iy < r1 - r0; ++iy)
-#pragma omp simd
-            for (index_t k = 0; k < W; ++k) acc[k] += top[iy * W + k];
-#pragma omp simd
-          for (index_t k = 0; k < W; ++k) row[k] = acc[k];
-        }
-        for (index_t x = 0; x < OW; ++x) {
-          const auto [c0, c1] = cols[x];
-          T acc[kGroup] = {};
-          for (index_t c = c0; c < c1; ++c)
-            for (index_t j = 0; j < kGroup; ++j) acc[j] += sums[j * W + c];
-          for (index_t j = 0; j < group; ++j) out[(y0 + j) * OW + x] = acc[j];
-        }
+  const std::vector<T> counts = window_counts<T>(rows, cols, OW);
+  each_row_group(input, output, s, kRowGroup * W, threads, [&](const T* in, T* out, T* sums, index_t y0, index_t group) {
+    for (index_t j = 0; j < group; ++j) {
+      const auto [r0, r1] = rows[y0 + j];
+      const T* __restrict top = in + r0 * W;
+      T* __restrict row = sums + j * W;
+      if (W > kLanes) {  // wide rows: whole rows added in memory order
+        std::copy(top, top + W, row);
+        for (index_t iy = 1; iy < r1 - r0; ++iy) add_rows(top + iy * W, W, row);
+        continue;
       }
-      const T* __restrict n = counts.data();
+      // Rows of at most kLanes columns: down the window's rows in registers.
+      T acc[kLanes];
 #pragma omp simd
-      for (index_t k = 0; k < OHW; ++k) out[k] /= n[k];
+      for (index_t k = 0; k < W; ++k) acc[k] = top[k];
+      for (index_t iy = 1; iy < r1 - r0; ++iy)
+#pragma omp simd
+        for (index_t k = 0; k < W; ++k) acc[k] += top[iy * W + k];
+#pragma omp simd
+      for (index_t k = 0; k < W; ++k) row[k] = acc[k];
     }
-  }
+    for (index_t x = 0; x < OW; ++x) {
+      const auto [c0, c1] = cols[x];
+      T acc[kRowGroup] = {};
+      for (index_t c = c0; c < c1; ++c)
+        for (index_t j = 0; j < kRowGroup; ++j) acc[j] += sums[j * W + c];
+      for (index_t j = 0; j < group; ++j) out[(y0 + j) * OW + x] = acc[j] / counts[(y0 + j) * OW + x];
+    }
+  });
 }
 
 template <typename T>
