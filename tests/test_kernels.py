@@ -296,6 +296,12 @@ CHANNEL_CASES = [
     pytest.param((2, 48, 6, 6), 48, (3, 3), dict(stride=3), id="forward-only-o48"),
     pytest.param((256, 9, 9), 64, (1, 1), dict(stride=2), id="1x1-s2-unbatched"),
     pytest.param((1, 16, 9, 9), 96, (5, 5), dict(padding="same"), id="same-k5"),
+    # Windows over padding skip those taps, pixels grouped by the taps they hold (samples
+    # chunked so that a class fills the register rows; small classes join the full one).
+    pytest.param((16, 32, 7, 7), 64, (3, 3), dict(stride=2, padding=1), id="tap-classes-chunked"),
+    pytest.param((2, 32, 7, 7), 80, (3, 3), dict(padding=1), id="tap-classes-merged-64+16"),
+    pytest.param((3, 32, 4, 4), 32, (3, 3), dict(padding=3), id="windows-all-padding"),
+    pytest.param((5, 32, 9, 8), 48, (3, 3), dict(stride=2, padding=(2, 1), dilation=(2, 1)), id="tap-classes-dilated"),
 ]
 
 def _conv_arrays(rng, input_shape, out_channels, kernel, kwargs, dtype, bias=True):

@@ -13,6 +13,7 @@
 // Every split — sample groups, chunks, GEMM tiles — depends on the shapes only, never on
 // the thread count, so results are bitwise reproducible on any number of threads.
 #include <algorithm>
+#include <array>
 #include <climits>
 #include <cstring>
 #include <type_traits>
@@ -538,11 +539,13 @@ bool channel_backward_applies(const Conv2dShape& s) {
   return channel_direct_applies(s) && s.in_channels % kDirectLanes == 0 && s.out_channels >= 64;
 }
 
-// acc[q][v] = init + sum over steps r of px[q][step[r]] * w[r * w_stride + 16 v ..], stored
-// to out[q] + 16 v; init is bias + 16 v when given, else what out[q] + 16 v holds.
-template <int V, int P>
+// acc[q][v] = init + sum over steps r of px[q][step[r]] * w[row(r) + 16 v ..], stored to
+// out[q] + 16 v; init is bias + 16 v when given, else what out[q] + 16 v holds. row(r) is
+// r * w_stride, or wrow[r] when given (a subset of the weights' rows, in order).
+template <int V, int P, bool Rows>
 inline void channel_block(const float* const* px, const index_t* step, index_t steps,
-                          const float* w, index_t w_stride, const float* bias, float* const* out) {
+                          const float* w, index_t w_stride, const index_t* wrow, const float* bias,
+                          float* const* out) {
   Lanes16 acc[P][V];
   const float* pixel[P];
 #pragma GCC unroll 6
@@ -555,7 +558,7 @@ inline void channel_block(const float* const* px, const index_t* step, index_t s
   }
   for (index_t r = 0; r < steps; ++r) {
     const index_t t = step[r];
-    const float* wr = w + r * w_stride;
+    const float* wr = w + (Rows ? wrow[r] : r * w_stride);
     Lanes16 wv[V];
 #pragma GCC unroll 4
     for (int v = 0; v < V; ++v) wv[v] = load_lanes(wr + v * kDirectLanes);
@@ -576,31 +579,40 @@ inline void channel_block(const float* const* px, const index_t* step, index_t s
   }
 }
 
-template <int P>
+template <int P, bool Rows>
 inline void channel_block_v(int vectors, const float* const* px, const index_t* step,
-                            index_t steps, const float* w, index_t w_stride, const float* bias,
-                            float* const* out) {
+                            index_t steps, const float* w, index_t w_stride, const index_t* wrow,
+                            const float* bias, float* const* out) {
   switch (vectors) {
-    case 4: channel_block<4, P>(px, step, steps, w, w_stride, bias, out); break;
-    case 3: channel_block<3, P>(px, step, steps, w, w_stride, bias, out); break;
-    case 2: channel_block<2, P>(px, step, steps, w, w_stride, bias, out); break;
-    default: channel_block<1, P>(px, step, steps, w, w_stride, bias, out); break;
+    case 4: channel_block<4, P, Rows>(px, step, steps, w, w_stride, wrow, bias, out); break;
+    case 3: channel_block<3, P, Rows>(px, step, steps, w, w_stride, wrow, bias, out); break;
+    case 2: channel_block<2, P, Rows>(px, step, steps, w, w_stride, wrow, bias, out); break;
+    default: channel_block<1, P, Rows>(px, step, steps, w, w_stride, wrow, bias, out); break;
   }
 }
 
-// channel_block<V, P> for V = width / 16 (width a multiple of 16, <= 64), P = rows <= 6.
-void channel_block_any(index_t width, index_t rows, const float* const* px, const index_t* step,
-                       index_t steps, const float* w, index_t w_stride, const float* bias,
-                       float* const* out) {
+template <bool Rows>
+void channel_block_rows(index_t width, index_t rows, const float* const* px, const index_t* step,
+                        index_t steps, const float* w, index_t w_stride, const index_t* wrow,
+                        const float* bias, float* const* out) {
   const int v = static_cast<int>(width / kDirectLanes);
   switch (rows) {
-    case 6: channel_block_v<6>(v, px, step, steps, w, w_stride, bias, out); break;
-    case 5: channel_block_v<5>(v, px, step, steps, w, w_stride, bias, out); break;
-    case 4: channel_block_v<4>(v, px, step, steps, w, w_stride, bias, out); break;
-    case 3: channel_block_v<3>(v, px, step, steps, w, w_stride, bias, out); break;
-    case 2: channel_block_v<2>(v, px, step, steps, w, w_stride, bias, out); break;
-    default: channel_block_v<1>(v, px, step, steps, w, w_stride, bias, out); break;
+    case 6: channel_block_v<6, Rows>(v, px, step, steps, w, w_stride, wrow, bias, out); break;
+    case 5: channel_block_v<5, Rows>(v, px, step, steps, w, w_stride, wrow, bias, out); break;
+    case 4: channel_block_v<4, Rows>(v, px, step, steps, w, w_stride, wrow, bias, out); break;
+    case 3: channel_block_v<3, Rows>(v, px, step, steps, w, w_stride, wrow, bias, out); break;
+    case 2: channel_block_v<2, Rows>(v, px, step, steps, w, w_stride, wrow, bias, out); break;
+    default: channel_block_v<1, Rows>(v, px, step, steps, w, w_stride, wrow, bias, out); break;
   }
+}
+
+// channel_block<V, P> for V = width / 16 (width a multiple of 16, <= 64), P = rows <= 6;
+// the weights' rows r * w_stride, or wrow[r] when wrow is given.
+void channel_block_any(index_t width, index_t rows, const float* const* px, const index_t* step,
+                       index_t steps, const float* w, index_t w_stride, const float* bias,
+                       float* const* out, const index_t* wrow = nullptr) {
+  if (wrow) channel_block_rows<true>(width, rows, px, step, steps, w, w_stride, wrow, bias, out);
+  else channel_block_rows<false>(width, rows, px, step, steps, w, w_stride, nullptr, bias, out);
 }
 
 // One whole 16 x 16 tile in registers: rows interleaved in pairs, then quads (each
@@ -699,12 +711,66 @@ inline index_t pixel_offset(index_t q, const Phases& p, const Conv2dShape& s) {
   return (q / s.out_w) * s.stride_h * p.pw + (q % s.out_w) * s.stride_w;
 }
 
+// Output pixels whose windows hold the same taps inside the input: kernel rows [i0, i1)
+// and columns [j0, j1) (the others read padding, a product by zero). Each class sums only
+// its own taps, in the (c, i, j) order of the full sum (so a window inside the input
+// sums exactly as before): steps and weight rows of the class's taps.
+struct TapClass {
+  std::vector<index_t> pixels;      // output pixels q (of one sample)
+  std::vector<index_t> step, wrow;  // tap offsets from a pixel's first tap; weight rows (x width), none if all
+};
+
+// Classes of fewer than `fewest` pixels join the class of every tap (their padding taps
+// read zeros): each run of pixels streams its class's weights, and a run of one or two
+// pixels costs that stream for little work (1x512x7x7: a 1.2 MB stream per run).
+std::vector<TapClass> tap_classes(const Phases& p, const Conv2dShape& s, index_t width, index_t fewest) {
+  const index_t KH = s.kernel_h, KW = s.kernel_w;
+  // The kernel rows (columns) inside the input for output row y (column x).
+  const auto inside = [](index_t o, index_t stride, index_t pad, index_t dilation, index_t kernel, index_t size,
+                         index_t& lo, index_t& hi) {
+    lo = 0, hi = kernel;
+    while (lo < kernel && o * stride - pad + lo * dilation < 0) ++lo;
+    while (hi > lo && o * stride - pad + (hi - 1) * dilation >= size) --hi;
+  };
+  using Key = std::array<index_t, 4>;
+  const index_t OHW = s.out_h * s.out_w;
+  std::vector<Key> key(static_cast<std::size_t>(OHW));
+  for (index_t q = 0; q < OHW; ++q) {
+    inside(q / s.out_w, s.stride_h, s.pad_h, s.dilation_h, KH, s.height, key[q][0], key[q][1]);
+    inside(q % s.out_w, s.stride_w, s.pad_w, s.dilation_w, KW, s.width, key[q][2], key[q][3]);
+  }
+  const Key all = {0, KH, 0, KW};
+  for (index_t q = 0; q < OHW; ++q)
+    if (std::count(key.begin(), key.end(), key[q]) < fewest) key[q] = all;
+  std::vector<TapClass> classes;
+  std::vector<Key> keys;
+  for (index_t q = 0; q < OHW; ++q) {
+    const auto found = std::find(keys.begin(), keys.end(), key[q]);
+    if (found != keys.end()) {
+      classes[found - keys.begin()].pixels.push_back(q);
+      continue;
+    }
+    keys.push_back(key[q]);
+    TapClass k;
+    k.pixels.push_back(q);
+    for (index_t c = 0; c < s.in_channels; ++c)
+      for (index_t i = key[q][0]; i < key[q][1]; ++i)
+        for (index_t j = key[q][2]; j < key[q][3]; ++j) {
+          k.step.push_back(c * p.size() + p.offset(i * s.dilation_h, j * s.dilation_w));
+          k.wrow.push_back(((c * KH + i) * KW + j) * width);
+        }
+    if (key[q] == all) k.wrow.clear();  // every row in order: no indirection (4% on 1x512x7x7)
+    classes.push_back(std::move(k));
+  }
+  return classes;
+}
+
 void channel_direct_forward(const float* input, const float* weight, const float* bias,
                             float* output, const Conv2dShape& s) {
   const index_t C = s.in_channels, O = s.out_channels, H = s.height, W = s.width;
   const index_t OHW = s.out_h * s.out_w, R = C * s.kernel_h * s.kernel_w;
   const Phases p = padded_of(s);  // broadcasts need no contiguous runs: no phase split
-  const index_t* tap = tap_offsets(p, s, 14);
+  const index_t plane = C * p.size();  // a sample's padded planes
   // Weights as [64-channel block][tap][width of the block]; bias likewise.
   const index_t blocks = (O + kChannelBlock - 1) / kChannelBlock;
   float* packed = scratch<float>(15, O * R + blocks * kChannelBlock);
@@ -715,40 +781,58 @@ void channel_direct_forward(const float* input, const float* weight, const float
     for (index_t k = 0; k < kChannelBlock; ++k)
       packed_bias[o0 + k] = bias && o0 + k < O ? bias[o0 + k] : 0.0f;
   }
-  // Work items (sample, channel block), sample-major: a thread pads a sample's planes
-  // again only when its next item starts a new sample.
+  // Pixels by the taps their windows hold inside the input: a window over padding skips
+  // those taps (a 3x3/s2 layer on a 7x7 map reads padding in 31% of its taps). The weight
+  // rows are per block width: the last block may be narrower.
+  // Samples per item: enough pixels that a class's runs fill the register block (a 4x4
+  // map has 9 classes of 1-4 pixels); their padded planes at most 16 MiB.
+  const index_t per = std::clamp<index_t>(std::min((96 + OHW - 1) / OHW, (index_t(1) << 22) / plane), 1, s.batch);
+  const index_t chunks = (s.batch + per - 1) / per;
+  const index_t fewest = (kChannelRows + per - 1) / per;  // pixels of a class per sample
+  const index_t last_width = O - (blocks - 1) * kChannelBlock;
+  const std::vector<TapClass> classes = tap_classes(p, s, kChannelBlock, fewest);
+  const std::vector<TapClass> last_classes =
+      last_width == kChannelBlock ? std::vector<TapClass>{} : tap_classes(p, s, last_width, fewest);
+  // Work items (sample chunk, channel block), chunk-major: a thread pads a chunk's planes
+  // again only when its next item starts a new chunk.
 #pragma omp parallel num_threads(threads_for(s.batch * O * OHW * R))
   {
     index_t padded = -1;
-    float* planes = scratch<float>(6, C * p.size());
-    float* block = scratch<float>(5, OHW * kChannelBlock);  // [pixel][channel] of one item
+    float* planes = scratch<float>(6, per * plane);
+    float* block = scratch<float>(5, per * OHW * kChannelBlock);  // [sample][pixel][channel] of one item
 #pragma omp for schedule(static)
-    for (index_t item = 0; item < s.batch * blocks; ++item) {
-      const index_t n = item / blocks, o0 = (item % blocks) * kChannelBlock;
-      const index_t width = std::min(kChannelBlock, O - o0);
-      if (n != padded) {
-        pad_sample(input + n * C * H * W, planes, p, s, padded < 0);
-        padded = n;
+    for (index_t item = 0; item < chunks * blocks; ++item) {
+      const index_t k = item / blocks, n0 = k * per, ns = std::min(per, s.batch - n0);
+      const index_t o0 = (item % blocks) * kChannelBlock, width = std::min(kChannelBlock, O - o0);
+      if (k != padded) {
+        for (index_t n = 0; n < ns; ++n)
+          pad_sample(input + (n0 + n) * C * H * W, planes + n * plane, p, s, padded < 0);
+        padded = k;
       }
-      // Meanwhile the next sample's input comes into the L2 cache, a 1/blocks share per
-      // item, spread over the pixel blocks (padding it then waits on no memory).
-      const index_t share = (n + 1 < s.batch ? C * H * W : 0) / blocks;
-      const float* next = input + (n + 1) * C * H * W + (item % blocks) * share;
-      const index_t runs = (OHW + kChannelRows - 1) / kChannelRows, per_run = share / runs + 16;
-      for (index_t q0 = 0, run = 0; q0 < OHW; q0 += kChannelRows, ++run) {
-        const index_t rows = std::min<index_t>(kChannelRows, OHW - q0);
-        const float* px[kChannelRows];
-        float* out[kChannelRows];
-        for (index_t q = 0; q < rows; ++q) {
-          px[q] = planes + pixel_offset(q0 + q, p, s);
-          out[q] = block + (q0 + q) * width;
+      const float* w = packed + o0 * R;
+      for (const TapClass& tc : (width == kChannelBlock ? classes : last_classes)) {
+        // The class's pixels of every sample of the chunk, in runs of up to kChannelRows.
+        const index_t count = static_cast<index_t>(tc.pixels.size()), total = ns * count;
+        for (index_t e0 = 0; e0 < total; e0 += kChannelRows) {
+          const index_t rows = std::min<index_t>(kChannelRows, total - e0);
+          const float* px[kChannelRows];
+          float* out[kChannelRows];
+          for (index_t e = 0; e < rows; ++e) {
+            const index_t n = (e0 + e) / count, q = tc.pixels[(e0 + e) % count];
+            px[e] = planes + n * plane + pixel_offset(q, p, s);
+            out[e] = block + (n * OHW + q) * width;
+          }
+          if (tc.step.empty()) {  // every tap reads padding: the bias alone
+            for (index_t e = 0; e < rows; ++e) std::copy(packed_bias + o0, packed_bias + o0 + width, out[e]);
+            continue;
+          }
+          channel_block_any(width, rows, px, tc.step.data(), static_cast<index_t>(tc.step.size()), w, width,
+                            packed_bias + o0, out, tc.wrow.empty() ? nullptr : tc.wrow.data());
         }
-        for (index_t e = run * per_run; e < std::min(share, (run + 1) * per_run); e += 16)
-          _mm_prefetch(reinterpret_cast<const char*>(next + e), _MM_HINT_T1);
-        channel_block_any(width, rows, px, tap, R, packed + o0 * R, width, packed_bias + o0, out);
       }
-      // [pixel][channel] -> the NCHW planes of channels o0 .. o0 + width.
-      transpose_tiles<false>(block, OHW, width, width, output + (n * O + o0) * OHW, OHW);
+      // [pixel][channel] -> the NCHW planes of channels o0 .. o0 + width, per sample.
+      for (index_t n = 0; n < ns; ++n)
+        transpose_tiles<false>(block + n * OHW * width, OHW, width, width, output + ((n0 + n) * O + o0) * OHW, OHW);
     }
   }
 }
