@@ -921,33 +921,56 @@ void channel_direct_backward(const float* input, const float* weight, const floa
   const index_t nb_max = std::clamp<index_t>(kChannelStage / per_sample, 1, s.batch);
   float* planes = scratch<float>(3, nb_max * C * plane);
   float* dyt = scratch<float>(2, nb_max * OHW * O);
-  index_t* step = scratch<index_t>(1, nb_max * OHW);  // pixel (n, q)'s first tap
-  const index_t* tap = tap_offsets(p, s, 4);
+  // Per kernel tap t = (i, j): the pixels (n, q) whose tap t lies inside the input (the
+  // others multiply padding: skipped, as in the forward), as their tap's offset from the
+  // channel's plane (step) and their row of dY^T (dy_row); nothing when all of them do.
+  index_t* step = scratch<index_t>(1, 2 * KK * nb_max * OHW);
+  index_t* dy_row = step + KK * nb_max * OHW;
+  std::vector<index_t> pixels(static_cast<std::size_t>(KK));
+  std::vector<char> every(static_cast<std::size_t>(KK));
   float* sums = scratch<float>(0, R * O);  // [tap][o], summed over every chunk in turn
   std::fill(sums, sums + R * O, 0.0f);
   const index_t blocks = (O + kChannelBlock - 1) / kChannelBlock;
-  const index_t groups = (R + kChannelRows - 1) / kChannelRows;
+  const index_t groups = (C + kChannelRows - 1) / kChannelRows;  // of channels, per kernel tap
   for (index_t n0 = 0; n0 < s.batch; n0 += nb_max) {
     const index_t nb = std::min(nb_max, s.batch - n0);
 #pragma omp parallel for schedule(static) num_threads(threads)
     for (index_t n = 0; n < nb; ++n) {
       pad_sample(input + (n0 + n) * C * H * W, planes + n * C * plane, p, s, n0 == 0);
       transpose_tiles<false>(grad_output + (n0 + n) * O * OHW, O, OHW, OHW, dyt + n * OHW * O, O);
-      for (index_t q = 0; q < OHW; ++q) step[n * OHW + q] = n * C * plane + pixel_offset(q, p, s);
     }
-    // Items (channel block, group of 6 taps), block-major: a thread's items share dY^T's block.
+    for (index_t i = 0; i < s.kernel_h; ++i)
+      for (index_t j = 0; j < s.kernel_w; ++j) {
+        const index_t t = i * s.kernel_w + j, tap = p.offset(i * s.dilation_h, j * s.dilation_w);
+        index_t y0, y1, x0, x1, count = 0;
+        outputs_inside(i * s.dilation_h, s.stride_h, s.pad_h, s.height, s.out_h, y0, y1);
+        outputs_inside(j * s.dilation_w, s.stride_w, s.pad_w, s.width, s.out_w, x0, x1);
+        for (index_t n = 0; n < nb; ++n)
+          for (index_t y = y0; y < y1; ++y)
+            for (index_t x = x0; x < x1; ++x, ++count) {
+              const index_t q = y * s.out_w + x;
+              step[t * nb * OHW + count] = n * C * plane + pixel_offset(q, p, s) + tap;
+              dy_row[t * nb * OHW + count] = (n * OHW + q) * O;
+            }
+        pixels[t] = count;
+        every[t] = count == nb * OHW;
+      }
+    // Items (channel block, kernel tap, group of 6 channels), block-major: a thread's items
+    // share dY^T's block.
 #pragma omp parallel for schedule(static) num_threads(threads)
-    for (index_t item = 0; item < blocks * groups; ++item) {
-      const index_t o0 = (item / groups) * kChannelBlock, r0 = (item % groups) * kChannelRows;
+    for (index_t item = 0; item < blocks * KK * groups; ++item) {
+      const index_t o0 = (item / (KK * groups)) * kChannelBlock, t = item / groups % KK;
+      const index_t c0 = (item % groups) * kChannelRows;
       const index_t width = std::min(kChannelBlock, O - o0);
-      const index_t rows = std::min<index_t>(kChannelRows, R - r0);
+      const index_t rows = std::min<index_t>(kChannelRows, C - c0);
       const float* px[kChannelRows];
       float* out[kChannelRows];
       for (index_t m = 0; m < rows; ++m) {
-        px[m] = planes + tap[r0 + m];
-        out[m] = sums + (r0 + m) * O + o0;
+        px[m] = planes + (c0 + m) * plane;
+        out[m] = sums + ((c0 + m) * KK + t) * O + o0;
       }
-      channel_block_any(width, rows, px, step, nb * OHW, dyt + o0, O, nullptr, out);
+      channel_block_any(width, rows, px, step + t * nb * OHW, pixels[t], dyt + o0, O, nullptr, out,
+                        every[t] ? nullptr : dy_row + t * nb * OHW);
     }
   }
   transpose_tiles<true>(sums, R, O, O, grad_weight, R);
