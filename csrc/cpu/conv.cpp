@@ -696,16 +696,6 @@ void pad_sample(const float* src, float* dst, const Phases& p, const Conv2dShape
   }
 }
 
-// Offset of tap (c, i, j) in a sample's padded planes, in (c, i, j) order.
-index_t* tap_offsets(const Phases& p, const Conv2dShape& s, int slot) {
-  index_t* tap = scratch<index_t>(slot, s.in_channels * s.kernel_h * s.kernel_w);
-  for (index_t c = 0; c < s.in_channels; ++c)
-    for (index_t i = 0; i < s.kernel_h; ++i)
-      for (index_t j = 0; j < s.kernel_w; ++j)
-        tap[(c * s.kernel_h + i) * s.kernel_w + j] = c * p.size() + p.offset(i * s.dilation_h, j * s.dilation_w);
-  return tap;
-}
-
 // Offset in the padded planes of output pixel q's first tap.
 inline index_t pixel_offset(index_t q, const Phases& p, const Conv2dShape& s) {
   return (q / s.out_w) * s.stride_h * p.pw + (q % s.out_w) * s.stride_w;
