@@ -280,6 +280,12 @@ DIRECT_CASES = [
     pytest.param((4, 2, 12, 64), 6, (4, 4), dict(stride=2, padding=1), id="k4-s2"),
     pytest.param((3, 7, 30), 5, (3, 3), dict(padding=1), id="unbatched"),
     pytest.param((2, 3, 10, 29), 4, (4, 2), dict(padding="same"), id="same-even"),
+    # Grouped, 8-channel blocks within each group, at most 8 input channels per group: the
+    # same kernel per group (rows of 12-15 outputs in one vector).
+    pytest.param((2, 64, 14, 14), 64, (3, 3), dict(padding=1, groups=8), id="grouped-8x8"),
+    pytest.param((2, 16, 13, 20), 32, (3, 3), dict(padding=1, groups=4), id="grouped-4-to-8"),
+    pytest.param((2, 32, 29, 30), 32, (3, 3), dict(stride=2, padding=1, groups=4), id="grouped-s2"),
+    pytest.param((2, 12, 12, 40), 48, (5, 3), dict(padding=(2, 1), dilation=(1, 2), groups=3), id="grouped-k5x3"),
 ]
 
 # Float32 convolutions with R = C*KH*KW >= 256 taps and output channels in whole 16-lane
