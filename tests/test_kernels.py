@@ -308,6 +308,11 @@ CHANNEL_CASES = [
     pytest.param((2, 32, 7, 7), 80, (3, 3), dict(padding=1), id="tap-classes-merged-64+16"),
     pytest.param((3, 32, 4, 4), 32, (3, 3), dict(padding=3), id="windows-all-padding"),
     pytest.param((5, 32, 9, 8), 48, (3, 3), dict(stride=2, padding=(2, 1), dilation=(2, 1)), id="tap-classes-dilated"),
+    # Grouped, on maps of at most 64 pixels: per group, 16-lane vectors of its channels
+    # (blocks of 64 and a narrower last one within each group).
+    pytest.param((4, 64, 7, 7), 64, (3, 3), dict(padding=1, groups=4), id="grouped-16-per-group"),
+    pytest.param((2, 64, 8, 8), 160, (3, 3), dict(padding=1, groups=2), id="grouped-80-per-group"),
+    pytest.param((3, 96, 9, 9), 96, (3, 3), dict(stride=2, padding=1, groups=3), id="grouped-s2"),
 ]
 
 def _conv_arrays(rng, input_shape, out_channels, kernel, kwargs, dtype, bias=True):
