@@ -1027,15 +1027,11 @@ void conv2d_forward(const T* input, const T* weight, const T* bias, T* output,
   }
 #ifdef __AVX512F__
   if constexpr (std::is_same_v<T, float>) {
-    if (few_tiles(s) && channel_direct_applies(s)) {
-      channel_direct_forward(input, weight, bias, output, s);
-      return;
-    }
     if (grouped_direct_applies(s)) {
       direct_forward(input, weight, bias, output, s);
       return;
     }
-    if (channel_grouped_applies(s)) {
+    if ((few_tiles(s) && channel_direct_applies(s)) || channel_grouped_applies(s)) {
       channel_direct_forward(input, weight, bias, output, s);
       return;
     }
