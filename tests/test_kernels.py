@@ -309,7 +309,7 @@ CHANNEL_CASES = [
     pytest.param((3, 32, 4, 4), 32, (3, 3), dict(padding=3), id="windows-all-padding"),
     pytest.param((5, 32, 9, 8), 48, (3, 3), dict(stride=2, padding=(2, 1), dilation=(2, 1)), id="tap-classes-dilated"),
     # Grouped, on maps of at most 64 pixels: per group, 16-lane vectors of its channels
-    # (blocks of 64 and a narrower last one within each group).
+    # (blocks of 64 and a narrower last one within each group), forward and backward.
     pytest.param((4, 64, 7, 7), 64, (3, 3), dict(padding=1, groups=4), id="grouped-16-per-group"),
     pytest.param((2, 64, 8, 8), 160, (3, 3), dict(padding=1, groups=2), id="grouped-80-per-group"),
     pytest.param((3, 96, 9, 9), 96, (3, 3), dict(stride=2, padding=1, groups=3), id="grouped-s2"),
@@ -547,11 +547,13 @@ def test_conv2d_channel_weight_grad_in_chunks(torch):
     _check_conv_against_torch_to_scale(torch, dict(stride=2), arrays, rng)
 
 
+@pytest.mark.parametrize("groups", [1, 2], ids=["dense", "grouped"])
 @pytest.mark.parametrize("batch", [1, 5], ids=["one-sample", "samples"])
-def test_conv2d_channel_one_thread_equals_two_threads(restore_threads, batch):
+def test_conv2d_channel_one_thread_equals_two_threads(restore_threads, batch, groups):
     rng = np.random.default_rng(50)
-    arrays = _conv_arrays(rng, (batch, 32, 11, 11), 80, (3, 3), dict(stride=2, padding=1), np.float32)
-    _assert_conv_threads_bitwise(arrays, dict(stride=2, padding=1), rng, "channel-lane conv2d")
+    kwargs = dict(stride=2, padding=1, groups=groups)
+    arrays = _conv_arrays(rng, (batch, 32, 11, 11), 80 * groups, (3, 3), kwargs, np.float32)
+    _assert_conv_threads_bitwise(arrays, kwargs, rng, "channel-lane conv2d")
 
 
 DEPTHWISE_CASES = [

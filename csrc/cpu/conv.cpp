@@ -561,6 +561,12 @@ bool channel_grouped_applies(const Conv2dShape& s) {
   return s.in_channels * p.size() <= (index_t(1) << 22);
 }
 
+// The same for the backward (whose input gradient runs its lanes over a group's input
+// channels): 16x16 per group and more.
+bool channel_grouped_backward_applies(const Conv2dShape& s) {
+  return channel_grouped_applies(s) && (s.in_channels / s.groups) % kDirectLanes == 0;
+}
+
 // Winograd on fewer 2x2 tiles than this in the whole batch makes thin products and spends
 // most of its time on the weights (512 -> 512 on one 7x7 map: 16 tiles, 16 MB of
 // transformed weights); the channel-lane kernels take such layers where they apply
@@ -883,41 +889,45 @@ void channel_direct_forward(const float* input, const float* weight, const float
 
 void channel_direct_backward(const float* input, const float* weight, const float* grad_output,
                              float* grad_input, float* grad_weight, const Conv2dShape& s) {
-  const index_t C = s.in_channels, O = s.out_channels, H = s.height, W = s.width;
+  const index_t C = s.in_channels, O = s.out_channels, H = s.height, W = s.width, G = s.groups;
   const index_t OHW = s.out_h * s.out_w, KK = s.kernel_h * s.kernel_w, R = C * KK;
+  const index_t Cg = C / G, Og = O / G;  // with groups, each sum runs over its group's half
   const Phases p = padded_of(s);
   const index_t plane = p.size();
-  const int threads = threads_for(s.batch * O * OHW * R);
+  const int threads = threads_for(s.batch * Og * OHW * R);
   if (grad_input) {
-    // Weights as [64-input-channel block][tap (i, j)][o][width of the block].
-    const index_t blocks = (C + kChannelBlock - 1) / kChannelBlock;
-    float* packed = scratch<float>(15, O * R);
-    for (index_t b = 0; b < blocks; ++b) {
-      const index_t c0 = b * kChannelBlock, width = std::min(kChannelBlock, C - c0);
-      float* dst = packed + c0 * KK * O;
+    // Weights as [64-input-channel block][tap (i, j)][o of its group][width of the block];
+    // blocks within groups.
+    const index_t group_blocks = (Cg + kChannelBlock - 1) / kChannelBlock, blocks = G * group_blocks;
+    const auto block_start = [&](index_t k) { return k / group_blocks * Cg + k % group_blocks * kChannelBlock; };
+    float* packed = scratch<float>(15, Og * R);
+    for (index_t k = 0; k < blocks; ++k) {
+      const index_t c0 = block_start(k), g = k / group_blocks;
+      const index_t width = std::min(kChannelBlock, Cg - k % group_blocks * kChannelBlock);
+      float* dst = packed + c0 * KK * Og;
       // Per o: the block's width x KK weights (one contiguous run, in L1 after the first
       // tap) written as KK contiguous rows of width. Writing one element to each of the KK
       // rows in turn (reads in order) took 13% of the backward: KK streams 4 KiB+ apart.
-      for (index_t o = 0; o < O; ++o)
+      for (index_t o = 0; o < Og; ++o)
         for (index_t t = 0; t < KK; ++t)
           for (index_t l = 0; l < width; ++l)
-            dst[(t * O + o) * width + l] = weight[(o * C + c0 + l) * KK + t];
+            dst[(t * Og + o) * width + l] = weight[((g * Og + o) * Cg + c0 - g * Cg + l) * KK + t];
     }
-    index_t* step = scratch<index_t>(14, O);  // output channel o of a pixel of dY
-    for (index_t o = 0; o < O; ++o) step[o] = o * OHW;
+    index_t* step = scratch<index_t>(14, Og);  // output channel o (of the group) of a pixel of dY
+    for (index_t o = 0; o < Og; ++o) step[o] = o * OHW;
 #pragma omp parallel num_threads(threads)
     {
       float* sums = scratch<float>(6, plane * kChannelBlock);  // padded plane, channels last
 #pragma omp for schedule(static)
       for (index_t item = 0; item < s.batch * blocks; ++item) {
-        const index_t n = item / blocks, c0 = (item % blocks) * kChannelBlock;
-        const index_t width = std::min(kChannelBlock, C - c0);
+        const index_t n = item / blocks, kb = item % blocks, c0 = block_start(kb);
+        const index_t width = std::min(kChannelBlock, Cg - kb % group_blocks * kChannelBlock);
         std::fill(sums, sums + plane * width, 0.0f);
-        const float* dy = grad_output + n * O * OHW;
+        const float* dy = grad_output + (n * O + kb / group_blocks * Og) * OHW;
         for (index_t i = 0; i < s.kernel_h; ++i) {
           for (index_t j = 0; j < s.kernel_w; ++j) {
             const index_t t = i * s.kernel_w + j, tap = p.offset(i * s.dilation_h, j * s.dilation_w);
-            const float* w = packed + c0 * KK * O + t * O * width;
+            const float* w = packed + c0 * KK * Og + t * Og * width;
             // Only the outputs whose tap (i, j) lies inside the input: the others would add
             // to padding, which is dropped (a 3x3/s2 layer on a 7x7 map: 31% of the taps).
             index_t y0, y1, x0, x1;
@@ -933,7 +943,7 @@ void channel_direct_backward(const float* input, const float* weight, const floa
                 px[e] = dy + q;
                 out[e] = sums + (pixel_offset(q, p, s) + tap) * width;
               }
-              channel_block_any(width, rows, px, step, O, w, width, nullptr, out);
+              channel_block_any(width, rows, px, step, Og, w, width, nullptr, out);
             }
           }
         }
@@ -963,10 +973,11 @@ void channel_direct_backward(const float* input, const float* weight, const floa
   index_t* dy_row = step + KK * nb_max * OHW;
   std::vector<index_t> pixels(static_cast<std::size_t>(KK));
   std::vector<char> every(static_cast<std::size_t>(KK));
-  float* sums = scratch<float>(0, R * O);  // [tap][o], summed over every chunk in turn
-  std::fill(sums, sums + R * O, 0.0f);
-  const index_t blocks = (O + kChannelBlock - 1) / kChannelBlock;
-  const index_t groups = (C + kChannelRows - 1) / kChannelRows;  // of channels, per kernel tap
+  float* sums = scratch<float>(0, R * Og);  // [c][tap][o of c's group], summed over every chunk in turn
+  std::fill(sums, sums + R * Og, 0.0f);
+  // Output-channel blocks within groups; each block's items take its group's channels.
+  const index_t group_blocks = (Og + kChannelBlock - 1) / kChannelBlock, blocks = G * group_blocks;
+  const index_t groups = (Cg + kChannelRows - 1) / kChannelRows;  // of a group's channels, per kernel tap
   for (index_t n0 = 0; n0 < s.batch; n0 += nb_max) {
     const index_t nb = std::min(nb_max, s.batch - n0);
 #pragma omp parallel for schedule(static) num_threads(threads)
@@ -994,21 +1005,24 @@ void channel_direct_backward(const float* input, const float* weight, const floa
     // share dY^T's block.
 #pragma omp parallel for schedule(static) num_threads(threads)
     for (index_t item = 0; item < blocks * KK * groups; ++item) {
-      const index_t o0 = (item / (KK * groups)) * kChannelBlock, t = item / groups % KK;
-      const index_t c0 = (item % groups) * kChannelRows;
-      const index_t width = std::min(kChannelBlock, O - o0);
-      const index_t rows = std::min<index_t>(kChannelRows, C - c0);
+      const index_t kb = item / (KK * groups), g = kb / group_blocks, t = item / groups % KK;
+      const index_t o1 = kb % group_blocks * kChannelBlock, o0 = g * Og + o1;  // in the group, overall
+      const index_t c0 = g * Cg + (item % groups) * kChannelRows;
+      const index_t width = std::min(kChannelBlock, Og - o1);
+      const index_t rows = std::min<index_t>(kChannelRows, (g + 1) * Cg - c0);
       const float* px[kChannelRows];
       float* out[kChannelRows];
       for (index_t m = 0; m < rows; ++m) {
         px[m] = planes + (c0 + m) * plane;
-        out[m] = sums + ((c0 + m) * KK + t) * O + o0;
+        out[m] = sums + ((c0 + m) * KK + t) * Og + o1;
       }
       channel_block_any(width, rows, px, step + t * nb * OHW, pixels[t], dyt + o0, O, nullptr, out,
                         every[t] ? nullptr : dy_row + t * nb * OHW);
     }
   }
-  transpose_tiles<true>(sums, R, O, O, grad_weight, R);
+  const index_t Rg = R / G;
+  for (index_t g = 0; g < G; ++g)
+    transpose_tiles<true>(sums + g * Rg * Og, Rg, Og, Og, grad_weight + g * Og * Rg, Rg);
 }
 
 #endif  // __AVX512F__
@@ -1121,7 +1135,7 @@ void conv2d_backward(const T* input, const T* weight, const T* grad_output, T* g
   }
 #ifdef __AVX512F__
   if constexpr (std::is_same_v<T, float>) {
-    if (few_tiles(s) && channel_backward_applies(s)) {
+    if ((few_tiles(s) && channel_backward_applies(s)) || channel_grouped_backward_applies(s)) {
       channel_direct_backward(input, weight, grad_output, grad_input, grad_weight, s);
       return;
     }
