@@ -446,7 +446,7 @@ void direct_forward(const float* input, const float* weight, const float* bias, 
         tap[(c * s.kernel_h + i) * s.kernel_w + j] = c * plane + p.offset(i * s.dilation_h, j * s.dilation_w);
   // Weights as [channel block][tap][8 channels], zero past O; bias likewise. With groups,
   // Og is a whole number of blocks: block b's channels lie in group b / (Og / 8).
-  const index_t blocks = (O + kDirectChannels - 1) / kDirectChannels, group_blocks = G == 1 ? blocks : Og / kDirectChannels;
+  const index_t blocks = (O + kDirectChannels - 1) / kDirectChannels, group_blocks = (Og + kDirectChannels - 1) / kDirectChannels;
   float* packed = scratch<float>(15, blocks * kDirectChannels * (Rg + 1));
   float* packed_bias = packed + blocks * kDirectChannels * Rg;
   for (index_t b = 0; b < blocks; ++b) {
@@ -745,13 +745,13 @@ inline index_t pixel_offset(index_t q, const Phases& p, const Conv2dShape& s) {
   return (q / s.out_w) * s.stride_h * p.pw + (q % s.out_w) * s.stride_w;
 }
 
-// The outputs o in [lo, hi) of an axis (out of `outputs`) whose tap at `offset` (i * dilation)
-// reads inside the input: 0 <= o * stride - pad + offset < size.
-void outputs_inside(index_t offset, index_t stride, index_t pad, index_t size, index_t outputs, index_t& lo,
-                    index_t& hi) {
-  lo = 0, hi = outputs;
-  while (lo < hi && lo * stride - pad + offset < 0) ++lo;
-  while (hi > lo && (hi - 1) * stride - pad + offset >= size) --hi;
+// The k in [lo, hi) of [0, count) with 0 <= base + k * step < size, along one axis: the
+// outputs o whose tap i reads inside the input (base i * dilation - pad, step stride), or
+// the taps i inside the window of output o (base o * stride - pad, step dilation).
+void inside_run(index_t base, index_t step, index_t count, index_t size, index_t& lo, index_t& hi) {
+  lo = 0, hi = count;
+  while (lo < hi && base + lo * step < 0) ++lo;
+  while (hi > lo && base + (hi - 1) * step >= size) --hi;
 }
 
 // Output pixels whose windows hold the same taps inside the input: kernel rows [i0, i1)
@@ -768,19 +768,13 @@ struct TapClass {
 // pixels costs that stream for little work (1x512x7x7: a 1.2 MB stream per run).
 std::vector<TapClass> tap_classes(const Phases& p, const Conv2dShape& s, index_t width, index_t fewest) {
   const index_t KH = s.kernel_h, KW = s.kernel_w;
-  // The kernel rows (columns) inside the input for output row y (column x).
-  const auto inside = [](index_t o, index_t stride, index_t pad, index_t dilation, index_t kernel, index_t size,
-                         index_t& lo, index_t& hi) {
-    lo = 0, hi = kernel;
-    while (lo < kernel && o * stride - pad + lo * dilation < 0) ++lo;
-    while (hi > lo && o * stride - pad + (hi - 1) * dilation >= size) --hi;
-  };
   using Key = std::array<index_t, 4>;
   const index_t OHW = s.out_h * s.out_w;
   std::vector<Key> key(static_cast<std::size_t>(OHW));
   for (index_t q = 0; q < OHW; ++q) {
-    inside(q / s.out_w, s.stride_h, s.pad_h, s.dilation_h, KH, s.height, key[q][0], key[q][1]);
-    inside(q % s.out_w, s.stride_w, s.pad_w, s.dilation_w, KW, s.width, key[q][2], key[q][3]);
+    // The kernel rows (columns) inside the input for output row y (column x).
+    inside_run(q / s.out_w * s.stride_h - s.pad_h, s.dilation_h, KH, s.height, key[q][0], key[q][1]);
+    inside_run(q % s.out_w * s.stride_w - s.pad_w, s.dilation_w, KW, s.width, key[q][2], key[q][3]);
   }
   const Key all = {0, KH, 0, KW};
   for (index_t q = 0; q < OHW; ++q)
@@ -931,8 +925,8 @@ void channel_direct_backward(const float* input, const float* weight, const floa
             // Only the outputs whose tap (i, j) lies inside the input: the others would add
             // to padding, which is dropped (a 3x3/s2 layer on a 7x7 map: 31% of the taps).
             index_t y0, y1, x0, x1;
-            outputs_inside(i * s.dilation_h, s.stride_h, s.pad_h, s.height, s.out_h, y0, y1);
-            outputs_inside(j * s.dilation_w, s.stride_w, s.pad_w, s.width, s.out_w, x0, x1);
+            inside_run(i * s.dilation_h - s.pad_h, s.stride_h, s.out_h, s.height, y0, y1);
+            inside_run(j * s.dilation_w - s.pad_w, s.stride_w, s.out_w, s.width, x0, x1);
             const index_t cols = x1 - x0, count = (y1 - y0) * cols;
             for (index_t e0 = 0; e0 < count; e0 += kChannelRows) {
               const index_t rows = std::min<index_t>(kChannelRows, count - e0);
@@ -989,8 +983,8 @@ void channel_direct_backward(const float* input, const float* weight, const floa
       for (index_t j = 0; j < s.kernel_w; ++j) {
         const index_t t = i * s.kernel_w + j, tap = p.offset(i * s.dilation_h, j * s.dilation_w);
         index_t y0, y1, x0, x1, count = 0;
-        outputs_inside(i * s.dilation_h, s.stride_h, s.pad_h, s.height, s.out_h, y0, y1);
-        outputs_inside(j * s.dilation_w, s.stride_w, s.pad_w, s.width, s.out_w, x0, x1);
+        inside_run(i * s.dilation_h - s.pad_h, s.stride_h, s.out_h, s.height, y0, y1);
+        inside_run(j * s.dilation_w - s.pad_w, s.stride_w, s.out_w, s.width, x0, x1);
         for (index_t n = 0; n < nb; ++n)
           for (index_t y = y0; y < y1; ++y)
             for (index_t x = x0; x < x1; ++x, ++count) {

@@ -1370,10 +1370,7 @@ bool adaptive_avg_backward_small(const float* grad_output, float* grad_input, co
   const index_t vectors = (W + 15) / 16;
   alignas(64) float widths[16];
   for (index_t x = 0; x < 16; ++x) widths[x] = x < OW ? float(cols[x].second - cols[x].first) : 1.0f;
-  std::vector<index_t> top(static_cast<std::size_t>(H), OH), bottom(static_cast<std::size_t>(H), 0);
-  for (index_t y = 0; y < OH; ++y)
-    for (index_t iy = rows[y].first; iy < rows[y].second; ++iy)
-      top[iy] = std::min(top[iy], y), bottom[iy] = std::max(bottom[iy], y + 1);
+  const ReachingRows reaching(H, OH, [&](index_t y, index_t iy) { return rows[y].first <= iy && iy < rows[y].second; });
   const __mmask16 out_lanes = static_cast<__mmask16>((1u << OW) - 1);
   // Streamed rows: whole aligned vectors (rows of a multiple of 16 on a 64-byte aligned plane).
   const bool stream = streams<float>(s.planes * HW) && W % 16 == 0 &&
@@ -1401,9 +1398,10 @@ bool adaptive_avg_backward_small(const float* grad_output, float* grad_input, co
       }
       for (index_t iy = 0; iy < H; ++iy) {
         for (index_t v = 0; v < vectors; ++v) {
-          __m512 sum = _mm512_loadu_ps(spreads + top[iy] * kSmallRows + 16 * v);
-          for (index_t y = top[iy] + 1; y < bottom[iy]; ++y)
-            sum = _mm512_add_ps(sum, _mm512_loadu_ps(spreads + y * kSmallRows + 16 * v));
+          const index_t* ys = reaching.rows.data() + reaching.start[iy];
+          __m512 sum = _mm512_loadu_ps(spreads + ys[0] * kSmallRows + 16 * v);
+          for (index_t k = 1; k < reaching.start[iy + 1] - reaching.start[iy]; ++k)
+            sum = _mm512_add_ps(sum, _mm512_loadu_ps(spreads + ys[k] * kSmallRows + 16 * v));
           float* dst = gin + iy * W + 16 * v;
           if (stream) _mm512_stream_ps(dst, sum);
           else _mm512_mask_storeu_ps(dst, lanes[v], sum);
