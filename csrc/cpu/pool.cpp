@@ -307,14 +307,18 @@ __attribute__((always_inline)) inline void column_max_pairs(const T* const* r, c
 
 // Column step over 16 windows of K columns; window x's columns are (a[x], ai[x]), (b[x],
 // bi[x]) and, for K = 3, (c[x], ci[x]). Two loops of one candidate each for K = 3: with
-// both in one loop GCC 12 does not vectorize it. `at` (16 entries) is scratch.
-template <int K, typename T, typename I>
+// both in one loop GCC 12 does not vectorize it. `at` (16 entries) is scratch. Windows x
+// with cut[x] != 0 (when Cut) drop their first column: it is taken as padding.
+template <int K, bool Cut, typename T, typename I>
 __attribute__((always_inline)) inline void window_max_block(
     const T* __restrict a, const std::int32_t* __restrict ai, const T* __restrict b,
     const std::int32_t* __restrict bi, const T* __restrict c, const std::int32_t* __restrict ci,
-    T* __restrict out, I* __restrict index, std::int32_t* __restrict at) {
+    T* __restrict out, I* __restrict index, std::int32_t* __restrict at, const std::int32_t* __restrict cut) {
   for (index_t x = 0; x < 16; ++x) {
-    const bool take = max_takes(b[x], bi[x], a[x], ai[x]);
+    // A dropped column loses to any other, as padding would (no conditional load of it:
+    // GCC 12 does not vectorize a masked load here).
+    bool take = max_takes(b[x], bi[x], a[x], ai[x]);
+    if constexpr (Cut) take |= cut[x] != 0;
     out[x] = take ? b[x] : a[x];
     if constexpr (K == 2) index[x] = take ? bi[x] : ai[x];
     else at[x] = take ? bi[x] : ai[x];
@@ -329,19 +333,29 @@ __attribute__((always_inline)) inline void window_max_block(
 
 // window_max_block over windows [0, n); `at` needs 16 entries. The inputs may be read a
 // whole block past n: the last block is computed whole into a copy, and its results
-// copied out.
+// copied out. With a row length `row` (> 0), the windows lie in rows end to end and each
+// row's first window drops its first column; `cut` then holds row + 16 entries, cut[j]
+// nonzero where j % row == 0.
 template <int K, typename T, typename I>
 __attribute__((always_inline)) inline void window_max(const T* a, const std::int32_t* ai, const T* b,
                                                       const std::int32_t* bi, const T* c, const std::int32_t* ci,
-                                                      index_t n, T* out, I* index, std::int32_t* at) {
+                                                      index_t n, T* out, I* index, std::int32_t* at,
+                                                      index_t row = 0, const std::int32_t* cut = nullptr) {
+  index_t phase = 0;  // x % row of the block's first window
   in_blocks_of_16(n, [&](index_t x, index_t count, auto partial) __attribute__((always_inline)) {
+    const auto block = [&](T* v, I* ix) __attribute__((always_inline)) {
+      if (row > 0) window_max_block<K, true>(a + x, ai + x, b + x, bi + x, c + x, ci + x, v, ix, at, cut + phase);
+      else window_max_block<K, false>(a + x, ai + x, b + x, bi + x, c + x, ci + x, v, ix, at, cut);
+    };
     if constexpr (partial) {
       alignas(64) T v[16];
       alignas(64) I ix[16];
-      window_max_block<K>(a + x, ai + x, b + x, bi + x, c + x, ci + x, v, ix, at);
+      block(v, ix);
       copy_masked(out + x, v, count), copy_masked(index + x, ix, count);
     } else {
-      window_max_block<K>(a + x, ai + x, b + x, bi + x, c + x, ci + x, out + x, index + x, at);
+      block(out + x, index + x);
+      if (row > 0)
+        for (phase += 16; phase >= row;) phase -= row;
     }
   });
 }
@@ -414,8 +428,9 @@ void max_pool2d_forward_2x2(const T* input, T* output, I* indices, const Pool2dS
 // (in_blocks_of_16: rows of 16 windows spent as long setting up a loop as doing the
 // work); an earlier flat loop over every row r of the plane did twice the work. The window
 // step then runs over the whole plane's maxima at once (rows lie end to end); each row's
-// first window covers input columns -1 (padding), 0 and 1, so it is redone without the
-// column before (which in the buffer is the previous row's last).
+// first window covers input columns -1 (padding), 0 and 1, so the window step drops its
+// first column (in the buffer the previous row's last) by a mask. Redoing those windows
+// in a scalar loop afterwards took a third of the forward (a branch on the data per row).
 bool max_pool2d_flat_3x3(const Pool2dShape& s) {
   return s.kernel_h == 3 && s.kernel_w == 3 && s.stride_h == 2 && s.stride_w == 2 && s.pad_h == 1 &&
          s.pad_w == 1 && s.dilation_h == 1 && s.dilation_w == 1 && s.width % 2 == 0 && s.width <= 64 &&
@@ -436,6 +451,8 @@ void max_pool2d_forward_flat_3x3(const T* input, T* output, I* indices, const Po
   std::vector<T> values(static_cast<std::size_t>(threads * values_stride));
   std::vector<std::int32_t> flat(static_cast<std::size_t>(threads * flat_stride));
   const std::int32_t w32 = static_cast<std::int32_t>(W);
+  std::vector<std::int32_t> cut(static_cast<std::size_t>(OW + 16));
+  for (index_t j = 0; j < OW + 16; ++j) cut[j] = j % OW == 0;
 #pragma omp parallel num_threads(threads)
   {
     T* ve = values.data() + omp_get_thread_num() * values_stride;
@@ -461,16 +478,10 @@ void max_pool2d_forward_flat_3x3(const T* input, T* output, I* indices, const Po
         if (top + 2 < H) column_max_pairs<3>(rows, starts, OW, ve + y * OW, vo + y * OW, ie + y * OW, io + y * OW, end);
         else column_max_pairs<2>(rows, starts, OW, ve + y * OW, vo + y * OW, ie + y * OW, io + y * OW, end);
       }
-      T* out = output + p * OHW;
-      I* idx = indices + p * OHW;
       // Window x of row y (k = y OW + x) covers the column maxima vo[k - 1], ve[k], vo[k]:
-      // one flat pass over the plane's windows, then each row's window 0 redone.
-      window_max<3>(vo - 1, io - 1, ve, ie, vo, io, OHW, out, idx, at);
-      for (index_t r = 0; r < OHW; r += OW) {  // window 0: input columns 0 and 1 only
-        const bool take = max_takes(vo[r], io[r], ve[r], ie[r]);
-        out[r] = take ? vo[r] : ve[r];
-        idx[r] = take ? io[r] : ie[r];
-      }
+      // one flat pass over the plane's windows, each row's window 0 without vo[k - 1]
+      // (input column -1, padding; in the buffer the previous row's last).
+      window_max<3>(vo - 1, io - 1, ve, ie, vo, io, OHW, output + p * OHW, indices + p * OHW, at, OW, cut.data());
     }
   }
 }
