@@ -180,16 +180,21 @@ py::tuple max_pool2d_forward_as(const In<T>& input, const fastdl::cpu::Pool2dSha
   I* idx = indices.mutable_data();
   {
     py::gil_scoped_release release;
-    fastdl::cpu::max_pool2d_forward<T>(x, y, idx, s);
+    if constexpr (std::is_same_v<I, std::uint8_t>) fastdl::cpu::max_pool2d_forward_codes<T>(x, y, idx, s);
+    else fastdl::cpu::max_pool2d_forward<T>(x, y, idx, s);
   }
   return py::make_tuple(output, indices);
 }
 
 // compact: int32 indices where every plane index fits (autograd's own copy), else int64.
+// window_codes (with compact): uint8 window codes (cpu/kernels.h) where the kernels have
+// them; max_pool2d_backward then needs the window geometry.
 template <typename T>
 py::tuple max_pool2d_forward(const In<T>& input, Pair kernel, Pair stride, Pair padding,
-                             Pair dilation, bool ceil_mode, bool compact) {
+                             Pair dilation, bool ceil_mode, bool compact, bool window_codes) {
   const auto s = pool2d_shape(input, kernel, stride, padding, dilation, ceil_mode);
+  if (compact && window_codes && fastdl::cpu::max_pool2d_window_codes(s))
+    return max_pool2d_forward_as<T, std::uint8_t>(input, s);
   if (compact && s.height * s.width <= std::numeric_limits<std::int32_t>::max())
     return max_pool2d_forward_as<T, std::int32_t>(input, s);
   return max_pool2d_forward_as<T, std::int64_t>(input, s);
@@ -227,7 +232,11 @@ py::array_t<T> max_pool2d_backward(const In<T>& grad_output, const In<I>& indice
   }
   const I* idx = indices.data();
   const index_t plane = s.height * s.width;
-  if (!fastdl::cpu::max_pool2d_backward_gathers(s)) {
+  if constexpr (std::is_same_v<I, std::uint8_t>)
+    check(kernel_size.has_value() && fastdl::cpu::max_pool2d_window_codes(s),
+          "max_pool2d_backward: uint8 indices are window codes, for 3x3 windows, stride 2, "
+          "padding 1 on planes of even width 4 to 64, with that geometry given");
+  else if (!fastdl::cpu::max_pool2d_backward_gathers(s)) {
     // The scatter writes at each index. One comparison per index, one check at the end
     // (building check()'s message per index cost more than the whole backward pass).
     I largest = -1;
@@ -239,7 +248,8 @@ py::array_t<T> max_pool2d_backward(const In<T>& grad_output, const In<I>& indice
   T* gx = grad_input.mutable_data();
   {
     py::gil_scoped_release release;
-    fastdl::cpu::max_pool2d_backward<T>(gy, idx, gx, s);
+    if constexpr (std::is_same_v<I, std::uint8_t>) fastdl::cpu::max_pool2d_backward_codes<T>(gy, idx, gx, s);
+    else fastdl::cpu::max_pool2d_backward<T>(gy, idx, gx, s);
   }
   return grad_input;
 }
@@ -448,12 +458,15 @@ void define_typed(py::module_& m) {
         py::arg("groups"), py::arg("needs"));
   m.def("max_pool2d_forward", fastdl::bindings::with_output_cache<&max_pool2d_forward<T>>, py::arg("input"), py::arg("kernel_size"),
         py::arg("stride"), py::arg("padding"), py::arg("dilation"), py::arg("ceil_mode"),
-        py::arg("compact") = false);
-  // int32 indices first: an exact dtype match picks its overload before any conversion.
+        py::arg("compact") = false, py::arg("window_codes") = false);
+  // Exact dtype matches pick their overload before any conversion (int32 first of all).
   m.def("max_pool2d_backward", fastdl::bindings::with_output_cache<&max_pool2d_backward<T, std::int32_t>>,
         py::arg("grad_output"), py::arg("indices"), py::arg("input_shape"), py::arg("kernel_size") = py::none(),
         py::arg("stride") = py::none(), py::arg("padding") = py::none(), py::arg("dilation") = py::none());
   m.def("max_pool2d_backward", fastdl::bindings::with_output_cache<&max_pool2d_backward<T, std::int64_t>>,
+        py::arg("grad_output"), py::arg("indices"), py::arg("input_shape"), py::arg("kernel_size") = py::none(),
+        py::arg("stride") = py::none(), py::arg("padding") = py::none(), py::arg("dilation") = py::none());
+  m.def("max_pool2d_backward", fastdl::bindings::with_output_cache<&max_pool2d_backward<T, std::uint8_t>>,
         py::arg("grad_output"), py::arg("indices"), py::arg("input_shape"), py::arg("kernel_size") = py::none(),
         py::arg("stride") = py::none(), py::arg("padding") = py::none(), py::arg("dilation") = py::none());
   m.def("linear_forward", fastdl::bindings::with_output_cache<&linear_forward<T>>, py::arg("input"), py::arg("weight"), py::arg("bias"));

@@ -875,6 +875,44 @@ def test_max_pool2d_int32_indices_equal_int64(shape, kernel, stride, padding, di
                                                                          padding, dilation)], "autograd")
 
 
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES, ids=["float32", "float64"])
+def test_max_pool2d_window_codes_equal_flat_indices(restore_threads, dtype):
+    """On the flat 3x3/s2 kernels the autograd keeps one-byte window codes (3 r + c of the
+    winner in its window): decoded, exactly the flat indices; the outputs and the input
+    gradient bitwise those of the int32 indices, on 1 and 2 threads; rows of one and two
+    blocks of 16 windows and a partial one, odd and even heights, ties, infinities, NaNs."""
+    rng = np.random.default_rng(14)
+    geometry = ((3, 3), (2, 2), (1, 1), (1, 1))
+    for h, w in [(2, 4), (3, 4), (5, 6), (7, 16), (31, 32), (32, 32), (9, 64), (8, 62), (33, 40)]:
+        x = rng.integers(-2, 3, (3, 5, h, w)).astype(dtype)
+        special = rng.random(x.shape)
+        x[special < 0.04] = np.inf
+        x[(special >= 0.04) & (special < 0.08)] = -np.inf
+        x[(special >= 0.08) & (special < 0.1)] = np.nan
+        x[1, 2] = -np.inf
+        flat_out, flat = _C.max_pool2d_forward(x, *geometry, False, True)
+        out, codes = _C.max_pool2d_forward(x, *geometry, False, True, True)
+        assert codes.dtype == np.uint8 and flat.dtype == np.int32
+        _assert_bitwise_equal([out], [flat_out], f"outputs {h}x{w}")
+        oh, ow = out.shape[2:]
+        rows, cols = np.arange(oh)[:, None], np.arange(ow)[None, :]
+        decoded = (2 * rows - 1 + codes // 3) * w + (2 * cols - 1 + codes % 3)
+        np.testing.assert_array_equal(decoded, flat, err_msg=f"{h}x{w}")
+        g = _upstream(rng, out.shape, dtype)
+        for threads in (1, 2):
+            fastdl.set_num_threads(threads)
+            _assert_bitwise_equal([_C.max_pool2d_backward(g, codes, x.shape, *geometry)],
+                                  [_C.max_pool2d_backward(g, flat, x.shape, *geometry)],
+                                  f"grad of input {h}x{w}, {threads} threads")
+    # Other geometries keep int32 indices; codes without their geometry are refused.
+    assert _C.max_pool2d_forward(x, (3, 3), (2, 2), (1, 1), (1, 1), True, True, True)[1].dtype == np.int32
+    assert _C.max_pool2d_forward(np.ones((1, 1, 8, 66), dtype), *geometry, False, True, True)[1].dtype == np.int32
+    with pytest.raises(ValueError, match="window codes"):
+        _C.max_pool2d_backward(g, codes, x.shape)
+    with pytest.raises(ValueError, match="window codes"):
+        _C.max_pool2d_backward(g, codes, x.shape, (3, 3), (1, 1), (1, 1), (1, 1))
+
+
 def test_max_pool2d_single_nan_propagates_as_torch(torch):
     x = np.arange(32.0).reshape(2, 1, 4, 4)
     x[0, 0, 1, 0] = np.nan  # one NaN in the first window of the first plane

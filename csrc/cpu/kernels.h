@@ -88,6 +88,20 @@ template <typename T, typename I>
 void max_pool2d_backward(const T* grad_output, const I* indices, T* grad_input,
                          const Pool2dShape& s);
 
+// Window codes: autograd's own record of each window's winner as one byte, 3 r + c for
+// the winner's row r and column c in the window, in place of a 4-byte flat index (the
+// indices are a fifth of max pooling's bytes otherwise). Only where this holds: 3x3
+// windows, stride 2, padding 1 on planes of even width 4 to 64 (the flat kernels).
+bool max_pool2d_window_codes(const Pool2dShape& s);
+
+template <typename T>
+void max_pool2d_forward_codes(const T* input, T* output, std::uint8_t* codes, const Pool2dShape& s);
+
+// grad_input (written) from the forward's codes; s is the forward's geometry.
+template <typename T>
+void max_pool2d_backward_codes(const T* grad_output, const std::uint8_t* codes, T* grad_input,
+                               const Pool2dShape& s);
+
 // ---------------------------------------------------------------- linear.cpp
 // out (N, F_out) = input (N, F_in) @ weight(F_out, F_in)^T + bias (F_out).
 template <typename T>

@@ -19,7 +19,9 @@
 //         time a window reaches it and added (+=) afterwards, so no separate zero-fill
 //         pass over grad_input is needed;
 //   backward (max)  long rows gather each input row once from the windows that reach it;
-//         short rows zero the plane (in cache) and scatter.
+//         short rows zero the plane (in cache) and scatter. The flat 3x3 kernels also keep
+//         autograd's record of the winners as one-byte window codes (kernels.h): on
+//         64x64x32x32 the backward went 1.05 -> 0.8 ms, a quarter of its bytes gone.
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -182,6 +184,14 @@ void max_update_any(const T* src, index_t stride, index_t first, index_t n, T* b
 
 constexpr std::int32_t kPadIndex = std::numeric_limits<std::int32_t>::max();
 
+// Window codes (max_pool2d_window_codes, kernels.h): the steps carry 3 * (row in the
+// window) in place of a flat index, and the window step adds the column in the window, so
+// a code is 3 r + c: in one window, the order of codes is the order of flat indices. The
+// padding code is above every real one and leaves room for that addition.
+constexpr std::int32_t kPadCode = 64;
+template <bool Codes>
+constexpr std::int32_t kPadAt = Codes ? kPadCode : kPadIndex;
+
 // Column step: whether the candidate (v, i) replaces (best, at). Arguments by value: a
 // reference to a loop local makes GCC's omp-simd lowering keep it in memory, and the loop
 // then does not vectorize.
@@ -222,8 +232,9 @@ __attribute__((always_inline)) inline void column_max_block(const T* const* r, c
   }
 }
 
-// The R input rows r[k] + offset (k < R) and their flat starts, for a block at `offset`.
-template <int R, typename T>
+// The R input rows r[k] + offset (k < R) and their flat starts, for a block at `offset`
+// (with Codes the starts as given: a code does not hold the column).
+template <int R, typename T, bool Codes = false>
 struct RowsAt {
   const T* rows[3];
   std::int32_t starts[3];
@@ -231,7 +242,7 @@ struct RowsAt {
     for (int k = 0; k < 3; ++k) {
       const int q = k < R ? k : 0;
       rows[k] = r[q] + offset;
-      starts[k] = start[q] + static_cast<std::int32_t>(offset);
+      starts[k] = start[q] + (Codes ? 0 : static_cast<std::int32_t>(offset));
     }
   }
 };
@@ -257,8 +268,9 @@ __attribute__((always_inline)) inline void column_max(const T* const* r, const s
 // For stride 2: the column maxima of input columns 2m (even[m]) and 2m + 1 (odd[m]) for
 // m < 16, over R input rows, each row read as whole column pairs (no gap: GCC vectorizes
 // it with shuffles, where a load of one column per pair made it peel a scalar iteration);
-// pairs from `valid` on get padding (-inf, kPadIndex).
-template <int R, typename T>
+// pairs from `valid` on get padding (-inf, kPadAt). The index of row k's element is
+// start[k] plus its column, or with Codes start[k] alone.
+template <int R, bool Codes, typename T>
 __attribute__((always_inline)) inline void column_max_pairs_block(
     const T* const* r, const std::int32_t* start, T* __restrict ve, T* __restrict vo,
     std::int32_t* __restrict ie, std::int32_t* __restrict io, index_t valid) {
@@ -268,48 +280,49 @@ __attribute__((always_inline)) inline void column_max_pairs_block(
   const std::int32_t b0 = start[0], b1 = start[R > 1 ? 1 : 0], b2 = start[R > 2 ? 2 : 0];
 #pragma omp simd
   for (index_t m = 0; m < 16; ++m) {
-    const std::int32_t c = static_cast<std::int32_t>(2 * m);
+    const std::int32_t c = Codes ? 0 : static_cast<std::int32_t>(2 * m), c1 = Codes ? 0 : c + 1;
     T e = r0[2 * m], o = r0[2 * m + 1];
-    std::int32_t ei = b0 + c, oi = b0 + c + 1;
+    std::int32_t ei = b0 + c, oi = b0 + c1;
     if constexpr (R > 1) {
       const T x = r1[2 * m], y = r1[2 * m + 1];
       const bool te = (x > e) | (x != x), to = (y > o) | (y != y);
       e = te ? x : e, ei = te ? b1 + c : ei;
-      o = to ? y : o, oi = to ? b1 + c + 1 : oi;
+      o = to ? y : o, oi = to ? b1 + c1 : oi;
     }
     if constexpr (R > 2) {
       const T x = r2[2 * m], y = r2[2 * m + 1];
       const bool te = (x > e) | (x != x), to = (y > o) | (y != y);
       e = te ? x : e, ei = te ? b2 + c : ei;
-      o = to ? y : o, oi = to ? b2 + c + 1 : oi;
+      o = to ? y : o, oi = to ? b2 + c1 : oi;
     }
     constexpr T pad = -std::numeric_limits<T>::infinity();
-    ve[m] = m < valid ? e : pad, ie[m] = m < valid ? ei : kPadIndex;
-    vo[m] = m < valid ? o : pad, io[m] = m < valid ? oi : kPadIndex;
+    ve[m] = m < valid ? e : pad, ie[m] = m < valid ? ei : kPadAt<Codes>;
+    vo[m] = m < valid ? o : pad, io[m] = m < valid ? oi : kPadAt<Codes>;
   }
 }
 
 // column_max_pairs_block over column pairs [0, pairs), whole blocks only: the last one
-// writes padding (-inf, kPadIndex) past `pairs`, so the outputs need room for it, and
+// writes padding (-inf, kPadAt) past `pairs`, so the outputs need room for it, and
 // reads whole rows where they end before `end` (else zero-padded copies).
-template <int R, typename T>
+template <int R, bool Codes = false, typename T>
 __attribute__((always_inline)) inline void column_max_pairs(const T* const* r, const std::int32_t* start,
                                                             index_t pairs, T* ve, T* vo, std::int32_t* ie,
                                                             std::int32_t* io, const T* end) {
   in_blocks_of_16(pairs, [&](index_t m, index_t count, auto partial) __attribute__((always_inline)) {
-    RowsAt<R, T> at(r, start, 2 * m);
+    RowsAt<R, T, Codes> at(r, start, 2 * m);
     alignas(64) T copies[3][32];
     if constexpr (partial)
       for (int k = 0; k < R; ++k) at.rows[k] = readable<32>(at.rows[k], 2 * count, end, copies[k]);
-    column_max_pairs_block<R>(at.rows, at.starts, ve + m, vo + m, ie + m, io + m, count);
+    column_max_pairs_block<R, Codes>(at.rows, at.starts, ve + m, vo + m, ie + m, io + m, count);
   });
 }
 
 // Column step over 16 windows of K columns; window x's columns are (a[x], ai[x]), (b[x],
 // bi[x]) and, for K = 3, (c[x], ci[x]). Two loops of one candidate each for K = 3: with
 // both in one loop GCC 12 does not vectorize it. `at` (16 entries) is scratch. Windows x
-// with cut[x] != 0 (when Cut) drop their first column: it is taken as padding.
-template <int K, bool Cut, typename T, typename I>
+// with cut[x] != 0 (when Cut) drop their first column: it is taken as padding. With Codes
+// the candidates' indices are codes less their column in the window (0, 1, 2).
+template <int K, bool Cut, bool Codes, typename T, typename I>
 __attribute__((always_inline)) inline void window_max_block(
     const T* __restrict a, const std::int32_t* __restrict ai, const T* __restrict b,
     const std::int32_t* __restrict bi, const T* __restrict c, const std::int32_t* __restrict ci,
@@ -317,18 +330,29 @@ __attribute__((always_inline)) inline void window_max_block(
   for (index_t x = 0; x < 16; ++x) {
     // A dropped column loses to any other, as padding would (no conditional load of it:
     // GCC 12 does not vectorize a masked load here).
-    bool take = max_takes(b[x], bi[x], a[x], ai[x]);
+    const std::int32_t bx = bi[x] + (Codes ? 1 : 0);
+    bool take = max_takes(b[x], bx, a[x], ai[x]);
     if constexpr (Cut) take |= cut[x] != 0;
     out[x] = take ? b[x] : a[x];
-    if constexpr (K == 2) index[x] = take ? bi[x] : ai[x];
-    else at[x] = take ? bi[x] : ai[x];
+    if constexpr (K == 2) index[x] = static_cast<I>(take ? bx : ai[x]);
+    else at[x] = take ? bx : ai[x];
   }
-  if constexpr (K > 2)
+  if constexpr (K > 2 && sizeof(I) >= 4) {
     for (index_t x = 0; x < 16; ++x) {
       const bool take = max_takes(c[x], ci[x], out[x], at[x]);
       out[x] = take ? c[x] : out[x];
       index[x] = take ? ci[x] : at[x];
     }
+  } else if constexpr (K > 2) {  // codes: narrowed in a loop of their own (in the loop
+    // above, GCC 12 vectorizes one-byte stores 4 lanes at a time)
+    for (index_t x = 0; x < 16; ++x) {
+      const std::int32_t cx = ci[x] + (Codes ? 2 : 0);
+      const bool take = max_takes(c[x], cx, out[x], at[x]);
+      out[x] = take ? c[x] : out[x];
+      at[x] = take ? cx : at[x];
+    }
+    for (index_t x = 0; x < 16; ++x) index[x] = static_cast<I>(at[x]);
+  }
 }
 
 // window_max_block over windows [0, n); `at` needs 16 entries. The inputs may be read a
@@ -336,7 +360,7 @@ __attribute__((always_inline)) inline void window_max_block(
 // copied out. With a row length `row` (> 0), the windows lie in rows end to end and each
 // row's first window drops its first column; `cut` then holds row + 16 entries, cut[j]
 // nonzero where j % row == 0.
-template <int K, typename T, typename I>
+template <int K, bool Codes = false, typename T, typename I>
 __attribute__((always_inline)) inline void window_max(const T* a, const std::int32_t* ai, const T* b,
                                                       const std::int32_t* bi, const T* c, const std::int32_t* ci,
                                                       index_t n, T* out, I* index, std::int32_t* at,
@@ -344,8 +368,8 @@ __attribute__((always_inline)) inline void window_max(const T* a, const std::int
   index_t phase = 0;  // x % row of the block's first window
   in_blocks_of_16(n, [&](index_t x, index_t count, auto partial) __attribute__((always_inline)) {
     const auto block = [&](T* v, I* ix) __attribute__((always_inline)) {
-      if (row > 0) window_max_block<K, true>(a + x, ai + x, b + x, bi + x, c + x, ci + x, v, ix, at, cut + phase);
-      else window_max_block<K, false>(a + x, ai + x, b + x, bi + x, c + x, ci + x, v, ix, at, cut);
+      if (row > 0) window_max_block<K, true, Codes>(a + x, ai + x, b + x, bi + x, c + x, ci + x, v, ix, at, cut + phase);
+      else window_max_block<K, false, Codes>(a + x, ai + x, b + x, bi + x, c + x, ci + x, v, ix, at, cut);
     };
     if constexpr (partial) {
       alignas(64) T v[16];
@@ -438,8 +462,10 @@ bool max_pool2d_flat_3x3(const Pool2dShape& s) {
          s.height * s.width <= (index_t(1) << 16);
 }
 
+// I = std::uint8_t: window codes (kernels.h) in place of flat indices.
 template <typename T, typename I>
 void max_pool2d_forward_flat_3x3(const T* input, T* output, I* indices, const Pool2dShape& s) {
+  constexpr bool codes = std::is_same_v<I, std::uint8_t>;
   const index_t H = s.height, W = s.width, OH = s.out_h, OW = s.out_w, HW = H * W, OHW = OH * OW;
   const T* end = input + s.planes * HW;  // a partial block reads past its row up to here
   const int threads = threads_for(s.planes * (HW + 9 * OHW));
@@ -460,7 +486,7 @@ void max_pool2d_forward_flat_3x3(const T* input, T* output, I* indices, const Po
     std::int32_t* ie = flat.data() + omp_get_thread_num() * flat_stride;
     std::int32_t* io = ie + region + 1;
     vo[-1] = -std::numeric_limits<T>::infinity();
-    io[-1] = kPadIndex;
+    io[-1] = kPadAt<codes>;
     std::int32_t at[16];  // window_max's scratch
 #pragma omp for schedule(static)
     for (index_t p = 0; p < s.planes; ++p) {
@@ -468,20 +494,21 @@ void max_pool2d_forward_flat_3x3(const T* input, T* output, I* indices, const Po
       // Row 0 (row -1 is padding), then the centre rows 2y of the other windows (a last
       // centre row H - 1 has row H, padding, below it).
       const T* first[2] = {in, in + W};
-      const std::int32_t first_starts[2] = {0, w32};
-      column_max_pairs<2>(first, first_starts, OW, ve, vo, ie, io, end);
+      const std::int32_t first_starts[2] = {codes ? 3 : 0, codes ? 6 : w32};  // window rows 1, 2
+      column_max_pairs<2, codes>(first, first_starts, OW, ve, vo, ie, io, end);
       for (index_t y = 1; y < OH; ++y) {
         const index_t top = 2 * y - 1;
         const T* rows[3] = {in + top * W, in + (top + 1) * W, in + (top + 2) * W};
-        const std::int32_t starts[3] = {static_cast<std::int32_t>(top * W), static_cast<std::int32_t>((top + 1) * W),
-                                        static_cast<std::int32_t>((top + 2) * W)};
-        if (top + 2 < H) column_max_pairs<3>(rows, starts, OW, ve + y * OW, vo + y * OW, ie + y * OW, io + y * OW, end);
-        else column_max_pairs<2>(rows, starts, OW, ve + y * OW, vo + y * OW, ie + y * OW, io + y * OW, end);
+        const std::int32_t starts[3] = {codes ? 0 : static_cast<std::int32_t>(top * W),
+                                        codes ? 3 : static_cast<std::int32_t>((top + 1) * W),
+                                        codes ? 6 : static_cast<std::int32_t>((top + 2) * W)};
+        if (top + 2 < H) column_max_pairs<3, codes>(rows, starts, OW, ve + y * OW, vo + y * OW, ie + y * OW, io + y * OW, end);
+        else column_max_pairs<2, codes>(rows, starts, OW, ve + y * OW, vo + y * OW, ie + y * OW, io + y * OW, end);
       }
       // Window x of row y (k = y OW + x) covers the column maxima vo[k - 1], ve[k], vo[k]:
       // one flat pass over the plane's windows, each row's window 0 without vo[k - 1]
       // (input column -1, padding; in the buffer the previous row's last).
-      window_max<3>(vo - 1, io - 1, ve, ie, vo, io, OHW, output + p * OHW, indices + p * OHW, at, OW, cut.data());
+      window_max<3, codes>(vo - 1, io - 1, ve, ie, vo, io, OHW, output + p * OHW, indices + p * OHW, at, OW, cut.data());
     }
   }
 }
@@ -855,10 +882,18 @@ void max_pool2d_backward_flat_3x3(const T* grad_output, const I* indices, T* gra
                                   const Pool2dShape& s) {
   const index_t H = s.height, W = s.width, OH = s.out_h, OW = s.out_w, HW = H * W, OHW = OH * OW;
   const index_t padded = OHW + OW + 1;  // windows one row and one column past the plane
-  std::vector<std::int32_t> table(static_cast<std::size_t>(padded));
-  for (index_t k = 0; k < padded; ++k) table[k] = static_cast<std::int32_t>(2 * (k / OW) * W + 2 * (k % OW));
+  // The winner of window k as an offset from the window's centre: the saved index less
+  // the centre's flat index t[k], or the window code less 4 (3 r + c, r and c in 0..2:
+  // the rows' step is 3 in place of W).
+  constexpr bool codes = std::is_same_v<I, std::uint8_t>;
+  std::vector<std::int32_t> table(codes ? 0 : static_cast<std::size_t>(padded));
+  for (index_t k = 0; k < static_cast<index_t>(table.size()); ++k)
+    table[k] = static_cast<std::int32_t>(2 * (k / OW) * W + 2 * (k % OW));
   const std::int32_t* __restrict t = table.data();
-  const std::int32_t w = static_cast<std::int32_t>(W);
+  std::int32_t w = codes ? 3 : static_cast<std::int32_t>(W), centre = 4;
+  // Hidden from the optimizer: with the codes' constants in view GCC 12 branched on each
+  // vector's comparison masks (data-dependent branches: the pass ran 1.8x slower).
+  asm("" : "+r"(w), "+r"(centre));
   const int threads = threads_for(s.planes * (HW + 4 * OHW));
   const index_t g_stride = per_thread_stride<T>(padded + 4 * OHW), i_stride = per_thread_stride<std::int32_t>(padded);
   std::vector<T> grads(static_cast<std::size_t>(threads * g_stride), T(0));
@@ -881,8 +916,9 @@ void max_pool2d_backward_flat_3x3(const T* grad_output, const I* indices, T* gra
         // Windows (a, b), (a, b + 1), (a + 1, b), (a + 1, b + 1): loaded unconditionally
         // (a conditional load becomes a masked load, which GCC 12 does not vectorize here).
         const T g0 = g[k], g1 = g[k + 1], g2 = g[k + OW], g3 = g[k + OW + 1];
-        const std::int32_t i0 = at[k] - t[k], i1 = at[k + 1] - t[k + 1];
-        const std::int32_t i2 = at[k + OW] - t[k + OW], i3 = at[k + OW + 1] - t[k + OW + 1];
+        const std::int32_t i0 = at[k] - (codes ? centre : t[k]), i1 = at[k + 1] - (codes ? centre : t[k + 1]);
+        const std::int32_t i2 = at[k + OW] - (codes ? centre : t[k + OW]);
+        const std::int32_t i3 = at[k + OW + 1] - (codes ? centre : t[k + OW + 1]);
         ee[k] = T(0) + (i0 == 0 ? g0 : T(0));
         eo[k] = (T(0) + (i0 == 1 ? g0 : T(0))) + (i1 == -1 ? g1 : T(0));
         oe[k] = (T(0) + (i0 == w ? g0 : T(0))) + (i2 == -w ? g2 : T(0));
@@ -931,6 +967,19 @@ void max_pool2d_backward(const T* grad_output, const I* indices, T* grad_input,
   }
 }
 
+bool max_pool2d_window_codes(const Pool2dShape& s) { return max_pool2d_flat_3x3(s) && s.width >= 4; }
+
+template <typename T>
+void max_pool2d_forward_codes(const T* input, T* output, std::uint8_t* codes, const Pool2dShape& s) {
+  max_pool2d_forward_flat_3x3(input, output, codes, s);
+}
+
+template <typename T>
+void max_pool2d_backward_codes(const T* grad_output, const std::uint8_t* codes, T* grad_input,
+                               const Pool2dShape& s) {
+  max_pool2d_backward_flat_3x3(grad_output, codes, grad_input, s);
+}
+
 #define FASTDL_MAX_POOL2D(T, I)                                                                \
   template void max_pool2d_forward<T, I>(const T*, T*, I*, const Pool2dShape&);              \
   template void max_pool2d_backward<T, I>(const T*, const I*, T*, const Pool2dShape&);
@@ -939,6 +988,10 @@ FASTDL_MAX_POOL2D(double, std::int64_t)
 FASTDL_MAX_POOL2D(float, std::int32_t)
 FASTDL_MAX_POOL2D(double, std::int32_t)
 #undef FASTDL_MAX_POOL2D
+template void max_pool2d_forward_codes<float>(const float*, float*, std::uint8_t*, const Pool2dShape&);
+template void max_pool2d_forward_codes<double>(const double*, double*, std::uint8_t*, const Pool2dShape&);
+template void max_pool2d_backward_codes<float>(const float*, const std::uint8_t*, float*, const Pool2dShape&);
+template void max_pool2d_backward_codes<double>(const double*, const std::uint8_t*, double*, const Pool2dShape&);
 
 // ------------------------------------------------------------------ avg_pool2d
 namespace {

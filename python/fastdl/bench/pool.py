@@ -145,7 +145,7 @@ def cases(threads: int):
                           lambda t, k=kernel, s=stride, p=pad: torch.nn.functional.max_pool2d(t, k, s, p),
                           lambda x, g, k=kernel, s=stride, p=pad: numpy_max_pool(x, g, k, s, p),
                           lambda x, g, k=kernel, s=stride, p=pad: _C.max_pool2d_backward(
-                              g, _C.max_pool2d_forward(x, (k, k), (s, s), (p, p), (1, 1), False, True)[1], x.shape,
+                              g, _C.max_pool2d_forward(x, (k, k), (s, s), (p, p), (1, 1), False, True, True)[1], x.shape,
                               (k, k), (s, s), (p, p), (1, 1))))
             specs.append((f"avg_pool {kernel}x{kernel} s{stride} p{pad}", (oh, ow),
                           lambda t, k=kernel, s=stride, p=pad: F.avg_pool2d(t, k, s, p),
@@ -178,9 +178,9 @@ def cases(threads: int):
                 "numpy": lambda numpy_op=numpy_op, x=x, g=g: numpy_op(x, g),
                 "torch": _torch_case(torch_op, x, g) if torch is not None else None,
                 # Compulsory: x read and the output written (forward), grad_output read and
-                # grad_input written (backward). max_pool's indices (autograd keeps int32
-                # ones: written, then read, 2 x 4 bytes per output) are bookkeeping a 1-byte
-                # window offset could replace, so they are not counted.
+                # grad_input written (backward). max_pool's indices (autograd keeps one-byte
+                # window codes on the flat 3x3 kernels, else int32 ones: written, then read)
+                # are bookkeeping, not counted.
                 "bytes": 2 * (x.nbytes + g.nbytes),
                 "flops": None,
                 "check": check,

@@ -239,10 +239,11 @@ def max_pool2d(input: Tensor, kernel_size, stride=None, padding=0, dilation=1,
             result, index_tensor = result.squeeze(0), index_tensor.squeeze(0)
         return (result, index_tensor) if return_indices else result
     x = input.data
-    # Without return_indices the indices are autograd's alone: int32 where planes allow
-    # (half the bytes of PyTorch's int64, written here and read again by the backward).
+    # Without return_indices the indices are autograd's alone: one-byte window codes where
+    # the kernels have them, else int32 where planes allow (a quarter or half the bytes of
+    # PyTorch's int64, written here and read again by the backward).
     out, indices = _C.max_pool2d_forward(x, kernel, stride, padding, dilation, bool(ceil_mode),
-                                         compact=not return_indices)
+                                         compact=not return_indices, window_codes=not return_indices)
     shape = x.shape
 
     def backward(grad):
