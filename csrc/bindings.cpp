@@ -235,7 +235,7 @@ py::array_t<T> max_pool2d_backward(const In<T>& grad_output, const In<I>& indice
   if constexpr (std::is_same_v<I, std::uint8_t>)
     check(kernel_size.has_value() && fastdl::cpu::max_pool2d_window_codes(s),
           "max_pool2d_backward: uint8 indices are window codes, for 3x3 windows, stride 2, "
-          "padding 1 on planes of even width 4 to 64, with that geometry given");
+          "padding 1 on planes of even width 4 and more, with that geometry given");
   else if (!fastdl::cpu::max_pool2d_backward_gathers(s)) {
     // The scatter writes at each index. One comparison per index, one check at the end
     // (building check()'s message per index cost more than the whole backward pass).

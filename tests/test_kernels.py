@@ -782,12 +782,14 @@ def test_max_pool2d_ties_and_infinities_match_torch(torch, dtype):
 
 
 @pytest.mark.parametrize("dtype", FLOAT_DTYPES, ids=["float32", "float64"])
-def test_max_pool2d_3x3_stride2_narrow_planes_match_torch(torch, dtype):
-    """3x3 windows, stride 2, padding 1 on planes of even width up to 64 run as whole flat
-    planes (pool.cpp's max_pool2d_forward_flat_3x3): odd and even heights, the smallest
-    planes, ties, infinities and NaNs — values and indices exactly PyTorch's."""
+def test_max_pool2d_3x3_stride2_flat_planes_match_torch(torch, dtype):
+    """3x3 windows, stride 2, padding 1 on planes of even width run as flat groups of rows
+    (pool.cpp's max_pool2d_forward_flat_3x3; a whole plane up to 32x32): odd and even
+    heights, the smallest planes, wide ones, ties, infinities and NaNs — values and indices
+    exactly PyTorch's, and the input gradient in its order of sums (bitwise)."""
     rng = np.random.default_rng(12)
-    for h, w in [(2, 2), (3, 4), (4, 2), (5, 6), (7, 16), (31, 32), (32, 32), (9, 64), (8, 62), (6, 66)]:
+    for h, w in [(2, 2), (3, 4), (4, 2), (5, 6), (7, 16), (31, 32), (32, 32), (9, 64), (8, 62), (6, 66),
+                 (17, 112), (11, 258)]:
         x = rng.integers(-2, 3, (2, 3, h, w)).astype(dtype)  # many ties
         special = rng.random(x.shape)
         x[special < 0.03] = np.inf
@@ -803,7 +805,7 @@ def test_max_pool2d_3x3_stride2_narrow_planes_match_torch(torch, dtype):
         upstream = _upstream(rng, out.shape, dtype)
         out.backward(upstream)
         expected.backward(torch.tensor(upstream))
-        _assert_close(leaf.grad.numpy(), torch_leaf.grad.numpy(), dtype, f"grad of input {h}x{w}")
+        _assert_bitwise_equal([leaf.grad.numpy()], [torch_leaf.grad.numpy()], f"grad of input {h}x{w}")
 
 
 @pytest.mark.parametrize("dtype", FLOAT_DTYPES, ids=["float32", "float64"])
@@ -846,7 +848,8 @@ def test_max_pool2d_every_row_width_matches_torch(torch, restore_threads, kernel
 @pytest.mark.parametrize("shape, kernel, stride, padding, dilation, ceil_mode", [
     pytest.param((2, 3, 8, 8), (2, 2), (2, 2), (0, 0), (1, 1), False, id="tiles-2x2"),
     pytest.param((2, 3, 9, 32), (3, 3), (2, 2), (1, 1), (1, 1), False, id="flat-3x3"),
-    pytest.param((2, 2, 7, 66), (3, 3), (2, 2), (1, 1), (1, 1), False, id="pairs-3x3"),
+    pytest.param((2, 2, 7, 67), (3, 3), (2, 2), (1, 1), (1, 1), False, id="pairs-3x3"),
+    pytest.param((2, 2, 9, 132), (3, 3), (2, 2), (1, 1), (1, 1), False, id="flat-3x3-wide"),
     pytest.param((2, 2, 6, 40), (3, 2), (1, 1), (1, 1), (1, 1), False, id="gather-unit"),
     pytest.param((2, 2, 9, 10), (2, 3), (3, 2), (1, 0), (2, 3), True, id="scatter-any"),
 ])
@@ -880,10 +883,12 @@ def test_max_pool2d_window_codes_equal_flat_indices(restore_threads, dtype):
     """On the flat 3x3/s2 kernels the autograd keeps one-byte window codes (3 r + c of the
     winner in its window): decoded, exactly the flat indices; the outputs and the input
     gradient bitwise those of the int32 indices, on 1 and 2 threads; rows of one and two
-    blocks of 16 windows and a partial one, odd and even heights, ties, infinities, NaNs."""
+    blocks of 16 windows and a partial one, groups of rows whole and cut short (wide planes),
+    odd and even heights, ties, infinities, NaNs."""
     rng = np.random.default_rng(14)
     geometry = ((3, 3), (2, 2), (1, 1), (1, 1))
-    for h, w in [(2, 4), (3, 4), (5, 6), (7, 16), (31, 32), (32, 32), (9, 64), (8, 62), (33, 40)]:
+    for h, w in [(2, 4), (3, 4), (5, 6), (7, 16), (31, 32), (32, 32), (9, 64), (8, 62), (33, 40), (19, 130),
+                 (6, 514), (2, 1030)]:
         x = rng.integers(-2, 3, (3, 5, h, w)).astype(dtype)
         special = rng.random(x.shape)
         x[special < 0.04] = np.inf
@@ -906,7 +911,7 @@ def test_max_pool2d_window_codes_equal_flat_indices(restore_threads, dtype):
                                   f"grad of input {h}x{w}, {threads} threads")
     # Other geometries keep int32 indices; codes without their geometry are refused.
     assert _C.max_pool2d_forward(x, (3, 3), (2, 2), (1, 1), (1, 1), True, True, True)[1].dtype == np.int32
-    assert _C.max_pool2d_forward(np.ones((1, 1, 8, 66), dtype), *geometry, False, True, True)[1].dtype == np.int32
+    assert _C.max_pool2d_forward(np.ones((1, 1, 8, 65), dtype), *geometry, False, True, True)[1].dtype == np.int32
     with pytest.raises(ValueError, match="window codes"):
         _C.max_pool2d_backward(g, codes, x.shape)
     with pytest.raises(ValueError, match="window codes"):

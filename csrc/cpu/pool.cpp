@@ -446,21 +446,29 @@ void max_pool2d_forward_2x2(const T* input, T* output, I* indices, const Pool2dS
     }
 }
 
-// 3x3 windows, stride 2, padding 1 on narrow planes (even width up to 64, floor mode):
-// ResNet's pooling on 32x32 maps. The row step takes the column maxima of rows 2y - 1,
-// 2y, 2y + 1 for each output row y, split by column parity, in fixed blocks of 16 pairs
-// (in_blocks_of_16: rows of 16 windows spent as long setting up a loop as doing the
-// work); an earlier flat loop over every row r of the plane did twice the work. The window
-// step then runs over the whole plane's maxima at once (rows lie end to end); each row's
-// first window covers input columns -1 (padding), 0 and 1, so the window step drops its
-// first column (in the buffer the previous row's last) by a mask. Redoing those windows
-// in a scalar loop afterwards took a third of the forward (a branch on the data per row).
+// 3x3 windows, stride 2, padding 1 on planes of even width (floor mode): ResNet's pooling
+// (its stem's on 112x112 maps; the course's CNNs' on 32x32). The row step takes the column
+// maxima of rows 2y - 1, 2y, 2y + 1 for each output row y, split by column parity, in
+// fixed blocks of 16 pairs (in_blocks_of_16: rows of 16 windows spent as long setting up
+// a loop as doing the work); an earlier flat loop over every row r of the plane did twice
+// the work. The window step then runs over a group of rows' maxima at once (rows lie end
+// to end; a 32x32 plane is one group); each row's first window covers input columns -1
+// (padding), 0 and 1, so the window step drops its first column (in the buffer the
+// previous row's last) by a mask. Redoing those windows in a scalar loop afterwards took
+// a third of the forward (a branch on the data per row). On wide planes these kernels
+// replaced the separable forward and the column-pair gather backward: 16x64x128x128 f+b
+// 12.0 -> 9.3 ms, 8x64x112x112 5.0 -> 3.7 ms on one thread (window codes included), and
+// the gradient's sums now in PyTorch's order.
 bool max_pool2d_flat_3x3(const Pool2dShape& s) {
   return s.kernel_h == 3 && s.kernel_w == 3 && s.stride_h == 2 && s.stride_w == 2 && s.pad_h == 1 &&
-         s.pad_w == 1 && s.dilation_h == 1 && s.dilation_w == 1 && s.width % 2 == 0 && s.width <= 64 &&
-         s.height >= 2 && s.out_w == s.width / 2 && s.out_h == (s.height + 1) / 2 &&
-         s.height * s.width <= (index_t(1) << 16);
+         s.pad_w == 1 && s.dilation_h == 1 && s.dilation_w == 1 && s.width % 2 == 0 && s.height >= 2 &&
+         s.out_w == s.width / 2 && s.out_h == (s.height + 1) / 2 && s.height * s.width < (index_t(1) << 31);
 }
+
+// Output rows per group of the flat 3x3 kernels, about 128 windows (256 on rows under 32
+// windows: ResNet's 32x32 planes whole). Groups of 1024 windows, the buffers still in L1,
+// ran 16x64x128x128 at 8.2 ms forward and 8.7 backward, 128 windows at 5.9 and 4.2.
+index_t flat_3x3_rows(index_t out_w) { return std::max<index_t>(1, (out_w < 32 ? 256 : 128) / out_w); }
 
 // I = std::uint8_t: window codes (kernels.h) in place of flat indices.
 template <typename T, typename I>
@@ -469,10 +477,11 @@ void max_pool2d_forward_flat_3x3(const T* input, T* output, I* indices, const Po
   const index_t H = s.height, W = s.width, OH = s.out_h, OW = s.out_w, HW = H * W, OHW = OH * OW;
   const T* end = input + s.planes * HW;  // a partial block reads past its row up to here
   const int threads = threads_for(s.planes * (HW + 9 * OHW));
-  // Per thread: the column maxima of every row, even (ve, ie) and odd (vo, io) columns,
-  // each OHW entries and a block's slack (steps write and read whole blocks); vo[-1] is
-  // read (then redone) by row 0's first window: one entry before vo.
-  const index_t region = OHW + 16;
+  const index_t group = flat_3x3_rows(OW);
+  // Per thread: the column maxima of a group's rows, even (ve, ie) and odd (vo, io)
+  // columns, each group * OW entries and a block's slack (steps write and read whole
+  // blocks); vo[-1] is read (and dropped) by row 0's first window: one entry before vo.
+  const index_t region = std::min(OH, group) * OW + 16;
   const index_t values_stride = per_thread_stride<T>(2 * region + 1), flat_stride = per_thread_stride<std::int32_t>(2 * region + 1);
   std::vector<T> values(static_cast<std::size_t>(threads * values_stride));
   std::vector<std::int32_t> flat(static_cast<std::size_t>(threads * flat_stride));
@@ -491,24 +500,40 @@ void max_pool2d_forward_flat_3x3(const T* input, T* output, I* indices, const Po
 #pragma omp for schedule(static)
     for (index_t p = 0; p < s.planes; ++p) {
       const T* in = input + p * HW;
-      // Row 0 (row -1 is padding), then the centre rows 2y of the other windows (a last
-      // centre row H - 1 has row H, padding, below it).
-      const T* first[2] = {in, in + W};
-      const std::int32_t first_starts[2] = {codes ? 3 : 0, codes ? 6 : w32};  // window rows 1, 2
-      column_max_pairs<2, codes>(first, first_starts, OW, ve, vo, ie, io, end);
-      for (index_t y = 1; y < OH; ++y) {
-        const index_t top = 2 * y - 1;
-        const T* rows[3] = {in + top * W, in + (top + 1) * W, in + (top + 2) * W};
-        const std::int32_t starts[3] = {codes ? 0 : static_cast<std::int32_t>(top * W),
-                                        codes ? 3 : static_cast<std::int32_t>((top + 1) * W),
-                                        codes ? 6 : static_cast<std::int32_t>((top + 2) * W)};
-        if (top + 2 < H) column_max_pairs<3, codes>(rows, starts, OW, ve + y * OW, vo + y * OW, ie + y * OW, io + y * OW, end);
-        else column_max_pairs<2, codes>(rows, starts, OW, ve + y * OW, vo + y * OW, ie + y * OW, io + y * OW, end);
+      for (index_t y0 = 0; y0 < OH; y0 += group) {
+        const index_t y1 = std::min(OH, y0 + group);
+        for (index_t y = y0; y < y1; ++y) {
+          const index_t k = (y - y0) * OW;
+          // The input rows new to window row y + 2, asked for now, as the separable
+          // kernel does (16x64x128x128: 7.1 -> 5.9 ms forward); on rows under 64 columns
+          // it lost (64x64x32x32: 1.0 -> 1.2 ms).
+          if (W >= 64)
+            for (index_t iy = 2 * y + 4; iy < std::min(H, 2 * y + 6); ++iy)
+              prefetch_bytes(in + iy * W, 0, W * index_t(sizeof(T)));
+          if (y == 0) {  // row -1 is padding: rows 0 and 1, window rows 1 and 2
+            const T* first[2] = {in, in + W};
+            const std::int32_t first_starts[2] = {codes ? 3 : 0, codes ? 6 : w32};
+            column_max_pairs<2, codes>(first, first_starts, OW, ve, vo, ie, io, end);
+            continue;
+          }
+          // The centre row 2y of window row y (a last centre row H - 1 has row H,
+          // padding, below it).
+          const index_t top = 2 * y - 1;
+          const T* rows[3] = {in + top * W, in + (top + 1) * W, in + (top + 2) * W};
+          const std::int32_t starts[3] = {codes ? 0 : static_cast<std::int32_t>(top * W),
+                                          codes ? 3 : static_cast<std::int32_t>((top + 1) * W),
+                                          codes ? 6 : static_cast<std::int32_t>((top + 2) * W)};
+          if (top + 2 < H) column_max_pairs<3, codes>(rows, starts, OW, ve + k, vo + k, ie + k, io + k, end);
+          else column_max_pairs<2, codes>(rows, starts, OW, ve + k, vo + k, ie + k, io + k, end);
+        }
+        // Window x of row y (k = (y - y0) OW + x) covers the column maxima vo[k - 1],
+        // ve[k], vo[k]: one flat pass over the group's windows, each row's window 0
+        // without vo[k - 1] (input column -1, padding; in the buffer the previous row's
+        // last).
+        const index_t first = p * OHW + y0 * OW;
+        window_max<3, codes>(vo - 1, io - 1, ve, ie, vo, io, (y1 - y0) * OW, output + first, indices + first, at, OW,
+                             cut.data());
       }
-      // Window x of row y (k = y OW + x) covers the column maxima vo[k - 1], ve[k], vo[k]:
-      // one flat pass over the plane's windows, each row's window 0 without vo[k - 1]
-      // (input column -1, padding; in the buffer the previous row's last).
-      window_max<3, codes>(vo - 1, io - 1, ve, ie, vo, io, OHW, output + p * OHW, indices + p * OHW, at, OW, cut.data());
     }
   }
 }
@@ -881,11 +906,15 @@ template <typename T, typename I>
 void max_pool2d_backward_flat_3x3(const T* grad_output, const I* indices, T* grad_input,
                                   const Pool2dShape& s) {
   const index_t H = s.height, W = s.width, OH = s.out_h, OW = s.out_w, HW = H * W, OHW = OH * OW;
-  const index_t padded = OHW + OW + 1;  // windows one row and one column past the plane
+  // A group of output rows at a time (buffers in L1), with the windows one row and one
+  // column past the group: its windows' entries (g, at) [0, padded).
+  const index_t group = std::min(OH, flat_3x3_rows(OW)), windows = group * OW, padded = windows + OW + 1;
   // The winner of window k as an offset from the window's centre: the saved index less
-  // the centre's flat index t[k], or the window code less 4 (3 r + c, r and c in 0..2:
-  // the rows' step is 3 in place of W).
+  // the centre's flat index (t[k] in the group, plus the group's first row), or the
+  // window code less 4 (3 r + c, r and c in 0..2: the rows' step is 3 in place of W).
+  // Entries past the plane hold a far index that matches no offset.
   constexpr bool codes = std::is_same_v<I, std::uint8_t>;
+  constexpr std::int32_t far = std::numeric_limits<std::int32_t>::min() / 2;
   std::vector<std::int32_t> table(codes ? 0 : static_cast<std::size_t>(padded));
   for (index_t k = 0; k < static_cast<index_t>(table.size()); ++k)
     table[k] = static_cast<std::int32_t>(2 * (k / OW) * W + 2 * (k % OW));
@@ -895,40 +924,47 @@ void max_pool2d_backward_flat_3x3(const T* grad_output, const I* indices, T* gra
   // vector's comparison masks (data-dependent branches: the pass ran 1.8x slower).
   asm("" : "+r"(w), "+r"(centre));
   const int threads = threads_for(s.planes * (HW + 4 * OHW));
-  const index_t g_stride = per_thread_stride<T>(padded + 4 * OHW), i_stride = per_thread_stride<std::int32_t>(padded);
+  const index_t g_stride = per_thread_stride<T>(padded + 4 * windows), i_stride = per_thread_stride<std::int32_t>(padded);
   std::vector<T> grads(static_cast<std::size_t>(threads * g_stride), T(0));
-  std::vector<std::int32_t> saved(static_cast<std::size_t>(threads * i_stride), -1);
+  std::vector<std::int32_t> saved(static_cast<std::size_t>(threads * i_stride), far);
 #pragma omp parallel num_threads(threads)
   {
     T* __restrict g = grads.data() + omp_get_thread_num() * g_stride;  // [padded), then 4 classes
     std::int32_t* __restrict at = saved.data() + omp_get_thread_num() * i_stride;
     T* __restrict ee = g + padded;
-    T* __restrict eo = ee + OHW;
-    T* __restrict oe = eo + OHW;
-    T* __restrict oo = oe + OHW;
+    T* __restrict eo = ee + windows;
+    T* __restrict oe = eo + windows;
+    T* __restrict oo = oe + windows;
 #pragma omp for schedule(static)
     for (index_t p = 0; p < s.planes; ++p) {
-      const T* __restrict src = grad_output + p * OHW;
-      const I* __restrict src_at = indices + p * OHW;
-      for (index_t k = 0; k < OHW; ++k) g[k] = src[k], at[k] = static_cast<std::int32_t>(src_at[k]);
+      for (index_t a0 = 0; a0 < OH; a0 += group) {
+        const index_t a1 = std::min(OH, a0 + group), n = (a1 - a0) * OW;
+        const index_t first = p * OHW + a0 * OW, m = std::min(OHW, (a1 + 1) * OW) - a0 * OW;
+        const T* __restrict src = grad_output + first;
+        const I* __restrict src_at = indices + first;
+        const std::int32_t shift = codes ? 0 : static_cast<std::int32_t>(2 * a0 * W);
+        for (index_t k = 0; k < m; ++k) g[k] = src[k], at[k] = static_cast<std::int32_t>(src_at[k]) - shift;
+        for (index_t k = m; k < n + OW + 1; ++k) g[k] = T(0), at[k] = far;
 #pragma omp simd
-      for (index_t k = 0; k < OHW; ++k) {
-        // Windows (a, b), (a, b + 1), (a + 1, b), (a + 1, b + 1): loaded unconditionally
-        // (a conditional load becomes a masked load, which GCC 12 does not vectorize here).
-        const T g0 = g[k], g1 = g[k + 1], g2 = g[k + OW], g3 = g[k + OW + 1];
-        const std::int32_t i0 = at[k] - (codes ? centre : t[k]), i1 = at[k + 1] - (codes ? centre : t[k + 1]);
-        const std::int32_t i2 = at[k + OW] - (codes ? centre : t[k + OW]);
-        const std::int32_t i3 = at[k + OW + 1] - (codes ? centre : t[k + OW + 1]);
-        ee[k] = T(0) + (i0 == 0 ? g0 : T(0));
-        eo[k] = (T(0) + (i0 == 1 ? g0 : T(0))) + (i1 == -1 ? g1 : T(0));
-        oe[k] = (T(0) + (i0 == w ? g0 : T(0))) + (i2 == -w ? g2 : T(0));
-        oo[k] = (((T(0) + (i0 == w + 1 ? g0 : T(0))) + (i1 == w - 1 ? g1 : T(0))) + (i2 == 1 - w ? g2 : T(0))) +
-                (i3 == -w - 1 ? g3 : T(0));
-      }
-      T* plane = grad_input + p * HW;
-      for (index_t a = 0; a < OH; ++a) {
-        interleave_pairs(ee + a * OW, eo + a * OW, OW, plane + 2 * a * W);
-        if (2 * a + 1 < H) interleave_pairs(oe + a * OW, oo + a * OW, OW, plane + (2 * a + 1) * W);
+        for (index_t k = 0; k < n; ++k) {
+          // Windows (a, b), (a, b + 1), (a + 1, b), (a + 1, b + 1): loaded unconditionally
+          // (a conditional load becomes a masked load, which GCC 12 does not vectorize here).
+          const T g0 = g[k], g1 = g[k + 1], g2 = g[k + OW], g3 = g[k + OW + 1];
+          const std::int32_t i0 = at[k] - (codes ? centre : t[k]), i1 = at[k + 1] - (codes ? centre : t[k + 1]);
+          const std::int32_t i2 = at[k + OW] - (codes ? centre : t[k + OW]);
+          const std::int32_t i3 = at[k + OW + 1] - (codes ? centre : t[k + OW + 1]);
+          ee[k] = T(0) + (i0 == 0 ? g0 : T(0));
+          eo[k] = (T(0) + (i0 == 1 ? g0 : T(0))) + (i1 == -1 ? g1 : T(0));
+          oe[k] = (T(0) + (i0 == w ? g0 : T(0))) + (i2 == -w ? g2 : T(0));
+          oo[k] = (((T(0) + (i0 == w + 1 ? g0 : T(0))) + (i1 == w - 1 ? g1 : T(0))) + (i2 == 1 - w ? g2 : T(0))) +
+                  (i3 == -w - 1 ? g3 : T(0));
+        }
+        T* plane = grad_input + p * HW;
+        for (index_t a = a0; a < a1; ++a) {
+          const index_t k = (a - a0) * OW;
+          interleave_pairs(ee + k, eo + k, OW, plane + 2 * a * W);
+          if (2 * a + 1 < H) interleave_pairs(oe + k, oo + k, OW, plane + (2 * a + 1) * W);
+        }
       }
     }
   }
