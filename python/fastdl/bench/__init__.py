@@ -9,7 +9,7 @@ Each family module (conv, optim, train, ...) exposes ``cases(threads)``: a list 
   flops    floating-point operations (compute-bound work) or None
   check    zero-argument callable asserting fastdl's answer agrees with NumPy's / torch's
 The runner checks each answer, warms up, takes the median of repeats for every library in
-one process with the same thread count, and prints ms, ratios and GFLOP/s or GB/s next to
+one process with the same thread count (fastdl and PyTorch in turns), and prints ms, ratios and GFLOP/s or GB/s next to
 this machine's measured sgemm peak and copy bandwidth.
 """
 from __future__ import annotations
@@ -73,6 +73,29 @@ def median_ms(fn: Callable[[], object], repeats: int = 5, warmup: int = 1) -> fl
     return 1e3 * float(np.median(_timed(fn, repeats, warmup, MIN_TIMED_S)))
 
 
+# Rounds in which medians_ms takes turns between its callables.
+ROUNDS = 4
+
+
+def medians_ms(fns: Sequence[Callable[[], object]], repeats: int = 5, warmup: int = 1) -> List[float]:
+    """median_ms of each callable, their runs taken in turns: ROUNDS rounds, each with a
+    ROUNDS-th of every callable's runs. The host's speed drifts over seconds (a neighbour's
+    load comes and goes); timed one after the other, two libraries' medians drifted apart
+    by up to 1.5x between suite runs of unchanged code, while in turns both see the same
+    host and their ratio holds."""
+    for fn in fns:
+        _warm_up(fn, warmup)
+    times: List[List[float]] = [[] for _ in fns]
+    for r in range(1, ROUNDS + 1):
+        runs, seconds, most = -(-repeats * r // ROUNDS), MIN_TIMED_S * r / ROUNDS, MAX_REPEATS * r // ROUNDS
+        for fn, taken in zip(fns, times):
+            while len(taken) < runs or (sum(taken) < seconds and len(taken) < most):
+                start = time.perf_counter()
+                fn()
+                taken.append(time.perf_counter() - start)
+    return [1e3 * float(np.median(taken)) for taken in times]
+
+
 def sgemm_peak_gflops(threads: int, size: int = 1024, repeats: int = 5) -> float:
     """The compute yardstick: the fastest float32 GEMM this machine's libraries reach with
     ``threads`` threads — NumPy's BLAS and, when installed, PyTorch's ``mm``."""
@@ -120,11 +143,6 @@ def numpy_threads(threads: int):
         import contextlib
         return contextlib.nullcontext()
     return threadpool_limits(limits=threads, user_api="blas")
-
-
-def _no_limit():
-    import contextlib
-    return contextlib.nullcontext()
 
 
 def _torch_threads(threads: int) -> None:
@@ -197,16 +215,18 @@ def run(only: Optional[Sequence[str]] = None, threads: Optional[int] = None, rep
             time.sleep(SETTLE_S)
             row = {"family": family, "name": case["name"], "bytes": case.get("bytes"),
                    "flops": case.get("flops")}
-            # NumPy last, then a pause: NumPy's OpenBLAS threads keep spinning ~1 s after each
-            # call, and on 2 cores a spinning thread halves whatever 2-thread work follows
-            # (measured: fastdl's conv2d 6.5 -> 12.3 ms right after NumPy's im2col GEMM).
-            for library in ("fastdl", "torch", "numpy"):
-                fn = case.get(library)
-                if fn is None:
-                    row[f"{library}_ms"] = None
-                    continue
-                with numpy_threads(threads) if library == "numpy" else _no_limit():
-                    row[f"{library}_ms"] = median_ms(fn, case.get("repeats", repeats))
+            # fastdl and PyTorch in turns (medians_ms); NumPy last, then a pause: NumPy's
+            # OpenBLAS threads keep spinning ~1 s after each call, and on 2 cores a spinning
+            # thread halves whatever 2-thread work follows (measured: fastdl's conv2d 6.5 ->
+            # 12.3 ms right after NumPy's im2col GEMM).
+            runs = case.get("repeats", repeats)
+            paired = [library for library in ("fastdl", "torch") if case.get(library) is not None]
+            row.update({f"{library}_ms": None for library in ("fastdl", "torch", "numpy")})
+            row.update({f"{library}_ms": ms for library, ms in
+                        zip(paired, medians_ms([case[library] for library in paired], runs))})
+            if case.get("numpy") is not None:
+                with numpy_threads(threads):
+                    row["numpy_ms"] = median_ms(case["numpy"], runs)
             time.sleep(SETTLE_S)
             rows.append(row)
             if log:
