@@ -313,6 +313,10 @@ CHANNEL_CASES = [
     pytest.param((4, 64, 7, 7), 64, (3, 3), dict(padding=1, groups=4), id="grouped-16-per-group"),
     pytest.param((2, 64, 8, 8), 160, (3, 3), dict(padding=1, groups=2), id="grouped-80-per-group"),
     pytest.param((3, 96, 9, 9), 96, (3, 3), dict(stride=2, padding=1, groups=3), id="grouped-s2"),
+    # Strided and grouped: maps of up to 256 pixels (no Winograd to prefer).
+    pytest.param((2, 64, 28, 28), 64, (3, 3), dict(stride=2, padding=1, groups=4), id="grouped-s2-14x14"),
+    pytest.param((2, 32, 32, 31), 64, (3, 3), dict(stride=2, padding=1, groups=2), id="grouped-s2-16x16-o32"),
+    pytest.param((1, 32, 34, 34), 32, (3, 3), dict(stride=2, padding=1, groups=2), id="grouped-s2-17x17-im2col"),
 ]
 
 def _conv_arrays(rng, input_shape, out_channels, kernel, kwargs, dtype, bias=True):
@@ -554,6 +558,10 @@ def test_conv2d_channel_one_thread_equals_two_threads(restore_threads, batch, gr
     kwargs = dict(stride=2, padding=1, groups=groups)
     arrays = _conv_arrays(rng, (batch, 32, 11, 11), 80 * groups, (3, 3), kwargs, np.float32)
     _assert_conv_threads_bitwise(arrays, kwargs, rng, "channel-lane conv2d")
+    # Grouped and strided on a 14x14 output map (channel-lane only because strided).
+    kwargs = dict(stride=2, padding=1, groups=4 * groups)
+    arrays = _conv_arrays(rng, (batch, 64 * groups, 28, 28), 64 * groups, (3, 3), kwargs, np.float32)
+    _assert_conv_threads_bitwise(arrays, kwargs, rng, "strided grouped channel-lane conv2d")
 
 
 DEPTHWISE_CASES = [

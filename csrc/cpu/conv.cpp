@@ -552,11 +552,17 @@ bool channel_direct_applies(const Conv2dShape& s) {
 // twice PyTorch's time (8x512x7x7 in 32 groups: 1.2 -> 0.67 ms, 0.55 -> 0.92x); from
 // 14x14 maps on Winograd does as well or better (16x64x28x28 in 4 groups: 2.3 vs 4.9 ms).
 constexpr index_t kChannelGroupedMaxPixels = 64;
+// Strided layers have no Winograd: the alternative is im2col and per-group GEMMs of 16 x
+// 144 x L, which the channel-lane kernels beat up to 16x16 output maps (8x512x28x28 s2 in
+// 32 groups: 7.6 -> 3.9 ms forward, f+b 26.4 -> 14.4 ms, 0.50 -> 0.93x PyTorch); on 28x28
+// maps the two were even, on 56x56 im2col won by 9x (the per-tap passes over a large map).
+constexpr index_t kChannelGroupedStridedMaxPixels = 256;
 
 bool channel_grouped_applies(const Conv2dShape& s) {
   if (!winograd_is_enabled() || s.groups == 1) return false;
   const index_t Cg = s.in_channels / s.groups, Og = s.out_channels / s.groups, OHW = s.out_h * s.out_w;
-  if (Cg == 1 || Og % kDirectLanes != 0 || OHW < kChannelRows || OHW > kChannelGroupedMaxPixels) return false;
+  if (Cg == 1 || Og % kDirectLanes != 0 || OHW < kChannelRows) return false;
+  if (OHW > (strided(s) ? kChannelGroupedStridedMaxPixels : kChannelGroupedMaxPixels)) return false;
   const Phases p = padded_of(s);
   return s.in_channels * p.size() <= (index_t(1) << 22);
 }
