@@ -564,6 +564,23 @@ def test_conv2d_channel_one_thread_equals_two_threads(restore_threads, batch, gr
     _assert_conv_threads_bitwise(arrays, kwargs, rng, "strided grouped channel-lane conv2d")
 
 
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES, ids=["float32", "float64"])
+@pytest.mark.parametrize("input_shape, out_channels, kernel, kwargs", [
+    pytest.param((4, 16, 34, 34), 16, (3, 3), dict(stride=2, padding=1, groups=4), id="s2-g4"),
+    pytest.param((5, 12, 20, 21), 24, (5, 5), dict(padding=2, groups=3), id="k5-g3"),
+    pytest.param((4, 8, 40, 33), 16, (3, 3), dict(stride=2, padding=1, dilation=2, groups=2), id="dilated-g2"),
+])
+def test_conv2d_grouped_im2col_per_group_matches_torch(torch, restore_threads, input_shape, out_channels, kernel,
+                                                       kwargs, dtype):
+    """Grouped layers on im2col's sample-parallel path with one sample per product (output
+    maps of 256+ pixels, batches of 4+) unfold one group at a time: against PyTorch, and
+    bitwise on 1 and 2 threads."""
+    rng = np.random.default_rng(51)
+    arrays = _conv_arrays(rng, input_shape, out_channels, kernel, kwargs, dtype)
+    _check_conv_against_torch_to_scale(torch, kwargs, arrays, rng)
+    _assert_conv_threads_bitwise(arrays, kwargs, rng, "grouped im2col conv2d")
+
+
 DEPTHWISE_CASES = [
     pytest.param((2, 8, 28, 28), (3, 3), dict(padding=1), id="3x3-same"),
     pytest.param((3, 5, 9, 6), (5, 5), dict(padding=2), id="5x5"),
