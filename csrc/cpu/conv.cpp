@@ -183,6 +183,13 @@ constexpr index_t kSampleParallelBatch = 4;
 // Weight-gradient partial sums: at most this many fixed groups of consecutive samples.
 constexpr index_t kWeightGradGroups = 8;
 
+// One group of a grouped layer as a layer of its own (its channels at the group's offset).
+Conv2dShape group_shape(const Conv2dShape& s) {
+  Conv2dShape g = s;
+  g.in_channels = s.in_channels / s.groups, g.out_channels = s.out_channels / s.groups, g.groups = 1;
+  return g;
+}
+
 bool sample_parallel(const Conv2dShape& s) {
   constexpr index_t kInt = (index_t(1) << 31) - 1;
   const index_t R = s.in_channels * s.kernel_h * s.kernel_w, OHW = s.out_h * s.out_w;
@@ -1078,12 +1085,21 @@ void conv2d_forward(const T* input, const T* weight, const T* bias, T* output,
 #pragma omp parallel for schedule(static) num_threads(threads_for(s.batch * R * OHW))
     for (index_t k = 0; k < blocks; ++k) {
       const index_t n0 = k * per, nb = std::min(per, s.batch - n0), L = nb * OHW;
-      T* col = scratch<T>(3, R * L);  // this thread's
-      im2col(input, col, n0, nb, s);
       T* out = nb == 1 ? output + n0 * O * OHW : scratch<T>(5, O * L);
-      for (index_t g = 0; g < G; ++g) {
-        gemm_serial<T>(false, false, Og, L, Rg, T(1), weight + g * Og * Rg, Rg,
-                       col + g * Rg * L, L, T(0), out + g * Og * L, L);
+      if (G > 1 && nb == 1) {  // a group's columns at a time, as in the backward
+        const Conv2dShape sg = group_shape(s);
+        T* col = scratch<T>(3, Rg * L);  // this thread's
+        for (index_t g = 0; g < G; ++g) {
+          im2col(input + (n0 * s.in_channels + g * sg.in_channels) * s.height * s.width, col, 0, 1, sg);
+          gemm_serial<T>(false, false, Og, L, Rg, T(1), weight + g * Og * Rg, Rg, col, L, T(0), out + g * Og * L, L);
+        }
+      } else {
+        T* col = scratch<T>(3, R * L);  // this thread's
+        im2col(input, col, n0, nb, s);
+        for (index_t g = 0; g < G; ++g) {
+          gemm_serial<T>(false, false, Og, L, Rg, T(1), weight + g * Og * Rg, Rg,
+                         col + g * Rg * L, L, T(0), out + g * Og * L, L);
+        }
       }
       if (nb == 1) {
         if (bias) {
@@ -1172,8 +1188,7 @@ void conv2d_backward(const T* input, const T* weight, const T* grad_output, T* g
         // Grouped, a sample at a time: one group's columns at a time (Rg x OHW, in L2),
         // not the sample's (R x OHW: 7 MB on 8x256x56x56 s2 in 32 groups, written and
         // read back twice over from memory). The same products, so the same results.
-        Conv2dShape sg = s;
-        sg.in_channels = s.in_channels / G, sg.out_channels = Og, sg.groups = 1;
+        const Conv2dShape sg = group_shape(s);
         const index_t plane = s.height * s.width;
         for (index_t n = first; n < last; ++n)
           for (index_t g = 0; g < G; ++g) {
