@@ -327,6 +327,7 @@ __attribute__((always_inline)) inline void window_max_block(
     const T* __restrict a, const std::int32_t* __restrict ai, const T* __restrict b,
     const std::int32_t* __restrict bi, const T* __restrict c, const std::int32_t* __restrict ci,
     T* __restrict out, I* __restrict index, std::int32_t* __restrict at, const std::int32_t* __restrict cut) {
+  static_assert(Codes == (sizeof(I) == 1), "window codes are the one-byte indices");
   for (index_t x = 0; x < 16; ++x) {
     // A dropped column loses to any other, as padding would (no conditional load of it:
     // GCC 12 does not vectorize a masked load here).
