@@ -124,10 +124,13 @@ void merge_phases(const T* phases, T* dst, const Phases& p, const Conv2dShape& s
   }
 }
 
-// col[(c*KH + i)*KW + j, n*OH*OW + y*OW + x] = in[n0+n, c, y*sh - ph + i*dh, x*sw - pw + j*dw]
+// col[(c*KH + i)*KW + j, n*OH*OW + y*OW + x] = in[n0+n, c0+c, y*sh - ph + i*dh, x*sw - pw + j*dw]
+// for the input channels [c0, c0 + channels) (all of them when channels < 0: a grouped
+// layer's products unfold one group at a time).
 template <typename T>
-void im2col(const T* input, T* col, index_t n0, index_t nb, const Conv2dShape& s) {
-  const index_t C = s.in_channels, H = s.height, W = s.width;
+void im2col(const T* input, T* col, index_t n0, index_t nb, const Conv2dShape& s, index_t c0 = 0,
+            index_t channels = -1) {
+  const index_t C = channels < 0 ? s.in_channels : channels, H = s.height, W = s.width;
   const index_t OH = s.out_h, OW = s.out_w, OHW = OH * OW, L = nb * OHW;
   const index_t KK = s.kernel_h * s.kernel_w;
   const Phases p = phases_of(s);
@@ -135,7 +138,7 @@ void im2col(const T* input, T* col, index_t n0, index_t nb, const Conv2dShape& s
   for (index_t n = 0; n < nb; ++n) {
     for (index_t c = 0; c < C; ++c) {
       T* phases = scratch<T>(6, p.size());  // this thread's
-      split_phases(input + ((n0 + n) * C + c) * H * W, phases, p, s);
+      split_phases(input + ((n0 + n) * s.in_channels + c0 + c) * H * W, phases, p, s);
       for (index_t i = 0; i < s.kernel_h; ++i) {
         for (index_t j = 0; j < s.kernel_w; ++j) {
           T* row = col + ((c * s.kernel_h + i) * s.kernel_w + j) * L + n * OHW;
@@ -152,11 +155,12 @@ void im2col(const T* input, T* col, index_t n0, index_t nb, const Conv2dShape& s
   }
 }
 
-// The adjoint of im2col: grad_in[n0+n, c] = sum of the dcol entries that read each pixel.
-// Each (n, c) plane is owned by one thread and summed in a fixed order.
+// The adjoint of im2col: grad_in[n0+n, c0+c] = sum of the dcol entries that read each
+// pixel. Each (n, c) plane is owned by one thread and summed in a fixed order.
 template <typename T>
-void col2im(const T* dcol, T* grad_input, index_t n0, index_t nb, const Conv2dShape& s) {
-  const index_t C = s.in_channels, H = s.height, W = s.width;
+void col2im(const T* dcol, T* grad_input, index_t n0, index_t nb, const Conv2dShape& s, index_t c0 = 0,
+            index_t channels = -1) {
+  const index_t C = channels < 0 ? s.in_channels : channels, H = s.height, W = s.width;
   const index_t OH = s.out_h, OW = s.out_w, OHW = OH * OW, L = nb * OHW;
   const index_t KK = s.kernel_h * s.kernel_w;
   const Phases p = phases_of(s);
@@ -173,7 +177,7 @@ void col2im(const T* dcol, T* grad_input, index_t n0, index_t nb, const Conv2dSh
             for (index_t x = 0; x < OW; ++x) dst[y * p.pw + x] += row[y * OW + x];
         }
       }
-      merge_phases(phases, grad_input + ((n0 + n) * C + c) * H * W, p, s);
+      merge_phases(phases, grad_input + ((n0 + n) * s.in_channels + c0 + c) * H * W, p, s);
     }
   }
 }
@@ -182,13 +186,6 @@ void col2im(const T* dcol, T* grad_input, index_t n0, index_t nb, const Conv2dSh
 constexpr index_t kSampleParallelBatch = 4;
 // Weight-gradient partial sums: at most this many fixed groups of consecutive samples.
 constexpr index_t kWeightGradGroups = 8;
-
-// One group of a grouped layer as a layer of its own (its channels at the group's offset).
-Conv2dShape group_shape(const Conv2dShape& s) {
-  Conv2dShape g = s;
-  g.in_channels = s.in_channels / s.groups, g.out_channels = s.out_channels / s.groups, g.groups = 1;
-  return g;
-}
 
 bool sample_parallel(const Conv2dShape& s) {
   constexpr index_t kInt = (index_t(1) << 31) - 1;
@@ -1040,7 +1037,7 @@ template <typename T>
 void conv2d_forward(const T* input, const T* weight, const T* bias, T* output,
                     const Conv2dShape& s) {
   const index_t O = s.out_channels, G = s.groups, OHW = s.out_h * s.out_w;
-  const index_t R = s.in_channels * s.kernel_h * s.kernel_w, Rg = R / G, Og = O / G;
+  const index_t R = s.in_channels * s.kernel_h * s.kernel_w, Rg = R / G, Og = O / G, Cg = s.in_channels / G;
   if (s.batch == 0 || O == 0 || OHW == 0) return;
   if (depthwise_applies(s)) {
     depthwise_forward(input, weight, bias, output, s);
@@ -1079,27 +1076,19 @@ void conv2d_forward(const T* input, const T* weight, const T* bias, T* output,
   }
 #endif
   if (sample_parallel(s)) {
-    // Blocks of `per` consecutive samples: one col, one GEMM (wide enough to amortize the
-    // BLAS's packing of W), then scattered into NCHW with the bias.
+    // Blocks of `per` consecutive samples: per group one col and one GEMM (wide enough to
+    // amortize the BLAS's packing of W), then scattered into NCHW with the bias. A group's
+    // columns at a time stay in L2, where a sample's whole matrix (R x OHW: 7 MB on
+    // 8x256x56x56 s2 in 32 groups) went to memory and back; the same products either way.
     const index_t per = block_samples(s), blocks = (s.batch + per - 1) / per;
 #pragma omp parallel for schedule(static) num_threads(threads_for(s.batch * R * OHW))
     for (index_t k = 0; k < blocks; ++k) {
       const index_t n0 = k * per, nb = std::min(per, s.batch - n0), L = nb * OHW;
       T* out = nb == 1 ? output + n0 * O * OHW : scratch<T>(5, O * L);
-      if (G > 1 && nb == 1) {  // a group's columns at a time, as in the backward
-        const Conv2dShape sg = group_shape(s);
-        T* col = scratch<T>(3, Rg * L);  // this thread's
-        for (index_t g = 0; g < G; ++g) {
-          im2col(input + (n0 * s.in_channels + g * sg.in_channels) * s.height * s.width, col, 0, 1, sg);
-          gemm_serial<T>(false, false, Og, L, Rg, T(1), weight + g * Og * Rg, Rg, col, L, T(0), out + g * Og * L, L);
-        }
-      } else {
-        T* col = scratch<T>(3, R * L);  // this thread's
-        im2col(input, col, n0, nb, s);
-        for (index_t g = 0; g < G; ++g) {
-          gemm_serial<T>(false, false, Og, L, Rg, T(1), weight + g * Og * Rg, Rg,
-                         col + g * Rg * L, L, T(0), out + g * Og * L, L);
-        }
+      T* col = scratch<T>(3, Rg * L);  // this thread's
+      for (index_t g = 0; g < G; ++g) {
+        im2col(input, col, n0, nb, s, g * Cg, Cg);
+        gemm_serial<T>(false, false, Og, L, Rg, T(1), weight + g * Og * Rg, Rg, col, L, T(0), out + g * Og * L, L);
       }
       if (nb == 1) {
         if (bias) {
@@ -1130,7 +1119,7 @@ template <typename T>
 void conv2d_backward(const T* input, const T* weight, const T* grad_output, T* grad_input,
                      T* grad_weight, T* grad_bias, const Conv2dShape& s) {
   const index_t O = s.out_channels, G = s.groups, OHW = s.out_h * s.out_w;
-  const index_t R = s.in_channels * s.kernel_h * s.kernel_w, Rg = R / G, Og = O / G;
+  const index_t R = s.in_channels * s.kernel_h * s.kernel_w, Rg = R / G, Og = O / G, Cg = s.in_channels / G;
   if (s.batch == 0 || O == 0 || OHW == 0) {
     if (grad_input) std::fill(grad_input, grad_input + s.batch * s.in_channels * s.height * s.width, T(0));
     return;
@@ -1184,29 +1173,6 @@ void conv2d_backward(const T* input, const T* weight, const T* grad_output, T* g
       T* partial = grad_weight ? partials + grp * O * Rg : nullptr;
       if (partial) std::fill(partial, partial + O * Rg, T(0));
       const index_t first = grp * per_group, last = std::min(s.batch, first + per_group);
-      if (G > 1 && per == 1) {
-        // Grouped, a sample at a time: one group's columns at a time (Rg x OHW, in L2),
-        // not the sample's (R x OHW: 7 MB on 8x256x56x56 s2 in 32 groups, written and
-        // read back twice over from memory). The same products, so the same results.
-        const Conv2dShape sg = group_shape(s);
-        const index_t plane = s.height * s.width;
-        for (index_t n = first; n < last; ++n)
-          for (index_t g = 0; g < G; ++g) {
-            const T* dy = grad_output + (n * O + g * Og) * OHW;
-            const index_t channels = (n * s.in_channels + g * sg.in_channels) * plane;
-            if (grad_input) {
-              T* dcol = scratch<T>(5, Rg * OHW);
-              gemm_serial<T>(true, false, Rg, OHW, Og, T(1), weight + g * Og * Rg, Rg, dy, OHW, T(0), dcol, OHW);
-              col2im(dcol, grad_input + channels, 0, 1, sg);
-            }
-            if (partial) {
-              T* col = scratch<T>(3, Rg * OHW);
-              im2col(input + channels, col, 0, 1, sg);
-              gemm_serial<T>(false, true, Og, Rg, OHW, T(1), dy, OHW, col, OHW, T(1), partial + g * Og * Rg, Rg);
-            }
-          }
-        continue;
-      }
       for (index_t n0 = first; n0 < last; n0 += per) {
         const index_t nb = std::min(per, last - n0), L = nb * OHW;
         // dY of the block as O x L (a view when the block is one sample).
@@ -1218,20 +1184,17 @@ void conv2d_backward(const T* input, const T* weight, const T* grad_output, T* g
               std::copy(dy + (n * O + o) * OHW, dy + (n * O + o + 1) * OHW, gathered + o * L + n * OHW);
           dy = gathered;
         }
-        if (grad_input) {
-          T* dcol = scratch<T>(5, R * L);  // this thread's
-          for (index_t g = 0; g < G; ++g) {
-            gemm_serial<T>(true, false, Rg, L, Og, T(1), weight + g * Og * Rg, Rg,
-                           dy + g * Og * L, L, T(0), dcol + g * Rg * L, L);
+        // A group at a time, its columns in L2 (as in the forward).
+        for (index_t g = 0; g < G; ++g) {
+          if (grad_input) {
+            T* dcol = scratch<T>(5, Rg * L);  // this thread's
+            gemm_serial<T>(true, false, Rg, L, Og, T(1), weight + g * Og * Rg, Rg, dy + g * Og * L, L, T(0), dcol, L);
+            col2im(dcol, grad_input, n0, nb, s, g * Cg, Cg);
           }
-          col2im(dcol, grad_input, n0, nb, s);
-        }
-        if (partial) {
-          T* col = scratch<T>(3, R * L);
-          im2col(input, col, n0, nb, s);
-          for (index_t g = 0; g < G; ++g) {
-            gemm_serial<T>(false, true, Og, Rg, L, T(1), dy + g * Og * L, L,
-                           col + g * Rg * L, L, T(1), partial + g * Og * Rg, Rg);
+          if (partial) {
+            T* col = scratch<T>(3, Rg * L);
+            im2col(input, col, n0, nb, s, g * Cg, Cg);
+            gemm_serial<T>(false, true, Og, Rg, L, T(1), dy + g * Og * L, L, col, L, T(1), partial + g * Og * Rg, Rg);
           }
         }
       }
