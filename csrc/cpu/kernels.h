@@ -90,7 +90,7 @@ void max_pool2d_backward(const T* grad_output, const I* indices, T* grad_input,
 
 // Window codes: autograd's own record of each window's winner as one byte, 3 r + c for
 // the winner's row r and column c in the window, in place of a 4-byte flat index (the
-// indices are a fifth of max pooling's bytes otherwise). Only where this holds: 3x3
+// indices are a sixth of max pooling's bytes otherwise). Only where this holds: 3x3
 // windows, stride 2, padding 1 on planes of even width 4 and more (the flat kernels).
 bool max_pool2d_window_codes(const Pool2dShape& s);
 

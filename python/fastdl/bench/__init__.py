@@ -9,8 +9,8 @@ Each family module (conv, optim, train, ...) exposes ``cases(threads)``: a list 
   flops    floating-point operations (compute-bound work) or None
   check    zero-argument callable asserting fastdl's answer agrees with NumPy's / torch's
 The runner checks each answer, warms up, takes the median of repeats for every library in
-one process with the same thread count (fastdl and PyTorch in turns), and prints ms, ratios and GFLOP/s or GB/s next to
-this machine's measured sgemm peak and copy bandwidth.
+one process with the same thread count (fastdl and PyTorch in turns), and prints ms,
+ratios and GFLOP/s or GB/s next to this machine's measured sgemm peak and copy bandwidth.
 """
 from __future__ import annotations
 
@@ -52,13 +52,20 @@ def _warm_up(fn: Callable[[], object], warmup: int) -> None:
         calls += 1
 
 
-def _timed(fn: Callable[[], object], repeats: int, warmup: int, min_s: float = 0.0) -> List[float]:
-    _warm_up(fn, warmup)
-    times: List[float] = []
-    while len(times) < repeats or (sum(times) < min_s and len(times) < MAX_REPEATS):
+def _time_into(fn: Callable[[], object], times: List[float], runs: int, min_s: float,
+               most: int = MAX_REPEATS) -> None:
+    """Appends timed runs of fn to times until it holds at least ``runs`` of them and at
+    least ``min_s`` seconds of them (at most ``most`` runs for the seconds)."""
+    while len(times) < runs or (sum(times) < min_s and len(times) < most):
         start = time.perf_counter()
         fn()
         times.append(time.perf_counter() - start)
+
+
+def _timed(fn: Callable[[], object], repeats: int, warmup: int, min_s: float = 0.0) -> List[float]:
+    _warm_up(fn, warmup)
+    times: List[float] = []
+    _time_into(fn, times, repeats, min_s)
     return times
 
 
@@ -87,12 +94,8 @@ def medians_ms(fns: Sequence[Callable[[], object]], repeats: int = 5, warmup: in
         _warm_up(fn, warmup)
     times: List[List[float]] = [[] for _ in fns]
     for r in range(1, ROUNDS + 1):
-        runs, seconds, most = -(-repeats * r // ROUNDS), MIN_TIMED_S * r / ROUNDS, MAX_REPEATS * r // ROUNDS
         for fn, taken in zip(fns, times):
-            while len(taken) < runs or (sum(taken) < seconds and len(taken) < most):
-                start = time.perf_counter()
-                fn()
-                taken.append(time.perf_counter() - start)
+            _time_into(fn, taken, -(-repeats * r // ROUNDS), MIN_TIMED_S * r / ROUNDS, MAX_REPEATS * r // ROUNDS)
     return [1e3 * float(np.median(taken)) for taken in times]
 
 
